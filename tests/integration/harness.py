@@ -1,0 +1,148 @@
+"""Driving the real worker process against a provisioned stack, and reading what users would see."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from worker.local_aws import Stack, aws_client
+from worker.secret_hash import secret_hash
+
+
+@dataclass
+class WorkerRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def logs(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        return [line for line in self.logs if line.get("event") == event]
+
+
+def worker_env(stack: Stack, **overrides: str) -> dict[str, str]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COGNITO_"))}
+    settings = {"RECEIVE_WAIT_S": "1", "HEALTH_PORT": "0", "LOG_FORMAT": "json", **overrides}
+    return {**inherited, **stack.worker_env(**settings)}
+
+
+def run_worker(stack: Stack, timeout_s: float = 90, **overrides: str) -> WorkerRun:
+    """Run `python -m worker run --exit-when-idle` until the queue is drained."""
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "run", "--exit-when-idle"],
+        env=worker_env(stack, **overrides),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    return WorkerRun(done.returncode, done.stdout, done.stderr)
+
+
+def job(job_type: str, **fields: Any) -> str:
+    return json.dumps({"version": 1, "type": job_type, **fields})
+
+
+def enqueue(stack: Stack, *bodies: str) -> list[str]:
+    """Send the bodies; return their SQS message ids."""
+    sqs = aws_client("sqs", stack.endpoints.moto)
+    ids = []
+    for start in range(0, len(bodies), 10):
+        chunk = bodies[start : start + 10]
+        answer = sqs.send_message_batch(
+            QueueUrl=stack.jobs_queue_url,
+            Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(chunk)],
+        )
+        assert not answer.get("Failed"), answer
+        by_id = {entry["Id"]: entry["MessageId"] for entry in answer["Successful"]}
+        ids += [by_id[str(i)] for i in range(len(chunk))]
+    return ids
+
+
+@dataclass
+class Published:
+    body: dict[str, Any]
+    attributes: dict[str, str]
+    raw: str
+
+
+def read_results(stack: Stack) -> list[Published]:
+    """Every result published so far, as the topic's subscribed queue received it."""
+    sqs = aws_client("sqs", stack.endpoints.moto)
+    results: list[Published] = []
+    while True:
+        answer = sqs.receive_message(
+            QueueUrl=stack.results_queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0,
+            MessageAttributeNames=["All"],
+        )
+        messages = answer.get("Messages", [])
+        if not messages:
+            return results
+        for message in messages:
+            attributes = {
+                name: value["StringValue"]
+                for name, value in message.get("MessageAttributes", {}).items()
+            }
+            results.append(Published(json.loads(message["Body"]), attributes, message["Body"]))
+            sqs.delete_message(
+                QueueUrl=stack.results_queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+
+
+def by_job_id(results: list[Published]) -> dict[str, dict[str, Any]]:
+    return {r.body["job_id"]: r.body for r in results}
+
+
+def queue_depth(stack: Stack, queue_url: str) -> int:
+    """Messages on a queue, visible or in flight."""
+    attributes = aws_client("sqs", stack.endpoints.moto).get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def user_status(stack: Stack, username: str) -> str | None:
+    idp = aws_client("cognito-idp", stack.endpoints.moto)
+    try:
+        user = idp.admin_get_user(UserPoolId=stack.user_pool_id, Username=username)
+        return str(user["UserStatus"])
+    except idp.exceptions.UserNotFoundException:
+        return None
+
+
+def create_confirmed_user(stack: Stack, username: str, password: str = "Start-Passw0rd!") -> None:
+    idp = aws_client("cognito-idp", stack.endpoints.moto)
+    idp.admin_create_user(
+        UserPoolId=stack.user_pool_id,
+        Username=username,
+        MessageAction="SUPPRESS",
+        UserAttributes=[
+            {"Name": "email", "Value": f"{username}@example.com"},
+            {"Name": "email_verified", "Value": "true"},
+        ],
+    )
+    idp.admin_set_user_password(
+        UserPoolId=stack.user_pool_id, Username=username, Password=password, Permanent=True
+    )
+
+
+def create_unconfirmed_user(stack: Stack, username: str) -> None:
+    aws_client("cognito-idp", stack.endpoints.cognito).sign_up(
+        ClientId=stack.client_id,
+        Username=username,
+        Password="Start-Passw0rd!",
+        SecretHash=secret_hash(username, stack.client_id, stack.client_secret),
+        UserAttributes=[{"Name": "email", "Value": f"{username}@example.com"}],
+    )

@@ -1,0 +1,247 @@
+"""The real worker process, end to end, against moto server (and the Cognito front) over HTTP.
+
+What moto verifies and what it does not (see worker/local_aws.py):
+- moto never checks the SecretHash on the five job operations; the Cognito front does, with its
+  own HMAC. The hash itself is checked independently in test_secret_hash_is_accepted_by_moto
+  (moto's InitiateAuth USER_SRP_AUTH check) and in tests/unit/test_secret_hash.py (Node vectors).
+- moto has no ResendConfirmationCode: the front answers it from the user's state in moto.
+- moto does not check confirmation codes that it did not issue itself: a confirm succeeding here
+  proves the request was well-formed and signed, not that a code was right.
+"""
+
+from worker.local_aws import Stack, aws_client
+from worker.secret_hash import secret_hash
+
+from .harness import (
+    by_job_id,
+    create_confirmed_user,
+    create_unconfirmed_user,
+    enqueue,
+    job,
+    queue_depth,
+    read_results,
+    run_worker,
+    user_status,
+)
+
+PASSWORD = "Valid-Passw0rd!"
+
+
+def test_every_job_type_reaches_cognito_and_its_result_the_topic(stack: Stack) -> None:
+    create_unconfirmed_user(stack, "carl")
+    create_unconfirmed_user(stack, "dana")
+    create_confirmed_user(stack, "erin")
+    create_confirmed_user(stack, "fay")
+    message_ids = enqueue(
+        stack,
+        job("sign_up", job_id="j-sign-up", username="ann", password=PASSWORD,
+            user_attributes={"email": "ann@example.com", "given_name": "Ann"},
+            client_metadata={"source": "bulk"}, user_context={"ip_address": "192.0.2.10"}),
+        job("confirm_sign_up", job_id="j-confirm", username="carl", confirmation_code="123456"),
+        job("resend_confirmation_code", job_id="j-resend", username="dana"),
+        job("forgot_password", job_id="j-forgot", username="erin"),
+        job("confirm_forgot_password", job_id="j-reset", username="fay",
+            confirmation_code="123456", password="New-Passw0rd!"),
+        job("forgot_password", username="erin"),  # no job id: the SQS MessageId stands in
+    )  # fmt: skip
+
+    run = run_worker(stack)
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = read_results(stack)
+    assert len(results) == 6
+    outcome = by_job_id(results)
+    assert {r.body["status"] for r in results} == {"succeeded"}
+
+    idp = aws_client("cognito-idp", stack.endpoints.moto)
+    ann = idp.admin_get_user(UserPoolId=stack.user_pool_id, Username="ann")
+    sub = next(a["Value"] for a in ann["UserAttributes"] if a["Name"] == "sub")
+    assert ann["UserStatus"] == "UNCONFIRMED"
+    assert outcome["j-sign-up"]["user_sub"] == sub
+    assert outcome["j-sign-up"]["user_confirmed"] is False
+    assert user_status(stack, "carl") == "CONFIRMED"
+    assert outcome["j-confirm"]["user_confirmed"] is True
+    assert outcome["j-resend"]["code_delivery"] == {
+        "destination": "d***@e***", "delivery_medium": "EMAIL", "attribute_name": "email",
+    }  # fmt: skip
+    assert outcome["j-forgot"]["code_delivery"]["delivery_medium"] == "EMAIL"
+    # The new password works: moto's InitiateAuth checks it.
+    idp.admin_initiate_auth(
+        UserPoolId=stack.user_pool_id, ClientId=stack.client_id, AuthFlow="ADMIN_NO_SRP_AUTH",
+        AuthParameters={"USERNAME": "fay", "PASSWORD": "New-Passw0rd!",
+                        "SECRET_HASH": secret_hash("fay", stack.client_id, stack.client_secret)},
+    )  # fmt: skip
+    assert outcome[message_ids[5]]["type"] == "forgot_password"
+    for result in results:
+        assert result.attributes == {
+            "job_type": result.body["type"],
+            "status": "succeeded",
+            "client_id": stack.client_id,
+        }
+        assert result.body["attempts"] == 1
+        assert result.body["received_at"] <= result.body["finished_at"]
+    assert queue_depth(stack, stack.jobs_queue_url) == 0
+    assert queue_depth(stack, stack.dead_letter_queue_url) == 0
+    (line,) = [e for e in run.events("job finished") if e["job_id"] == "j-sign-up"]
+    assert line["status"] == "succeeded"
+    assert line["attempts"] == 1
+    assert line["duration_ms"] > 0
+
+
+def test_secret_hash_is_accepted_by_moto(stack: Stack) -> None:
+    """moto checks SECRET_HASH in InitiateAuth USER_SRP_AUTH only: sign up through the worker,
+    then authenticate with the worker's hash directly against moto (bypassing the front)."""
+    enqueue(stack, job("sign_up", job_id="j1", username="srp.user-1", password=PASSWORD,
+                       user_attributes={"email": "srp@example.com"}))  # fmt: skip
+    assert run_worker(stack).returncode == 0
+    assert by_job_id(read_results(stack))["j1"]["status"] == "succeeded"
+    idp = aws_client("cognito-idp", stack.endpoints.moto)
+
+    def srp(hash_value: str) -> str:
+        try:
+            idp.initiate_auth(
+                ClientId=stack.client_id, AuthFlow="USER_SRP_AUTH",
+                AuthParameters={"USERNAME": "srp.user-1", "SRP_A": "1", "SECRET_HASH": hash_value},
+            )  # fmt: skip
+        except idp.exceptions.ClientError as error:
+            return str(error.response["Error"]["Code"])
+        return "accepted"
+
+    good = secret_hash("srp.user-1", stack.client_id, stack.client_secret)
+    # Past the hash check, moto stops at the user's state: the hash was accepted.
+    assert srp(good) in {"UserNotConfirmedException", "accepted"}
+    assert srp(secret_hash("srp.user-1", stack.client_id, "not-the-secret")) == (
+        "NotAuthorizedException"
+    )
+
+
+def test_permanent_errors_fail_the_job_and_delete_the_message(stack: Stack) -> None:
+    create_confirmed_user(stack, "bob")
+    enqueue(
+        stack,
+        job("sign_up", job_id="exists", username="bob", password=PASSWORD),
+        job("sign_up", job_id="weak", username="walt", password="short"),
+        job("confirm_sign_up", job_id="nobody", username="ghost", confirmation_code="1"),
+        job("confirm_sign_up", job_id="again", username="bob", confirmation_code="1"),
+    )
+    run = run_worker(stack)
+    assert run.returncode == 0
+    outcome = by_job_id(read_results(stack))
+    assert outcome["exists"]["status"] == "failed"
+    assert outcome["exists"]["error"]["code"] == "UsernameExistsException"
+    assert outcome["exists"]["error"]["retryable"] is False
+    assert outcome["weak"]["error"]["code"] == "InvalidPasswordException"
+    assert outcome["nobody"]["error"]["code"] == "UserNotFoundException"
+    assert user_status(stack, "walt") is None
+    assert queue_depth(stack, stack.jobs_queue_url) == 0
+    assert queue_depth(stack, stack.dead_letter_queue_url) == 0
+
+
+def test_malformed_messages_are_rejected_and_moved_to_the_dlq(stack: Stack) -> None:
+    bodies = [
+        "not json at all",
+        "[1, 2, 3]",
+        job("delete_everything", job_id="m-unknown-type", username="ann"),
+        job("sign_up", job_id="m-extra", username="ann", password=PASSWORD, admin=True),
+        job("forgot_password", job_id="m-client", username="ann", client_id="notconfigured"),
+    ]
+    message_ids = enqueue(stack, *bodies)
+    run = run_worker(stack)
+    assert run.returncode == 0
+    results = read_results(stack)
+    assert len(results) == 5
+    assert {r.body["status"] for r in results} == {"rejected"}
+    by_message = {r.body["sqs_message_id"]: r.body for r in results}
+    assert by_message[message_ids[0]]["job_id"] is None
+    assert "not JSON" in by_message[message_ids[0]]["error"]["message"]
+    assert "not an object" in by_message[message_ids[1]]["error"]["message"]
+    assert by_message[message_ids[2]]["job_id"] == "m-unknown-type"
+    assert by_message[message_ids[3]]["type"] == "sign_up"
+    assert "admin: Extra inputs are not permitted" in by_message[message_ids[3]]["error"]["message"]
+    assert (
+        "'notconfigured' is not a configured app client"
+        in (by_message[message_ids[4]]["error"]["message"])
+    )
+    assert all(r.body["error"]["code"] == "InvalidJob" for r in results)
+    assert user_status(stack, "ann") is None
+    # Nothing lost: every body is on the DLQ, with the reason; the jobs queue is empty.
+    sqs = aws_client("sqs", stack.endpoints.moto)
+    dead = sqs.receive_message(
+        QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10,
+        MessageAttributeNames=["All"],
+    )["Messages"]  # fmt: skip
+    assert sorted(m["Body"] for m in dead) == sorted(bodies)
+    assert all(m["MessageAttributes"]["rejection_reason"]["StringValue"] for m in dead)
+    assert queue_depth(stack, stack.jobs_queue_url) == 0
+
+
+def test_without_a_dlq_a_malformed_message_stays_for_the_redrive_policy(stack: Stack) -> None:
+    enqueue(stack, "{broken")
+    run = run_worker(stack, DEAD_LETTER_QUEUE_URL="", VISIBILITY_TIMEOUT_S="40")
+    assert run.returncode == 0
+    (result,) = read_results(stack)
+    assert result.body["status"] == "rejected"
+    assert queue_depth(stack, stack.jobs_queue_url) == 1  # not deleted: SQS redrives it later
+
+
+def test_several_app_clients_including_one_without_a_secret(stack: Stack) -> None:
+    idp = aws_client("cognito-idp", stack.endpoints.moto)
+    public = idp.create_user_pool_client(
+        UserPoolId=stack.user_pool_id, ClientName="public", GenerateSecret=False
+    )["UserPoolClient"]["ClientId"]
+    clients = (
+        f'{{"{stack.client_id}": {{"user_pool_id": "{stack.user_pool_id}", '
+        f'"client_secret": "{stack.client_secret}"}}, '
+        f'"{public}": {{"user_pool_id": "{stack.user_pool_id}"}}}}'
+    )
+    enqueue(
+        stack,
+        job("sign_up", job_id="default", username="uma", password=PASSWORD),
+        job("sign_up", job_id="public", client_id=public, username="vic", password=PASSWORD),
+    )
+    run = run_worker(
+        stack, COGNITO_CLIENTS=clients, COGNITO_CLIENT_ID="", COGNITO_USER_POOL_ID="",
+        COGNITO_CLIENT_SECRET="",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    results = read_results(stack)
+    outcome = by_job_id(results)
+    # The front refuses a hash sent for a client without a secret, and a missing one otherwise.
+    assert outcome["default"]["status"] == "succeeded"
+    assert outcome["default"]["client_id"] == stack.client_id
+    assert outcome["public"]["status"] == "succeeded"
+    assert outcome["public"]["client_id"] == public
+    assert {r.attributes["client_id"] for r in results} == {stack.client_id, public}
+
+
+def test_transient_errors_are_retried_then_handed_back_to_sqs(stack: Stack) -> None:
+    """Straight to moto, ResendConfirmationCode answers HTTP 500 (moto lacks it): a real
+    transient failure. The worker retries it, then hands the message back without a result."""
+    create_unconfirmed_user(stack, "dana")
+    enqueue(stack, job("resend_confirmation_code", job_id="r1", username="dana"))
+    run = run_worker(
+        stack,
+        AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER=stack.endpoints.moto,
+        RETRY_MAX_ATTEMPTS="3",
+    )
+    assert run.returncode == 0
+    assert read_results(stack) == []
+    assert queue_depth(stack, stack.jobs_queue_url) == 1
+    assert len(run.events("cognito call will be retried")) == 2
+    (handed_back,) = run.events("job handed back to the queue")
+    assert handed_back["attempts"] == 3
+    assert handed_back["error_class"] == "TransientError"
+    assert handed_back["visible_again_in_s"] > 0
+
+
+def test_a_wrong_client_secret_fails_no_job(stack: Stack) -> None:
+    enqueue(stack, job("sign_up", job_id="w1", username="wendy", password=PASSWORD))
+    run = run_worker(stack, COGNITO_CLIENT_SECRET="not-the-right-secret")
+    assert run.returncode == 0
+    assert read_results(stack) == []  # no failed result: the job is not to blame
+    assert queue_depth(stack, stack.jobs_queue_url) == 1
+    (handed_back,) = run.events("job handed back to the queue")
+    assert handed_back["level"] == "error"
+    assert handed_back["error_class"] == "ConfigurationError"
+    assert "SecretHash does not match" in handed_back["error_message"]
+    assert user_status(stack, "wendy") is None

@@ -1,0 +1,94 @@
+"""The command line, run as users run it: a child process, reading what it prints."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.unit.test_secret_hash import NODE_VECTORS
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("COGNITO_", "AWS_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(("username", "client_id", "secret", "expected"), NODE_VECTORS)
+def test_secret_hash_command(username: str, client_id: str, secret: str, expected: str) -> None:
+    done = cli("secret-hash", "--username", username, "--client-id", client_id,
+               env={"COGNITO_CLIENT_SECRET": secret})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
+
+
+def test_secret_hash_without_secret_names_the_variable() -> None:
+    done = cli("secret-hash", "--username", "alice", "--client-id", "abc")
+    assert done.returncode == 2
+    assert "COGNITO_CLIENT_SECRET" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_schema_lists_every_job_type_and_the_result() -> None:
+    done = cli("schema")
+    schema = json.loads(done.stdout)
+    job_types = {
+        definition["properties"]["type"]["const"]
+        for definition in schema["job"]["$defs"].values()
+        if "type" in definition.get("properties", {})
+    }
+    assert job_types == {
+        "sign_up", "confirm_sign_up", "resend_confirmation_code", "forgot_password",
+        "confirm_forgot_password",
+    }  # fmt: skip
+    assert set(schema["result"]["properties"]["status"]["$ref"].split("/")[-1:]) == {"ResultStatus"}
+    assert schema["result"]["$defs"]["ResultStatus"]["enum"] == ["succeeded", "failed", "rejected"]
+
+
+GOOD_ENV = {
+    "AWS_REGION": "us-east-1",
+    "JOBS_QUEUE_URL": "http://127.0.0.1:1/123456789012/jobs",
+    "RESULTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:results",
+    "COGNITO_USER_POOL_ID": "us-east-1_abc",
+    "COGNITO_CLIENT_ID": "abc123",
+    "COGNITO_CLIENT_SECRET": "very-secret-client-secret",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "variable"),
+    [
+        ({"JOBS_QUEUE_URL": ""}, "JOBS_QUEUE_URL"),
+        ({"RESULTS_TOPIC_ARN": "results"}, "RESULTS_TOPIC_ARN"),
+        ({"MAX_JOBS_IN_FLIGHT": "many"}, "MAX_JOBS_IN_FLIGHT"),
+        ({"HEALTH_PORT": "70000"}, "HEALTH_PORT"),
+        ({"JOB_TIMEOUT_S": "55"}, "JOB_TIMEOUT_S"),
+        ({"COGNITO_CLIENT_ID": ""}, "COGNITO_CLIENT_ID"),
+        ({"AWS_REGION": ""}, "AWS_REGION"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+    ],
+)
+def test_bad_setting_stops_with_exit_2_and_one_line(change: dict[str, str], variable: str) -> None:
+    done = cli("run", env={**GOOD_ENV, **change})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"cognito-worker: bad setting {variable}: ")
+    assert "very-secret-client-secret" not in done.stderr + done.stdout
+
+
+def test_bad_clients_json_does_not_echo_the_secret() -> None:
+    env = {k: v for k, v in GOOD_ENV.items() if not k.startswith("COGNITO_")}
+    env["COGNITO_CLIENTS"] = '{"abc": {"user_pool_id": "us-east-1_x", "client_secret": "s3cr3t-v'
+    done = cli("run", env=env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("cognito-worker: bad setting COGNITO_CLIENTS: not valid JSON")
+    assert "s3cr3t-v" not in done.stderr

@@ -1,0 +1,181 @@
+"""The Cognito gateway: the only place that knows the Cognito API.
+
+It turns a job into its one Cognito call, with the SecretHash of exactly the username it sends, and
+turns the answer into a :class:`CognitoSuccess` or one of the :mod:`worker.outcomes` errors.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
+from worker.jobs import (
+    CodeDelivery,
+    ConfirmForgotPasswordJob,
+    ConfirmSignUpJob,
+    ForgotPasswordJob,
+    Job,
+    JobType,
+    ResendConfirmationCodeJob,
+    SignUpJob,
+)
+from worker.logs import scrub
+from worker.outcomes import (
+    ALREADY_CONFIRMED_MESSAGE,
+    CognitoError,
+    CognitoSuccess,
+    PermanentError,
+    TransientError,
+    classify,
+    per_job_code,
+)
+from worker.secret_hash import secret_hash
+from worker.settings import AppClient
+
+if TYPE_CHECKING:
+    from types_aiobotocore_cognito_idp.client import CognitoIdentityProviderClient
+
+_MAX_MESSAGE_CHARS = 500
+
+# Which Cognito operation each job type calls (and so which quota category it draws on).
+OPERATIONS: dict[JobType, str] = {
+    JobType.SIGN_UP: "SignUp",
+    JobType.CONFIRM_SIGN_UP: "ConfirmSignUp",
+    JobType.RESEND_CONFIRMATION_CODE: "ResendConfirmationCode",
+    JobType.FORGOT_PASSWORD: "ForgotPassword",
+    JobType.CONFIRM_FORGOT_PASSWORD: "ConfirmForgotPassword",
+}
+
+
+def job_secrets(job: Job, app_client: AppClient) -> list[str]:
+    """Every secret value a job's request carries: masked in logs and error texts."""
+    values = []
+    if isinstance(job, SignUpJob | ConfirmForgotPasswordJob):
+        values.append(job.password.get_secret_value())
+    if isinstance(job, ConfirmSignUpJob | ConfirmForgotPasswordJob):
+        values.append(job.confirmation_code.get_secret_value())
+    if app_client.client_secret is not None:
+        secret = app_client.client_secret.get_secret_value()
+        values += [secret, secret_hash(job.username_sent, app_client.client_id, secret)]
+    return values
+
+
+class CognitoGateway:
+    """Runs one job's Cognito call for a configured app client."""
+
+    def __init__(self, client: CognitoIdentityProviderClient) -> None:
+        self._client = client
+
+    async def execute(self, job: Job, app_client: AppClient, job_id: str) -> CognitoSuccess:
+        """Make the job's call once; raise a :class:`CognitoError` subclass when it fails."""
+        request = _common_request(job, app_client, job_id)
+        try:
+            return await self._call(job, request)
+        except ClientError as error:
+            raise _translate(error, job, app_client) from None
+        except ParamValidationError as error:
+            raise PermanentError(
+                "InvalidParameterException", _safe_message(str(error), job, app_client)
+            ) from None
+        except (BotoCoreError, aiohttp.ClientError, TimeoutError, OSError) as error:
+            # Connection refused or reset, read or connect timeout: the call may or may not have
+            # reached Cognito. The error names an endpoint at most, never a request value.
+            message = _safe_message(str(error), job, app_client)
+            raise TransientError(type(error).__name__, message) from None
+
+    async def _call(self, job: Job, request: dict[str, Any]) -> CognitoSuccess:
+        client = self._client
+        if isinstance(job, SignUpJob):
+            request["Password"] = job.password.get_secret_value()
+            request["UserAttributes"] = _attributes(job.user_attributes)
+            if job.validation_data:
+                request["ValidationData"] = _attributes(job.validation_data)
+            answer: Any = await client.sign_up(**request)
+            return CognitoSuccess(
+                user_sub=answer.get("UserSub"),
+                user_confirmed=answer.get("UserConfirmed"),
+                code_delivery=_code_delivery(answer),
+            )
+        if isinstance(job, ConfirmSignUpJob):
+            request["ConfirmationCode"] = job.confirmation_code.get_secret_value()
+            if job.force_alias_creation is not None:
+                request["ForceAliasCreation"] = job.force_alias_creation
+            try:
+                await client.confirm_sign_up(**request)
+            except ClientError as error:
+                if _is_already_confirmed(error):
+                    # Confirming a confirmed user is what an idempotent worker wanted anyway.
+                    return CognitoSuccess(user_confirmed=True, detail="already_confirmed")
+                raise
+            return CognitoSuccess(user_confirmed=True)
+        if isinstance(job, ResendConfirmationCodeJob):
+            answer = await client.resend_confirmation_code(**request)
+            return CognitoSuccess(code_delivery=_code_delivery(answer))
+        if isinstance(job, ForgotPasswordJob):
+            answer = await client.forgot_password(**request)
+            return CognitoSuccess(code_delivery=_code_delivery(answer))
+        request["ConfirmationCode"] = job.confirmation_code.get_secret_value()
+        request["Password"] = job.password.get_secret_value()
+        await client.confirm_forgot_password(**request)
+        return CognitoSuccess()
+
+
+def _common_request(job: Job, app_client: AppClient, job_id: str) -> dict[str, Any]:
+    username = job.username_sent
+    request: dict[str, Any] = {
+        "ClientId": app_client.client_id,
+        "Username": username,
+        # Triggers see which job caused the call; the producer's own keys come first.
+        "ClientMetadata": {**job.client_metadata, "job_id": job_id},
+    }
+    if app_client.client_secret is not None:
+        # Hash exactly the string sent as Username; a client without a secret gets no hash.
+        request["SecretHash"] = secret_hash(
+            username, app_client.client_id, app_client.client_secret.get_secret_value()
+        )
+    if job.user_context is not None:
+        context = {}
+        if job.user_context.ip_address is not None:
+            context["IpAddress"] = job.user_context.ip_address
+        if job.user_context.encoded_data is not None:
+            context["EncodedData"] = job.user_context.encoded_data
+        request["UserContextData"] = context
+    return request
+
+
+def _attributes(values: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Name": name, "Value": value} for name, value in values.items()]
+
+
+def _code_delivery(answer: Any) -> CodeDelivery | None:
+    details = answer.get("CodeDeliveryDetails")
+    if not details:
+        return None
+    return CodeDelivery(
+        destination=details.get("Destination"),
+        delivery_medium=details.get("DeliveryMedium"),
+        attribute_name=details.get("AttributeName"),
+    )
+
+
+def _is_already_confirmed(error: ClientError) -> bool:
+    details = error.response.get("Error", {})
+    return details.get("Code") == "NotAuthorizedException" and ALREADY_CONFIRMED_MESSAGE in str(
+        details.get("Message", "")
+    )
+
+
+def _translate(error: ClientError, job: Job, app_client: AppClient) -> CognitoError:
+    details = error.response.get("Error", {})
+    code = str(details.get("Code") or "UnknownError")
+    message = _safe_message(str(details.get("Message") or ""), job, app_client)
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    error_class = classify(code, message, status)
+    return error_class(per_job_code(code, message), message)
+
+
+def _safe_message(message: str, job: Job, app_client: AppClient) -> str:
+    """Cognito's (or an emulator's) text without any secret of the request, and not too long."""
+    return scrub(message, job_secrets(job, app_client))[:_MAX_MESSAGE_CHARS]

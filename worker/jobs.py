@@ -1,0 +1,257 @@
+"""The wire contract: the jobs producers send, the results the worker publishes, and their schema.
+
+A job is one flat JSON object per SQS message; a result is one JSON object per SNS message. Field
+limits mirror Cognito's own API model, so a job Cognito would refuse as malformed is rejected here,
+with a reason, before any call is made.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Secret, StringConstraints, TypeAdapter
+
+CONTRACT_VERSION = 1
+
+# Cognito's own patterns (botocore's cognito-idp model), anchored: the API matches the whole value.
+Username = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\p{L}\p{M}\p{S}\p{N}\p{P}]+$")
+]
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\w+]+$")]
+JobId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+AttributeName = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=r"^[\p{L}\p{M}\p{S}\p{N}\p{P}]+$")
+]
+AttributeValue = Annotated[str, StringConstraints(max_length=2048)]
+MetadataValue = Annotated[str, StringConstraints(max_length=131072)]
+Password = Secret[Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^\S+$")]]
+ConfirmationCode = Secret[
+    Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^\S+$")]
+]
+
+
+class JobType(StrEnum):
+    """The five Cognito operations that take a SecretHash."""
+
+    SIGN_UP = "sign_up"
+    CONFIRM_SIGN_UP = "confirm_sign_up"
+    RESEND_CONFIRMATION_CODE = "resend_confirmation_code"
+    FORGOT_PASSWORD = "forgot_password"  # noqa: S105 - a job type, not a password
+    CONFIRM_FORGOT_PASSWORD = "confirm_forgot_password"  # noqa: S105 - a job type
+
+
+class _Strict(BaseModel):
+    # Unknown fields are rejected: a typo in a producer must not silently drop data.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class UserContext(_Strict):
+    """The end user's context, captured by the producer (sent to Cognito as UserContextData)."""
+
+    ip_address: Annotated[str, StringConstraints(max_length=131072)] | None = None
+    encoded_data: Annotated[str, StringConstraints(max_length=131072)] | None = None
+
+
+class _JobBase(_Strict):
+    version: Literal[1] = Field(description="Contract version; always 1.")
+    job_id: JobId | None = Field(
+        default=None, description="Producer-chosen id; the SQS MessageId stands in when absent."
+    )
+    client_id: ClientId | None = Field(
+        default=None, description="Which configured app client; default: the first configured."
+    )
+    client_metadata: dict[AttributeName, MetadataValue] = Field(
+        default_factory=dict,
+        description="Passed to Cognito's Lambda triggers as ClientMetadata (never secrets).",
+    )
+    user_context: UserContext | None = None
+
+    @property
+    def username_sent(self) -> str:
+        """The exact Username string sent to Cognito (and hashed)."""
+        username: str = getattr(self, "username")  # noqa: B009 - every concrete job has one
+        return username
+
+
+class SignUpJob(_JobBase):
+    """Register a new user (Cognito SignUp)."""
+
+    type: Literal["sign_up"]
+    username: Username
+    password: Password
+    user_attributes: dict[AttributeName, AttributeValue] = Field(default_factory=dict)
+    validation_data: dict[AttributeName, AttributeValue] = Field(default_factory=dict)
+
+
+class ConfirmSignUpJob(_JobBase):
+    """Confirm a registration with the code the user received (Cognito ConfirmSignUp)."""
+
+    type: Literal["confirm_sign_up"]
+    username: Username
+    confirmation_code: ConfirmationCode
+    force_alias_creation: bool | None = None
+
+
+class ResendConfirmationCodeJob(_JobBase):
+    """Send the sign-up confirmation code again (Cognito ResendConfirmationCode)."""
+
+    type: Literal["resend_confirmation_code"]
+    username: Username
+
+
+class ForgotPasswordJob(_JobBase):
+    """Start a password reset: Cognito sends the user a code (Cognito ForgotPassword)."""
+
+    type: Literal["forgot_password"]
+    username: Username
+
+
+class ConfirmForgotPasswordJob(_JobBase):
+    """Finish a password reset with the code and the new password (ConfirmForgotPassword)."""
+
+    type: Literal["confirm_forgot_password"]
+    username: Username
+    confirmation_code: ConfirmationCode
+    password: Password
+
+
+Job = Annotated[
+    SignUpJob
+    | ConfirmSignUpJob
+    | ResendConfirmationCodeJob
+    | ForgotPasswordJob
+    | ConfirmForgotPasswordJob,
+    Field(discriminator="type"),
+]
+JOB_ADAPTER: TypeAdapter[Job] = TypeAdapter(Job)
+
+
+class ResultStatus(StrEnum):
+    """How a job ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+class CodeDelivery(BaseModel):
+    """Where Cognito sent a code; the destination is masked by Cognito."""
+
+    destination: str | None = None
+    delivery_medium: str | None = None
+    attribute_name: str | None = None
+
+
+class JobError(BaseModel):
+    """Why a job failed or was rejected."""
+
+    code: str = Field(description="Cognito's exception name, or the worker's own code.")
+    message: str
+    retryable: bool = Field(description="Whether sending the same job again later may succeed.")
+
+
+class JobResult(BaseModel):
+    """The outcome of one job, as published to the results topic."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: Literal[1] = 1
+    job_id: str | None = Field(description="The job's id; null only when a rejected body had none.")
+    type: JobType | None = Field(description="The job type; null when it could not be read.")
+    client_id: str | None
+    status: ResultStatus
+    sqs_message_id: str
+    user_sub: str | None = None
+    user_confirmed: bool | None = None
+    code_delivery: CodeDelivery | None = None
+    detail: str | None = Field(
+        default=None, description="A note on a success, e.g. 'already_confirmed'."
+    )
+    error: JobError | None = None
+    attempts: int = Field(description="Cognito calls made for this job by this delivery.")
+    received_at: datetime
+    finished_at: datetime
+
+    def to_message(self) -> str:
+        """The JSON body published to SNS."""
+        return self.model_dump_json()
+
+
+class MalformedJob(Exception):
+    """Raised by :func:`decode_job` when a message body is not a valid job.
+
+    ``reason`` is safe to publish: it names fields and rules, never the values sent.
+    """
+
+    def __init__(self, reason: str, *, job_id: str | None, job_type: JobType | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.job_id = job_id
+        self.job_type = job_type
+
+
+_MAX_REASON_ERRORS = 5
+
+
+def decode_job(body: str) -> Job:
+    """Parse and validate one SQS message body; raise :class:`MalformedJob` when it is not a job."""
+    try:
+        document = json.loads(body)
+    except (json.JSONDecodeError, RecursionError) as error:
+        reason = f"body is not JSON: {_json_reason(error)}"
+        raise MalformedJob(reason, job_id=None, job_type=None) from None
+    if not isinstance(document, dict):
+        raise MalformedJob(
+            f"body is a JSON {type(document).__name__}, not an object", job_id=None, job_type=None
+        )
+    job_id = _readable_str(document.get("job_id"))
+    job_type = _readable_type(document.get("type"))
+    try:
+        return JOB_ADAPTER.validate_python(document)
+    except ValueError as error:  # pydantic.ValidationError is a ValueError
+        raise MalformedJob(_validation_reason(error), job_id=job_id, job_type=job_type) from None
+
+
+def _json_reason(error: Exception) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} at line {error.lineno} column {error.colno}"
+    return "nested too deeply"
+
+
+def _readable_str(value: Any) -> str | None:
+    if isinstance(value, str) and 0 < len(value) <= 256:
+        return value
+    return None
+
+
+def _readable_type(value: Any) -> JobType | None:
+    try:
+        return JobType(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _validation_reason(error: ValueError) -> str:
+    """Field paths and rules only: pydantic's inputs could be passwords or codes."""
+    errors_method = getattr(error, "errors", None)
+    if errors_method is None:
+        return "invalid job"
+    details = errors_method(include_url=False, include_input=False, include_context=False)
+    parts = []
+    for detail in details[:_MAX_REASON_ERRORS]:
+        location = ".".join(str(part) for part in detail["loc"]) or "body"
+        parts.append(f"{location}: {detail['msg']}")
+    if len(details) > _MAX_REASON_ERRORS:
+        parts.append(f"and {len(details) - _MAX_REASON_ERRORS} more")
+    return "; ".join(parts)
+
+
+def json_schemas() -> dict[str, Any]:
+    """The JSON Schemas of the job (one of five types) and of the result."""
+    return {
+        "job": JOB_ADAPTER.json_schema(),
+        "result": JobResult.model_json_schema(),
+    }

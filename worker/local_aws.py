@@ -1,0 +1,363 @@
+"""An embedded local AWS for the demo and the tests: moto server, plus a Cognito front.
+
+moto does not check the SecretHash on SignUp, ConfirmSignUp, ResendConfirmationCode, ForgotPassword
+or ConfirmForgotPassword, and has no ResendConfirmationCode at all. The front sits before moto's
+Cognito API and closes those two gaps the way Cognito behaves: it refuses a missing or wrong
+SecretHash with Cognito's own error, and answers ResendConfirmationCode from the user's state in
+moto. Everything else passes through to moto unchanged.
+
+Run it as ``python -m worker.local_aws``: it prints one JSON line with its endpoints once ready and
+serves until stopped. Loopback only; needs the ``local`` extra (moto).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import boto3
+from aiohttp import web
+
+LOOPBACK = "127.0.0.1"
+REGION = "us-east-1"
+_TARGET_PREFIX = "AWSCognitoIdentityProviderService."
+_HASHED_OPERATIONS = {
+    "SignUp",
+    "ConfirmSignUp",
+    "ResendConfirmationCode",
+    "ForgotPassword",
+    "ConfirmForgotPassword",
+}
+_HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where the local AWS answers."""
+
+    moto: str  # every service, as moto implements it
+    cognito: str  # Cognito through the front (hash checks, ResendConfirmationCode)
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class _CognitoError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class _Client:
+    user_pool_id: str
+    secret: str | None
+
+
+class CognitoFront:
+    """The aiohttp app in front of moto's Cognito API."""
+
+    def __init__(self, moto_endpoint: str) -> None:
+        self._moto = moto_endpoint
+        self._clients: dict[str, _Client] = {}
+        self._idp = aws_client("cognito-idp", moto_endpoint)
+        self._session: aiohttp.ClientSession | None = None
+
+    def app(self) -> web.Application:
+        """The web application: every path, every method."""
+        app = web.Application(client_max_size=2**22)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.on_cleanup.append(self._close)
+        return app
+
+    async def _close(self, _app: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        target = request.headers.get("X-Amz-Target", "")
+        operation = target.removeprefix(_TARGET_PREFIX) if target.startswith(_TARGET_PREFIX) else ""
+        if operation in _HASHED_OPERATIONS:
+            try:
+                parameters = json.loads(body or b"{}")
+                client = await self._check_secret_hash(parameters)
+                if operation == "ResendConfirmationCode":
+                    answer = await asyncio.to_thread(self._resend, client, parameters)
+                    return web.json_response(answer, content_type="application/x-amz-json-1.1")
+            except _CognitoError as error:
+                return web.json_response(
+                    {"__type": error.code, "message": error.message},
+                    status=400,
+                    headers={"x-amzn-ErrorType": error.code},
+                    content_type="application/x-amz-json-1.1",
+                )
+        return await self._forward(request, body)
+
+    async def _forward(self, request: web.Request, body: bytes) -> web.Response:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=60), auto_decompress=False
+            )
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        async with self._session.request(
+            request.method, self._moto + request.path_qs, headers=headers, data=body
+        ) as answer:
+            payload = await answer.read()
+            reply_headers = {
+                k: v for k, v in answer.headers.items() if k.lower() not in _HOP_HEADERS
+            }
+            return web.Response(status=answer.status, body=payload, headers=reply_headers)
+
+    async def _check_secret_hash(self, parameters: dict[str, Any]) -> _Client:
+        client_id = str(parameters.get("ClientId", ""))
+        client = self._clients.get(client_id)
+        if client is None:
+            await asyncio.to_thread(self._refresh_clients)
+            client = self._clients.get(client_id)
+        if client is None:
+            raise _CognitoError(
+                "ResourceNotFoundException", f"User pool client {client_id} does not exist."
+            )
+        sent = parameters.get("SecretHash")
+        if client.secret is None:
+            if sent is not None:
+                raise _CognitoError(
+                    "NotAuthorizedException", f"Client {client_id} is not configured for secret"
+                )
+            return client
+        if sent is None:
+            raise _CognitoError(
+                "NotAuthorizedException",
+                f"Client {client_id} is configured for secret but secret was not received",
+            )
+        # Cognito's formula, written out here on purpose rather than imported from the worker.
+        message = (str(parameters.get("Username", "")) + client_id).encode("utf-8")
+        expected = base64.b64encode(
+            hmac.new(client.secret.encode("utf-8"), message, hashlib.sha256).digest()
+        ).decode()
+        if not hmac.compare_digest(expected, str(sent)):
+            raise _CognitoError(
+                "NotAuthorizedException", f"SecretHash does not match for the client: {client_id}"
+            )
+        return client
+
+    def _refresh_clients(self) -> None:
+        pools = self._idp.list_user_pools(MaxResults=60)["UserPools"]
+        for pool in pools:
+            listed = self._idp.list_user_pool_clients(UserPoolId=pool["Id"], MaxResults=60)
+            for summary in listed["UserPoolClients"]:
+                described = self._idp.describe_user_pool_client(
+                    UserPoolId=pool["Id"], ClientId=summary["ClientId"]
+                )["UserPoolClient"]
+                self._clients[summary["ClientId"]] = _Client(
+                    pool["Id"], described.get("ClientSecret")
+                )
+
+    def _resend(self, client: _Client, parameters: dict[str, Any]) -> dict[str, Any]:
+        try:
+            user = self._idp.admin_get_user(
+                UserPoolId=client.user_pool_id, Username=str(parameters.get("Username", ""))
+            )
+        except self._idp.exceptions.UserNotFoundException:
+            raise _CognitoError(
+                "UserNotFoundException", "Username/client id combination not found."
+            ) from None
+        if user["UserStatus"] != "UNCONFIRMED":
+            raise _CognitoError("InvalidParameterException", "User is already confirmed.")
+        attributes = {a["Name"]: a["Value"] for a in user.get("UserAttributes", [])}
+        if "email" in attributes:
+            local, _, domain = attributes["email"].partition("@")
+            destination = f"{local[:1]}***@{domain[:1]}***"
+            medium, attribute = "EMAIL", "email"
+        elif "phone_number" in attributes:
+            destination = "+*******" + attributes["phone_number"][-4:]
+            medium, attribute = "SMS", "phone_number"
+        else:
+            raise _CognitoError(
+                "InvalidParameterException", "Cannot resend codes. Auto verification not turned on."
+            )
+        return {
+            "CodeDeliveryDetails": {
+                "Destination": destination,
+                "DeliveryMedium": medium,
+                "AttributeName": attribute,
+            }
+        }
+
+
+def aws_client(service: str, endpoint: str) -> Any:
+    """A boto3 client for the local AWS (any credentials do)."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """What :func:`provision` created: one deployment's queues, topic and Cognito app client."""
+
+    endpoints: Endpoints
+    user_pool_id: str
+    client_id: str
+    client_secret: str
+    jobs_queue_url: str
+    dead_letter_queue_url: str
+    results_topic_arn: str
+    results_queue_url: str
+
+    def worker_env(self, **overrides: str) -> dict[str, str]:
+        """The environment a worker needs to serve this stack."""
+        return {
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_ENDPOINT_URL": self.endpoints.moto,
+            "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": self.endpoints.cognito,
+            "JOBS_QUEUE_URL": self.jobs_queue_url,
+            "DEAD_LETTER_QUEUE_URL": self.dead_letter_queue_url,
+            "RESULTS_TOPIC_ARN": self.results_topic_arn,
+            "COGNITO_USER_POOL_ID": self.user_pool_id,
+            "COGNITO_CLIENT_ID": self.client_id,
+            "COGNITO_CLIENT_SECRET": self.client_secret,
+            **overrides,
+        }
+
+
+def provision(endpoints: Endpoints, name: str, *, max_receive_count: int = 5) -> Stack:
+    """Create a user pool with a secret-bearing client, the jobs queue with its DLQ, and the
+    results topic with a queue subscribed to it (raw delivery), all named after ``name``."""
+    idp = aws_client("cognito-idp", endpoints.moto)
+    sqs = aws_client("sqs", endpoints.moto)
+    sns = aws_client("sns", endpoints.moto)
+    pool_id = idp.create_user_pool(
+        PoolName=name,
+        AutoVerifiedAttributes=["email"],
+        AccountRecoverySetting={"RecoveryMechanisms": [{"Priority": 1, "Name": "verified_email"}]},
+    )["UserPool"]["Id"]
+    client = idp.create_user_pool_client(
+        UserPoolId=pool_id, ClientName=f"{name}-client", GenerateSecret=True
+    )["UserPoolClient"]
+    dlq_url = sqs.create_queue(QueueName=f"{name}-jobs-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
+    jobs_url = sqs.create_queue(
+        QueueName=f"{name}-jobs", Attributes={"RedrivePolicy": json.dumps(redrive)}
+    )["QueueUrl"]
+    topic_arn = sns.create_topic(Name=f"{name}-results")["TopicArn"]
+    results_url = sqs.create_queue(QueueName=f"{name}-results")["QueueUrl"]
+    results_arn = sqs.get_queue_attributes(QueueUrl=results_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    sns.subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=results_arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    return Stack(
+        endpoints=endpoints,
+        user_pool_id=pool_id,
+        client_id=client["ClientId"],
+        client_secret=client["ClientSecret"],
+        jobs_queue_url=jobs_url,
+        dead_letter_queue_url=dlq_url,
+        results_topic_arn=topic_arn,
+        results_queue_url=results_url,
+    )
+
+
+def _wait_until_up(url: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    host, port = url.removeprefix("http://").split(":")
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, int(port)), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing answered at {url} within {timeout_s:g} s")
+
+
+async def _serve_front(moto_endpoint: str, front_port: int) -> None:
+    runner = web.AppRunner(CognitoFront(moto_endpoint).app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, LOOPBACK, front_port).start()
+    cognito_endpoint = f"http://{LOOPBACK}:{front_port}"
+    print(json.dumps({"moto": moto_endpoint, "cognito": cognito_endpoint}), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def main() -> None:
+    """Run moto server and the Cognito front until SIGTERM; print the endpoints when ready."""
+    moto_port = free_port()
+    moto_endpoint = f"http://{LOOPBACK}:{moto_port}"
+    moto = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(moto_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_until_up(moto_endpoint)
+        asyncio.run(_serve_front(moto_endpoint, free_port()))
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+
+
+@contextmanager
+def local_aws() -> Iterator[Endpoints]:
+    """Start the local AWS in a child process for the duration of the block."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker.local_aws"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError("the local AWS did not start (see its output above)")
+        document = json.loads(line)
+        yield Endpoints(moto=document["moto"], cognito=document["cognito"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,295 @@
+"""The composition root and lifecycle: builds every part, runs the receive loop, drains on SIGTERM.
+
+The loop receives only as many messages as it has free job slots, so every received message starts
+at once and the next receive never waits for the slowest job of the last batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aioboto3
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiohttp import web
+from botocore.exceptions import BotoCoreError, ClientError
+
+from worker.cognito import CognitoGateway
+from worker.consumer import MAX_RECEIVE, JobQueue, ReceivedMessage
+from worker.health import Check, health_app
+from worker.logs import get_logger
+from worker.processor import JobProcessor, RetryPolicy
+from worker.results import ResultPublisher
+from worker.settings import Settings
+
+log = get_logger("service")
+
+# How long an SDK call may take before it counts as a transient failure.
+CONNECT_TIMEOUT_S = 3
+COGNITO_READ_TIMEOUT_S = 10
+# Time left after the drain for flushing results, deletes and hand-backs.
+FLUSH_BUDGET_S = 5.0
+# Liveness fails when the loop has not gone round for this long beyond a long poll.
+LIVENESS_SLACK_S = 60.0
+
+
+@dataclass
+class _JobSlot:
+    message: ReceivedMessage
+    called_cognito: bool = False
+
+
+class Worker:
+    """The receive loop, its jobs in flight, and their orderly stop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        queue: JobQueue,
+        processor: JobProcessor,
+        *,
+        exit_when_idle: bool = False,
+    ) -> None:
+        self._settings = settings
+        self._queue = queue
+        self._processor = processor
+        self._exit_when_idle = exit_when_idle
+        self._jobs: dict[asyncio.Task[str], _JobSlot] = {}
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._receive_call: asyncio.Task[list[ReceivedMessage]] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._last_loop_at = time.monotonic()
+        self._last_receive_error: str | None = None
+        self._ready = False
+
+    # -- probes -----------------------------------------------------------------------------
+    def liveness(self) -> Check:
+        """Alive while the receive loop runs and has gone round recently."""
+        age = time.monotonic() - self._last_loop_at
+        stale_after = self._settings.receive_wait_s + LIVENESS_SLACK_S
+        task = self._loop_task
+        if task is None or task.done():
+            if self._stopping.is_set() and task is not None and not task.cancelled():
+                exception = task.exception()
+                if exception is None:
+                    return Check(True, {"status": "stopping", "jobs_in_flight": len(self._jobs)})
+            return Check(False, {"status": "dead", "reason": "the receive loop is not running"})
+        if age > stale_after:
+            return Check(
+                False,
+                {"status": "stale", "reason": f"the receive loop last ran {age:.0f} s ago"},
+            )
+        body: dict[str, Any] = {
+            "status": "ok",
+            "last_loop_s_ago": round(age, 1),
+            "jobs_in_flight": len(self._jobs),
+        }
+        if self._last_receive_error:
+            body["last_receive_error"] = self._last_receive_error
+        return Check(True, body)
+
+    def readiness(self) -> Check:
+        """Ready once the clients are up, until the drain begins."""
+        if self._stopping.is_set():
+            return Check(False, {"status": "draining", "jobs_in_flight": len(self._jobs)})
+        if not self._ready:
+            return Check(False, {"status": "starting"})
+        return Check(True, {"status": "ready", "jobs_in_flight": len(self._jobs)})
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def stop(self, reason: str) -> None:
+        """Stop receiving; the drain of jobs in flight follows in :meth:`run`."""
+        if self._stopping.is_set():
+            return
+        log.info("stopping", reason=reason, jobs_in_flight=len(self._jobs))
+        self._stopping.set()
+        if self._receive_call is not None:
+            self._receive_call.cancel()
+        # Jobs that have not reached Cognito yet go straight back to the queue.
+        for task, slot in self._jobs.items():
+            if not slot.called_cognito:
+                task.cancel()
+
+    async def run(self) -> int:
+        """Receive and process until stopped (or idle, in burst mode); return the exit code."""
+        self._ready = True
+        self._loop_task = asyncio.create_task(self._receive_loop())
+        exit_code = 0
+        try:
+            await self._loop_task
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A dead loop must take the process down so ECS replaces it.
+            log.exception("the receive loop died")
+            exit_code = 1
+            self.stop("the receive loop died")
+        await self._drain()
+        log.info(
+            "worker stopped",
+            exit_code=exit_code,
+            **dict(self._processor.stats.by_outcome),
+        )
+        return exit_code
+
+    async def _receive_loop(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            free = await self._free_slots()
+            if free == 0:
+                continue
+            self._receive_call = asyncio.create_task(
+                self._queue.receive(min(MAX_RECEIVE, free), self._settings.receive_wait_s)
+            )
+            try:
+                messages = await self._receive_call
+            except asyncio.CancelledError:
+                if self._stopping.is_set():
+                    return
+                raise
+            except (BotoCoreError, ClientError, aiohttp.ClientError, OSError) as error:
+                failures += 1
+                self._last_receive_error = f"{type(error).__name__}: {error}"
+                self._last_loop_at = time.monotonic()
+                delay = min(20.0, 0.5 * 2**failures)
+                log.warning("receive failed", error=self._last_receive_error, retry_in_s=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                continue
+            finally:
+                self._receive_call = None
+            failures = 0
+            self._last_receive_error = None
+            self._last_loop_at = time.monotonic()
+            for message in messages:
+                self._start(message)
+            if self._exit_when_idle and not messages and not self._jobs:
+                log.info("queue drained", mode="exit-when-idle")
+                self.stop("the queue is empty")
+                return
+
+    async def _free_slots(self) -> int:
+        """Wait (a few seconds at most, so liveness keeps ticking) for a free job slot."""
+        free = self._settings.max_jobs_in_flight - len(self._jobs)
+        if free > 0:
+            return free
+        self._slot_freed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._slot_freed.wait(), 5)
+        self._last_loop_at = time.monotonic()
+        return max(0, self._settings.max_jobs_in_flight - len(self._jobs))
+
+    def _start(self, message: ReceivedMessage) -> None:
+        slot = _JobSlot(message)
+
+        def mark_called() -> None:
+            slot.called_cognito = True
+
+        task = asyncio.create_task(self._processor.process(message, mark_called))
+        self._jobs[task] = slot
+        task.add_done_callback(self._job_done)
+
+    def _job_done(self, task: asyncio.Task[str]) -> None:
+        self._jobs.pop(task, None)
+        self._slot_freed.set()
+
+    async def _drain(self) -> None:
+        """Let jobs in flight finish within the grace period; hand back the rest; flush."""
+        grace = self._settings.shutdown_grace_s
+        if self._jobs:
+            log.info("draining", jobs_in_flight=len(self._jobs), grace_s=grace)
+            _, pending = await asyncio.wait(list(self._jobs), timeout=grace)
+            if pending:
+                log.warning("grace period over: handing back unfinished jobs", jobs=len(pending))
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=FLUSH_BUDGET_S)
+
+
+def _sdk_config(read_timeout_s: float, pool_size: int) -> AioConfig:
+    # The SDK's own retries are off: the worker's policy owns retries (see worker.processor).
+    return AioConfig(
+        retries={"total_max_attempts": 1},
+        connect_timeout=CONNECT_TIMEOUT_S,
+        read_timeout=read_timeout_s,
+        max_pool_connections=pool_size,
+    )
+
+
+@asynccontextmanager
+async def _health_server(worker: Worker, port: int) -> AsyncIterator[None]:
+    runner = web.AppRunner(health_app(worker), access_log=None)
+    await runner.setup()
+    # All interfaces: the ECS health check and the load balancer reach the task from outside.
+    site = web.TCPSite(runner, "0.0.0.0", port)  # noqa: S104
+    await site.start()
+    log.info("health endpoints listening", port=site.port)  # the bound port, even for 0
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def serve(settings: Settings, *, exit_when_idle: bool = False) -> int:
+    """Build the worker from ``settings``, run it until stopped, and return the exit code."""
+    session = aioboto3.Session(region_name=settings.aws_region)
+    pool = settings.max_jobs_in_flight + 4
+    async with AsyncExitStack() as stack:
+        cognito = await stack.enter_async_context(
+            session.client("cognito-idp", config=_sdk_config(COGNITO_READ_TIMEOUT_S, pool))
+        )
+        sqs = await stack.enter_async_context(
+            session.client("sqs", config=_sdk_config(settings.receive_wait_s + 10, pool))
+        )
+        sns = await stack.enter_async_context(
+            session.client("sns", config=_sdk_config(COGNITO_READ_TIMEOUT_S, pool))
+        )
+        queue = JobQueue(
+            sqs,
+            settings.jobs_queue_url,
+            dead_letter_queue_url=settings.dead_letter_queue_url,
+            visibility_timeout_s=settings.visibility_timeout_s,
+        )
+        publisher = ResultPublisher(sns, settings.results_topic_arn)
+        processor = JobProcessor(
+            settings, CognitoGateway(cognito), queue, publisher, RetryPolicy.from_settings(settings)
+        )
+        worker = Worker(settings, queue, processor, exit_when_idle=exit_when_idle)
+        # Flushed on the way out, after the drain: results first, then the deletes they allow.
+        stack.push_async_callback(queue.close)
+        stack.push_async_callback(publisher.close)
+        await stack.enter_async_context(_health_server(worker, settings.health_port))
+        _install_signal_handlers(worker)
+        log.info(
+            "worker started",
+            queue=settings.jobs_queue_url,
+            clients=[client.client_id for client in settings.cognito_clients],
+            max_jobs_in_flight=settings.max_jobs_in_flight,
+        )
+        return await worker.run()
+    raise AssertionError("unreachable")  # pragma: no cover - the stack always re-raises or returns
+
+
+def _install_signal_handlers(worker: Worker) -> None:
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            # A second signal means "now": no drain, no flush. SQS redelivers what was in flight.
+            log.warning("second signal: exiting at once", signal=signal.Signals(signum).name)
+            os._exit(128 + signum)
+        worker.stop(f"{signal.Signals(signum).name} received")
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
