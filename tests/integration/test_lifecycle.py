@@ -1,0 +1,69 @@
+"""Start, health, and stop the way ECS does it: the real process, probed over HTTP, then SIGTERM."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from worker.local_aws import Stack, free_port
+
+from .harness import by_job_id, enqueue, job, queue_depth, read_results, worker_env
+
+
+def probe(port: int, path: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def wait_for(condition: Any, timeout_s: float = 20) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except OSError:
+            value = None
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def test_health_then_sigterm_drains_and_exits_0(stack: Stack) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker", "run"],
+        env=worker_env(stack, HEALTH_PORT=str(port), RECEIVE_WAIT_S="20"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: probe(port, "/readyz")[0] == 200)
+        status, body = probe(port, "/healthz")
+        assert status == 200
+        assert body["status"] == "ok"
+        assert body["jobs_in_flight"] == 0
+        enqueue(stack, job("confirm_sign_up", job_id="h1", username="ghost", confirmation_code="1"))
+        results = wait_for(lambda: read_results(stack))
+        assert by_job_id(results)["h1"]["status"] == "failed"
+        # SIGTERM while the loop sits in a 20 s long poll: it must not wait the poll out.
+        stopped_at = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=15)
+        took = time.monotonic() - stopped_at
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert took < 10
+    events = [json.loads(line)["event"] for line in stdout.splitlines() if line.startswith("{")]
+    assert events[-2:] == ["stopping", "worker stopped"]
+    assert queue_depth(stack, stack.jobs_queue_url) == 0
+    assert stack.client_secret not in stdout + stderr + json.dumps(body)

@@ -1,0 +1,101 @@
+"""The receive loop's own promises, with an in-memory queue standing in for SQS."""
+
+import asyncio
+from typing import Any
+
+from worker.consumer import ReceivedMessage
+from worker.service import Worker
+from worker.settings import Settings
+
+SETTINGS = Settings.from_env(
+    {
+        "AWS_REGION": "us-east-1",
+        "JOBS_QUEUE_URL": "http://127.0.0.1:1/123456789012/jobs",
+        "RESULTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:results",
+        "COGNITO_USER_POOL_ID": "us-east-1_abc",
+        "COGNITO_CLIENT_ID": "abc123",
+        "MAX_JOBS_IN_FLIGHT": "3",
+        "RECEIVE_WAIT_S": "0",
+        "SHUTDOWN_GRACE_S": "1",
+    }
+)
+
+
+def message(n: int) -> ReceivedMessage:
+    return ReceivedMessage(f"m{n}", f"r{n}", "{}", 1, None, {})
+
+
+class ScriptedQueue:
+    """Answers receives from a script; records what was asked."""
+
+    def __init__(self, batches: list[Any]) -> None:
+        self.batches = batches
+        self.asked: list[int] = []
+
+    async def receive(self, max_messages: int, wait_s: int) -> list[ReceivedMessage]:
+        self.asked.append(max_messages)
+        await asyncio.sleep(0)
+        if not self.batches:
+            return []
+        batch = self.batches.pop(0)
+        if isinstance(batch, BaseException):
+            raise batch
+        return list(batch)
+
+
+class SlowProcessor:
+    """Each job takes `seconds`; records which jobs ran to the end."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.finished: list[str] = []
+        self.stats = type("Stats", (), {"by_outcome": {}})()
+
+    async def process(self, msg: ReceivedMessage, on_cognito_call: Any = None) -> str:
+        if on_cognito_call:
+            on_cognito_call()
+        await asyncio.sleep(self.seconds)
+        self.finished.append(msg.message_id)
+        return "succeeded"
+
+
+async def test_a_dead_receive_loop_exits_non_zero_and_fails_liveness() -> None:
+    queue = ScriptedQueue([RuntimeError("a bug in the loop")])
+    worker = Worker(SETTINGS, queue, SlowProcessor(0), exit_when_idle=True)  # type: ignore[arg-type]
+    assert await worker.run() == 1
+    check = worker.liveness()
+    assert not check.ok
+    assert check.body["status"] == "dead"
+
+
+async def test_receives_only_what_free_slots_can_start() -> None:
+    queue = ScriptedQueue([[message(1), message(2)], [message(3)], [], []])
+    processor = SlowProcessor(0.05)
+    worker = Worker(SETTINGS, queue, processor, exit_when_idle=True)  # type: ignore[arg-type]
+    assert await worker.run() == 0
+    # Three slots: first ask for 3; with two jobs running, the next receive asks for 1 only.
+    assert queue.asked[:2] == [3, 1]
+    assert sorted(processor.finished) == ["m1", "m2", "m3"]
+
+
+async def test_stop_lets_jobs_in_flight_finish_within_the_grace_period() -> None:
+    queue = ScriptedQueue([[message(1), message(2)]] + [[]] * 100)
+    processor = SlowProcessor(0.3)
+    worker = Worker(SETTINGS, queue, processor)  # type: ignore[arg-type]
+    running = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.05)
+    worker.stop("test")
+    assert not worker.readiness().ok
+    assert await running == 0
+    assert sorted(processor.finished) == ["m1", "m2"]
+
+
+async def test_jobs_past_the_grace_period_are_cancelled() -> None:
+    queue = ScriptedQueue([[message(1)]] + [[]] * 100)
+    processor = SlowProcessor(30)
+    worker = Worker(SETTINGS, queue, processor)  # type: ignore[arg-type]
+    running = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.05)
+    worker.stop("test")
+    assert await asyncio.wait_for(running, 5) == 0
+    assert processor.finished == []
