@@ -6,10 +6,17 @@ turns the answer into a :class:`CognitoSuccess` or one of the :mod:`worker.outco
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ParamValidationError,
+)
 
 from worker.jobs import (
     CodeDelivery,
@@ -26,6 +33,7 @@ from worker.outcomes import (
     ALREADY_CONFIRMED_MESSAGE,
     CognitoError,
     CognitoSuccess,
+    ConfigurationError,
     PermanentError,
     TransientError,
     classify,
@@ -83,7 +91,32 @@ class CognitoGateway:
             # Connection refused or reset, read or connect timeout: the call may or may not have
             # reached Cognito. The error names an endpoint at most, never a request value.
             message = _safe_message(str(error), job, app_client)
-            raise TransientError(type(error).__name__, message) from None
+            # Refused before connecting: Cognito cannot have acted on it.
+            ambiguous = not isinstance(error, EndpointConnectionError | ConnectTimeoutError)
+            raise TransientError(type(error).__name__, message, ambiguous=ambiguous) from None
+
+    async def probe(self, app_client: AppClient) -> None:
+        """Check the client's configuration with a call that changes nothing.
+
+        ConfirmSignUp for a username that cannot exist: Cognito checks the client, the pool and
+        the SecretHash before it looks for the user, so a configuration error surfaces as such and
+        a sound configuration answers UserNotFoundException (or CodeMismatchException). Raise the
+        :class:`ConfigurationError` if there is one.
+        """
+        probe = ConfirmSignUpJob.model_validate(
+            {
+                "version": 1,
+                "type": "confirm_sign_up",
+                "username": f"cognito-worker-probe-{uuid.uuid4().hex}",
+                "confirmation_code": "000000",
+            }
+        )
+        try:
+            await self.execute(probe, app_client, "configuration-probe")
+        except ConfigurationError:
+            raise
+        except CognitoError:
+            return
 
     async def _call(self, job: Job, request: dict[str, Any]) -> CognitoSuccess:
         client = self._client

@@ -33,13 +33,24 @@ class CognitoError(Exception):
 
 
 class TransientError(CognitoError):
-    """Raised for throttling, 5xx, connection errors and timeouts: retried with backoff."""
+    """Raised for throttling, 5xx, connection errors and timeouts: retried with backoff.
+
+    ``ambiguous``: the request may have reached Cognito and been carried out (a read timeout, a
+    reset, a 5xx), as opposed to refused before acting (throttling, connection refused).
+    """
 
     retryable = True
+
+    def __init__(self, code: str, message: str, *, ambiguous: bool = True) -> None:
+        super().__init__(code, message)
+        self.ambiguous = ambiguous
 
 
 class ThrottledError(TransientError):
     """Raised for TooManyRequestsException: retried, and a sign the request rate is too high."""
+
+    def __init__(self, code: str, message: str, *, ambiguous: bool = False) -> None:
+        super().__init__(code, message, ambiguous=ambiguous)
 
 
 class DeferredError(CognitoError):

@@ -1,17 +1,21 @@
-"""One message's way through the worker: decode, call Cognito with retries, publish, delete.
+"""One message's way through the worker: decode, claim, call Cognito with retries, publish, delete.
 
 A message is deleted in exactly one place, :meth:`JobProcessor.process`, after its result was
-published. Every other way out hands the message back to SQS, so nothing is lost.
+stored and published. Every other way out hands the message back to SQS, so nothing is lost; and a
+job id already done is answered from the idempotency store, so nothing is done twice in effect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
@@ -26,9 +30,20 @@ from tenacity import (
 )
 
 from worker.batching import BatchEntryError
+from worker.breaker import CircuitBreakers, hint
 from worker.cognito import CognitoGateway, job_secrets
 from worker.consumer import JobQueue, ReceivedMessage
-from worker.jobs import Job, JobError, JobResult, JobType, MalformedJob, ResultStatus, decode_job
+from worker.idempotency import Claim, ClaimState, IdempotencyStore, job_key
+from worker.jobs import (
+    Job,
+    JobError,
+    JobResult,
+    JobType,
+    MalformedJob,
+    ResultStatus,
+    SignUpJob,
+    decode_job,
+)
 from worker.logs import get_logger
 from worker.logs import job_secrets as masked
 from worker.outcomes import (
@@ -43,6 +58,10 @@ from worker.results import ResultPublisher
 from worker.settings import AppClient, Settings
 
 log = get_logger("processor")
+T = TypeVar("T")
+
+HANDED_BACK = "handed_back"
+LEFT = "left"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +95,7 @@ class RetryPolicy:
 
 @dataclass
 class ProcessorStats:
-    """Counters for the shutdown line and the health endpoint."""
+    """Counters for the shutdown line."""
 
     by_outcome: Counter[str] = field(default_factory=Counter)
 
@@ -85,6 +104,19 @@ def _is_retryable_aws_error(error: BaseException) -> bool:
     if isinstance(error, BatchEntryError):
         return not error.sender_fault
     return isinstance(error, BotoCoreError | ClientError | aiohttp.ClientError | OSError)
+
+
+class _HandBack(Exception):
+    """Internal: the job goes back to the queue, visible again after ``delay_s``."""
+
+    def __init__(
+        self, delay_s: int, error: CognitoError, *, ambiguous: bool, attempts: int
+    ) -> None:
+        super().__init__(error.code)
+        self.delay_s = delay_s
+        self.error = error
+        self.ambiguous = ambiguous
+        self.attempts = attempts
 
 
 class JobProcessor:
@@ -96,19 +128,23 @@ class JobProcessor:
         gateway: CognitoGateway,
         queue: JobQueue,
         publisher: ResultPublisher,
+        store: IdempotencyStore,
+        breakers: CircuitBreakers,
         policy: RetryPolicy,
     ) -> None:
         self._settings = settings
         self._gateway = gateway
         self._queue = queue
         self._publisher = publisher
+        self._store = store
+        self._breakers = breakers
         self._policy = policy
         self.stats = ProcessorStats()
 
     async def process(
         self, message: ReceivedMessage, on_cognito_call: Callable[[], None] = lambda: None
     ) -> str:
-        """Handle one message; return how it ended (a result status, or ``handed_back``).
+        """Handle one message; return how it ended (a result status, ``handed_back`` or ``left``).
 
         ``on_cognito_call`` runs before the first Cognito call, so the service knows which jobs
         it may still hand back untouched when it is told to stop.
@@ -116,21 +152,23 @@ class JobProcessor:
         received_at = datetime.now(UTC)
         started = time.monotonic()
         result: JobResult | None = None
+        outcome = HANDED_BACK
         published = False
         try:
             result = await self._outcome(message, received_at, on_cognito_call)
             if result is None:
-                return "handed_back"
+                return outcome
             await self._with_aws_retries(lambda: self._publisher.publish(result))
             published = True
-            if result.status is ResultStatus.REJECTED and self._queue.has_dead_letter_queue:
+            outcome = result.status.value
+            if result.status is ResultStatus.REJECTED:
+                if not self._queue.has_dead_letter_queue:
+                    # No DLQ of ours: the queue's redrive policy moves it after maxReceiveCount.
+                    return outcome
                 reason = result.error.message if result.error else "rejected"
                 await self._with_aws_retries(lambda: self._queue.dead_letter(message, reason))
-            if result.status is ResultStatus.REJECTED and not self._queue.has_dead_letter_queue:
-                # No DLQ of ours: the queue's redrive policy moves it after maxReceiveCount.
-                return result.status.value
             await self._with_aws_retries(lambda: self._queue.delete(message))
-            return result.status.value
+            return outcome
         except asyncio.CancelledError:
             # Told to stop: a published result still gets its delete, anything else goes back.
             if published:
@@ -139,16 +177,17 @@ class JobProcessor:
                 await asyncio.shield(self._queue.hand_back(message, 0))
             raise
         except Exception as error:
-            # SQS or SNS kept failing: leave the message to come back when its visibility ends.
+            # SQS, SNS or the store kept failing: the message comes back when its visibility ends,
+            # and a stored result is republished then without calling Cognito again.
+            outcome = LEFT
             log.error(
                 "job left on the queue",
                 message_id=message.message_id,
                 reason=f"{type(error).__name__}: {error}",
                 published=published,
             )
-            return "left"
+            return outcome
         finally:
-            outcome = result.status.value if result is not None else "handed_back"
             self.stats.by_outcome[outcome] += 1
             if result is not None:
                 log.info(
@@ -158,9 +197,11 @@ class JobProcessor:
                     client_id=result.client_id,
                     status=result.status.value,
                     error_code=result.error.code if result.error else None,
+                    detail=result.detail,
                     attempts=result.attempts,
                     duration_ms=round((time.monotonic() - started) * 1000, 1),
                     message_id=message.message_id,
+                    published=published,
                 )
 
     async def _outcome(
@@ -187,8 +228,48 @@ class JobProcessor:
                 JobType(job.type),
                 job.client_id,
             )
+        context: dict[str, object] = {
+            "job_id": job_id,
+            "type": job.type,
+            "client_id": app_client.client_id,
+        }
+        if self._breakers.is_open(app_client.client_id):
+            # Our configuration is broken for this client: the job is not to blame.
+            delay = math.ceil(self._breakers.seconds_left(app_client.client_id)) + 1
+            await self._hand_back(message, delay, context, reason="circuit breaker open")
+            return None
+        key = job_key(app_client.client_id, job_id)
+        claim = await self._with_aws_retries(
+            lambda: self._store.claim(key, self._settings.idempotency_lease_s)
+        )
+        if claim.state is ClaimState.COMPLETED:
+            assert claim.result is not None
+            log.info("duplicate delivery: republishing the stored result", **context)
+            return JobResult.model_validate_json(claim.result)
+        if claim.state is ClaimState.BUSY:
+            delay = math.ceil(claim.lease_left_s) + 1
+            await self._hand_back(message, delay, context, reason="another worker owns this job")
+            return None
         with masked(job_secrets(job, app_client)):
-            return await self._run(job, job_id, app_client, message, received_at, on_cognito_call)
+            try:
+                async with self._heartbeat(message, key, claim):
+                    on_cognito_call()
+                    result = await self._run(job, job_id, app_client, message, received_at, claim)
+            except _HandBack as back:
+                ambiguous = back.ambiguous
+                await self._with_aws_retries(
+                    lambda: self._store.release(key, claim.token, ambiguous=ambiguous)
+                )
+                await self._hand_back(
+                    message, back.delay_s, context, back.error, attempts=back.attempts
+                )
+                return None
+            await self._with_aws_retries(
+                lambda: self._store.complete(
+                    key, claim.token, result.to_message(), self._settings.idempotency_ttl_s
+                )
+            )
+            return result
 
     async def _run(
         self,
@@ -197,20 +278,20 @@ class JobProcessor:
         app_client: AppClient,
         message: ReceivedMessage,
         received_at: datetime,
-        on_cognito_call: Callable[[], None],
-    ) -> JobResult | None:
+        claim: Claim,
+    ) -> JobResult:
+        """Call Cognito (with retries); return the result or raise :class:`_HandBack`."""
         attempts = 0
-        context: dict[str, object] = {
-            "job_id": job_id,
-            "type": job.type,
-            "client_id": app_client.client_id,
-        }
+        # Whether Cognito may already have acted on this job (an earlier delivery or attempt
+        # that ended without an answer).
+        ambiguous = claim.interrupted
 
         def log_retry(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             log.warning(
                 "cognito call will be retried",
-                **context,
+                job_id=job_id,
+                type=job.type,
                 attempt=state.attempt_number,
                 error_code=getattr(error, "code", type(error).__name__),
                 wait_s=round(state.upcoming_sleep, 3),
@@ -226,58 +307,110 @@ class JobProcessor:
             before_sleep=log_retry,
             reraise=True,
         )
-        success: CognitoSuccess | None = None
+
+        def finished(outcome: CognitoSuccess | CognitoError) -> JobResult:
+            return _finished(job, job_id, app_client, message, received_at, attempts, outcome)
+
         try:
             async with asyncio.timeout(self._policy.job_timeout_s):
-                on_cognito_call()
                 async for attempt in retrying:
                     with attempt:
                         attempts = attempt.retry_state.attempt_number
-                        success = await self._gateway.execute(job, app_client, job_id)
+                        try:
+                            success = await self._gateway.execute(job, app_client, job_id)
+                        except TransientError as error:
+                            ambiguous = ambiguous or error.ambiguous
+                            raise
+            return finished(success)
         except TimeoutError:
             timeout = TransientError("JobTimeout", "job timeout reached")
-            await self._hand_back(message, timeout, context, attempts)
-            return None
+            delay = self._policy.redelivery_delay_s(message.receive_count)
+            raise _HandBack(delay, timeout, ambiguous=True, attempts=attempts) from None
         except PermanentError as failure:
-            return _finished(job, job_id, app_client, message, received_at, attempts, failure)
+            if (
+                ambiguous
+                and isinstance(job, SignUpJob)
+                and failure.code == "UsernameExistsException"
+            ):
+                # An earlier attempt created the user and its answer was lost: our own success.
+                return finished(CognitoSuccess(detail="created_by_an_earlier_attempt"))
+            return finished(failure)
         except DeferredError as deferred:
             if message.receive_count >= self._policy.deferred_max_receives:
-                return _finished(job, job_id, app_client, message, received_at, attempts, deferred)
-            await self._hand_back(
-                message, deferred, context, attempts, self._policy.deferred_delay_s
+                return finished(deferred)
+            raise _HandBack(
+                self._policy.deferred_delay_s, deferred, ambiguous=ambiguous, attempts=attempts
+            ) from None
+        except ConfigurationError as misconfigured:
+            cooldown = self._breakers.trip(app_client.client_id, misconfigured)
+            log.error(
+                "configuration error: this client takes no work until a probe passes",
+                client_id=app_client.client_id,
+                error_code=misconfigured.code,
+                error_message=misconfigured.message,
+                hint=hint(misconfigured),
+                probe_in_s=round(cooldown, 1),
             )
-            return None
-        except (TransientError, ConfigurationError) as error:
-            await self._hand_back(message, error, context, attempts)
-            return None
-        assert success is not None  # the retry loop either set it or raised
-        return _finished(job, job_id, app_client, message, received_at, attempts, success)
+            raise _HandBack(
+                math.ceil(cooldown) + 1, misconfigured, ambiguous=ambiguous, attempts=attempts
+            ) from None
+        except TransientError as error:
+            delay = self._policy.redelivery_delay_s(message.receive_count)
+            raise _HandBack(delay, error, ambiguous=ambiguous, attempts=attempts) from None
+
+    @contextlib.asynccontextmanager
+    async def _heartbeat(
+        self, message: ReceivedMessage, key: str, claim: Claim
+    ) -> AsyncIterator[None]:
+        """While the job runs, keep its message invisible and its claim leased."""
+
+        async def beat() -> None:
+            visibility = self._settings.visibility_timeout_s
+            lease = self._settings.idempotency_lease_s
+            interval = min(visibility, lease) / 3
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self._queue.hand_back(message, visibility)
+                    await self._store.extend(key, claim.token, lease)
+                except Exception as error:  # a missed beat is survivable; the next may pass
+                    log.warning("heartbeat failed", message_id=message.message_id, error=str(error))
+
+        task = asyncio.create_task(beat())
+        try:
+            yield
+        finally:
+            # Stopped before the result is published and the message deleted.
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _hand_back(
         self,
         message: ReceivedMessage,
-        error: CognitoError,
+        delay_s: int,
         context: Mapping[str, object],
-        attempts: int,
-        delay_s: int | None = None,
+        error: CognitoError | None = None,
+        *,
+        reason: str | None = None,
+        attempts: int = 0,
     ) -> None:
-        if delay_s is None:
-            delay_s = self._policy.redelivery_delay_s(message.receive_count)
         level = log.error if isinstance(error, ConfigurationError) else log.warning
         level(
             "job handed back to the queue",
             **context,
-            error_class=type(error).__name__,
-            error_code=error.code,
-            error_message=error.message,
+            reason=reason or (type(error).__name__ if error else None),
+            error_class=type(error).__name__ if error else None,
+            error_code=error.code if error else None,
+            error_message=error.message if error else None,
             attempts=attempts,
             receive_count=message.receive_count,
             visible_again_in_s=delay_s,
         )
         await self._with_aws_retries(lambda: self._queue.hand_back(message, delay_s))
 
-    async def _with_aws_retries(self, call: Callable[[], Awaitable[None]]) -> None:
-        """Retry an SQS/SNS call through brief outages, inside the message's visibility."""
+    async def _with_aws_retries(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Retry an SQS/SNS/DynamoDB call through brief outages, inside the visibility."""
         retrying = AsyncRetrying(
             stop=stop_after_delay(self._settings.visibility_timeout_s / 3),
             wait=wait_random_exponential(multiplier=0.2, max=5),
@@ -286,7 +419,8 @@ class JobProcessor:
         )
         async for attempt in retrying:
             with attempt:
-                await call()
+                return await call()
+        raise AssertionError("unreachable")  # pragma: no cover - reraise=True
 
 
 def _finished(

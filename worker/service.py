@@ -22,19 +22,22 @@ from aiobotocore.config import AioConfig
 from aiohttp import web
 from botocore.exceptions import BotoCoreError, ClientError
 
+from worker.breaker import CircuitBreakers
 from worker.cognito import CognitoGateway
 from worker.consumer import MAX_RECEIVE, JobQueue, ReceivedMessage
 from worker.health import Check, health_app
+from worker.idempotency import DynamoDbStore, IdempotencyStore, MemoryStore
 from worker.logs import get_logger
+from worker.outcomes import ConfigurationError
 from worker.processor import JobProcessor, RetryPolicy
 from worker.results import ResultPublisher
-from worker.settings import Settings
+from worker.settings import IdempotencyBackend, Settings
 
 log = get_logger("service")
 
 # How long an SDK call may take before it counts as a transient failure.
 CONNECT_TIMEOUT_S = 3
-COGNITO_READ_TIMEOUT_S = 10
+AWS_READ_TIMEOUT_S = 10
 # Time left after the drain for flushing results, deletes and hand-backs.
 FLUSH_BUDGET_S = 5.0
 # Liveness fails when the loop has not gone round for this long beyond a long poll.
@@ -56,11 +59,17 @@ class Worker:
         queue: JobQueue,
         processor: JobProcessor,
         *,
+        breakers: CircuitBreakers | None = None,
+        gateway: CognitoGateway | None = None,
         exit_when_idle: bool = False,
     ) -> None:
         self._settings = settings
         self._queue = queue
         self._processor = processor
+        self._breakers = breakers or CircuitBreakers(
+            settings.breaker_cooldown_s, settings.breaker_max_cooldown_s
+        )
+        self._gateway = gateway
         self._exit_when_idle = exit_when_idle
         self._jobs: dict[asyncio.Task[str], _JobSlot] = {}
         self._slot_freed = asyncio.Event()
@@ -103,6 +112,9 @@ class Worker:
             return Check(False, {"status": "draining", "jobs_in_flight": len(self._jobs)})
         if not self._ready:
             return Check(False, {"status": "starting"})
+        broken = self._breakers.reasons()
+        if broken:
+            return Check(False, {"status": "configuration error", "clients": broken})
         return Check(True, {"status": "ready", "jobs_in_flight": len(self._jobs)})
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -143,7 +155,17 @@ class Worker:
 
     async def _receive_loop(self) -> None:
         failures = 0
+        client_ids = [client.client_id for client in self._settings.cognito_clients]
         while not self._stopping.is_set():
+            await self._probe_open_breakers()
+            if self._breakers.all_open(client_ids):
+                # No client can take work: receive nothing, so no job burns a receive count.
+                self._last_loop_at = time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 1.0)
+                if self._exit_when_idle and not self._jobs:
+                    self.stop("every app client's circuit breaker is open")
+                continue
             free = await self._free_slots()
             if free == 0:
                 continue
@@ -176,6 +198,34 @@ class Worker:
                 log.info("queue drained", mode="exit-when-idle")
                 self.stop("the queue is empty")
                 return
+
+    async def _probe_open_breakers(self) -> None:
+        """Probe each open breaker whose cool-down is over; close it if the probe passes."""
+        if self._gateway is None:
+            return
+        for client_id in self._breakers.due_for_probe():
+            client = self._settings.client(client_id)
+            if client is None:  # pragma: no cover - breakers only open for configured clients
+                continue
+            try:
+                await self._gateway.probe(client)
+            except ConfigurationError as error:
+                cooldown = self._breakers.trip(client_id, error)
+                log.error(
+                    "configuration probe failed",
+                    client_id=client_id,
+                    error_code=error.code,
+                    error_message=error.message,
+                    next_probe_in_s=round(cooldown, 1),
+                )
+                continue
+            except Exception as error:  # a transient failure proves nothing either way
+                log.warning(
+                    "configuration probe inconclusive", client_id=client_id, error=str(error)
+                )
+                continue
+            self._breakers.close(client_id)
+            log.info("configuration probe passed: taking work again", client_id=client_id)
 
     async def _free_slots(self) -> int:
         """Wait (a few seconds at most, so liveness keeps ticking) for a free job slot."""
@@ -245,13 +295,13 @@ async def serve(settings: Settings, *, exit_when_idle: bool = False) -> int:
     pool = settings.max_jobs_in_flight + 4
     async with AsyncExitStack() as stack:
         cognito = await stack.enter_async_context(
-            session.client("cognito-idp", config=_sdk_config(COGNITO_READ_TIMEOUT_S, pool))
+            session.client("cognito-idp", config=_sdk_config(settings.cognito_read_timeout_s, pool))
         )
         sqs = await stack.enter_async_context(
             session.client("sqs", config=_sdk_config(settings.receive_wait_s + 10, pool))
         )
         sns = await stack.enter_async_context(
-            session.client("sns", config=_sdk_config(COGNITO_READ_TIMEOUT_S, pool))
+            session.client("sns", config=_sdk_config(AWS_READ_TIMEOUT_S, pool))
         )
         queue = JobQueue(
             sqs,
@@ -260,10 +310,32 @@ async def serve(settings: Settings, *, exit_when_idle: bool = False) -> int:
             visibility_timeout_s=settings.visibility_timeout_s,
         )
         publisher = ResultPublisher(sns, settings.results_topic_arn)
+        store: IdempotencyStore = MemoryStore()
+        if settings.idempotency_store is IdempotencyBackend.DYNAMODB:
+            assert settings.idempotency_table is not None  # checked by the settings
+            dynamodb = await stack.enter_async_context(
+                session.client("dynamodb", config=_sdk_config(AWS_READ_TIMEOUT_S, pool))
+            )
+            store = DynamoDbStore(dynamodb, settings.idempotency_table)
+        gateway = CognitoGateway(cognito)
+        breakers = CircuitBreakers(settings.breaker_cooldown_s, settings.breaker_max_cooldown_s)
         processor = JobProcessor(
-            settings, CognitoGateway(cognito), queue, publisher, RetryPolicy.from_settings(settings)
+            settings,
+            gateway,
+            queue,
+            publisher,
+            store,
+            breakers,
+            RetryPolicy.from_settings(settings),
         )
-        worker = Worker(settings, queue, processor, exit_when_idle=exit_when_idle)
+        worker = Worker(
+            settings,
+            queue,
+            processor,
+            breakers=breakers,
+            gateway=gateway,
+            exit_when_idle=exit_when_idle,
+        )
         # Flushed on the way out, after the drain: results first, then the deletes they allow.
         stack.push_async_callback(queue.close)
         stack.push_async_callback(publisher.close)

@@ -46,6 +46,13 @@ class LogLevel(StrEnum):
     ERROR = "ERROR"
 
 
+class IdempotencyBackend(StrEnum):
+    """Where job claims and results are kept."""
+
+    MEMORY = "memory"  # one process: duplicates caught within this task only
+    DYNAMODB = "dynamodb"  # shared by every task
+
+
 class AppClient(BaseModel):
     """One Cognito app client the worker may act for."""
 
@@ -92,6 +99,19 @@ class Settings(BaseModel):
     retry_backoff_cap_s: int = Field(default=900, alias="RETRY_BACKOFF_CAP_S", ge=0, le=43200)
     deferred_delay_s: int = Field(default=900, alias="DEFERRED_DELAY_S", ge=0, le=43200)
     deferred_max_receives: int = Field(default=3, alias="DEFERRED_MAX_RECEIVES", ge=1, le=100)
+    cognito_read_timeout_s: float = Field(default=10.0, alias="COGNITO_READ_TIMEOUT_S", gt=0, le=60)
+    idempotency_store: IdempotencyBackend = Field(
+        default=IdempotencyBackend.MEMORY, alias="IDEMPOTENCY_STORE"
+    )
+    idempotency_table: str | None = Field(
+        default=None, alias="IDEMPOTENCY_TABLE", pattern=r"^[a-zA-Z0-9_.-]{3,255}$"
+    )
+    idempotency_ttl_s: int = Field(default=86400, alias="IDEMPOTENCY_TTL_S", ge=60)
+    idempotency_lease_s: float = Field(default=30.0, alias="IDEMPOTENCY_LEASE_S", ge=5, le=300)
+    breaker_cooldown_s: float = Field(default=30.0, alias="BREAKER_COOLDOWN_S", gt=0, le=3600)
+    breaker_max_cooldown_s: float = Field(
+        default=900.0, alias="BREAKER_MAX_COOLDOWN_S", gt=0, le=43200
+    )
     shutdown_grace_s: float = Field(default=20.0, alias="SHUTDOWN_GRACE_S", ge=0, le=110)
     health_port: int = Field(default=8080, alias="HEALTH_PORT", ge=0, le=65535)
     log_level: LogLevel = Field(default=LogLevel.INFO, alias="LOG_LEVEL")
@@ -127,6 +147,8 @@ class Settings(BaseModel):
                 "JOB_TIMEOUT_S must be at least 10 s shorter than VISIBILITY_TIMEOUT_S "
                 f"({self.job_timeout_s:g} s vs {self.visibility_timeout_s} s)"
             )
+        if self.idempotency_store is IdempotencyBackend.DYNAMODB and not self.idempotency_table:
+            raise ValueError("IDEMPOTENCY_TABLE is required when IDEMPOTENCY_STORE=dynamodb")
         ids = [client.client_id for client in self.cognito_clients]
         if len(set(ids)) != len(ids):
             raise ValueError("COGNITO_CLIENTS names a client twice")
