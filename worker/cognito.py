@@ -14,7 +14,6 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectTimeoutError,
-    EndpointConnectionError,
     ParamValidationError,
 )
 
@@ -91,8 +90,9 @@ class CognitoGateway:
             # Connection refused or reset, read or connect timeout: the call may or may not have
             # reached Cognito. The error names an endpoint at most, never a request value.
             message = _safe_message(str(error), job, app_client)
-            # Refused before connecting: Cognito cannot have acted on it.
-            ambiguous = not isinstance(error, EndpointConnectionError | ConnectTimeoutError)
+            # Only a connect timeout proves the request never left: aiobotocore reports a reset
+            # after the request was sent as EndpointConnectionError too.
+            ambiguous = not isinstance(error, ConnectTimeoutError)
             raise TransientError(type(error).__name__, message, ambiguous=ambiguous) from None
 
     async def probe(self, app_client: AppClient) -> None:
