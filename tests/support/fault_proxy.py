@@ -97,6 +97,13 @@ AWS_ERRORS: dict[str, tuple[int, str, str]] = {
         "LimitExceededException",
         "Attempt limit exceeded, please try after some time.",
     ),
+    # What Cognito answers once the client secret the worker holds is no longer the client's
+    # (a rotated secret): the tests use it to break the configuration mid-run.
+    "not_authorized": (
+        400,
+        "NotAuthorizedException",
+        "SecretHash does not match for the client",
+    ),
 }
 #: kind -> HTTP status for the faults that answer with a bare status.
 HTTP_ERRORS: dict[str, int] = {"http_500": 500, "http_503": 503}
@@ -280,6 +287,8 @@ class Stats:
     calls: dict[str, Counter[str]] = field(default_factory=dict)  # service -> operation -> n
     users: dict[str, Counter[str]] = field(default_factory=dict)  # operation -> username -> n
     faults: Counter[str] = field(default_factory=Counter)  # kind (or quota_throttle) -> n
+    # operation -> username -> upstream answers in 2xx: the times Cognito really acted.
+    effects: dict[str, Counter[str]] = field(default_factory=dict)
 
     def record(self, call: Call) -> None:
         """Count one incoming request."""
@@ -295,6 +304,7 @@ class Stats:
             "calls": {service: dict(ops) for service, ops in self.calls.items()},
             "users": {operation: dict(users) for operation, users in self.users.items()},
             "faults": dict(self.faults),
+            "effects": {operation: dict(users) for operation, users in self.effects.items()},
         }
 
 
@@ -444,6 +454,8 @@ class FaultProxyServer:
             self.stats.faults["quota_throttle"] += 1
             return aws_error(*AWS_ERRORS["throttle"], json_protocol=call.json_protocol)
         answer = await self._forward(request, body, call)
+        if call.username is not None and 200 <= answer.status < 300:
+            self.stats.effects.setdefault(call.operation, Counter())[call.username] += 1
         if rule is not None and rule.when == "after":
             if rule.kind != "latency":
                 return await self._inject(rule, call, request)
