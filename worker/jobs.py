@@ -194,6 +194,8 @@ class MalformedJob(Exception):
 
 
 _MAX_REASON_ERRORS = 5
+_MAX_REASON_CHARS = 1000  # results must fit SNS's 256 KB whatever a producer sent
+_MAX_LOCATION_CHARS = 64
 
 
 def decode_job(body: str) -> Job:
@@ -242,11 +244,11 @@ def _validation_reason(error: ValueError) -> str:
     details = errors_method(include_url=False, include_input=False, include_context=False)
     parts = []
     for detail in details[:_MAX_REASON_ERRORS]:
-        location = ".".join(str(part) for part in detail["loc"]) or "body"
+        location = ".".join(str(part)[:_MAX_LOCATION_CHARS] for part in detail["loc"]) or "body"
         parts.append(f"{location}: {detail['msg']}")
     if len(details) > _MAX_REASON_ERRORS:
         parts.append(f"and {len(details) - _MAX_REASON_ERRORS} more")
-    return "; ".join(parts)
+    return "; ".join(parts)[:_MAX_REASON_CHARS]
 
 
 def json_schemas() -> dict[str, Any]:

@@ -255,6 +255,11 @@ class JobProcessor:
                 async with self._heartbeat(message, key, claim):
                     on_cognito_call()
                     result = await self._run(job, job_id, app_client, message, received_at, claim)
+            except asyncio.CancelledError:
+                # Stopped mid-job: free the claim at once for the next delivery, which is told
+                # that Cognito may have acted.
+                await asyncio.shield(self._store.release(key, claim.token, ambiguous=True))
+                raise
             except _HandBack as back:
                 ambiguous = back.ambiguous
                 await self._with_aws_retries(

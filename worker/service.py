@@ -29,7 +29,7 @@ from worker.health import Check, health_app
 from worker.idempotency import DynamoDbStore, IdempotencyStore, MemoryStore
 from worker.logs import get_logger
 from worker.outcomes import ConfigurationError
-from worker.processor import JobProcessor, RetryPolicy
+from worker.processor import HANDED_BACK, LEFT, JobProcessor, RetryPolicy
 from worker.results import ResultPublisher
 from worker.settings import IdempotencyBackend, Settings
 
@@ -40,13 +40,17 @@ CONNECT_TIMEOUT_S = 3
 AWS_READ_TIMEOUT_S = 10
 # Time left after the drain for flushing results, deletes and hand-backs.
 FLUSH_BUDGET_S = 5.0
+# The longest pause between receives while SQS fails.
+RECEIVE_BACKOFF_CAP_S = 5.0
 # Liveness fails when the loop has not gone round for this long beyond a long poll.
 LIVENESS_SLACK_S = 60.0
 
 
 @dataclass
 class _JobSlot:
-    message: ReceivedMessage
+    """The messages one task works through: one, or a FIFO group's messages in order."""
+
+    messages: list[ReceivedMessage]
     called_cognito: bool = False
 
 
@@ -71,7 +75,8 @@ class Worker:
         )
         self._gateway = gateway
         self._exit_when_idle = exit_when_idle
-        self._jobs: dict[asyncio.Task[str], _JobSlot] = {}
+        self._jobs: dict[asyncio.Task[None], _JobSlot] = {}
+        self._fifo = settings.jobs_queue_url.endswith(".fifo")
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._receive_call: asyncio.Task[list[ReceivedMessage]] | None = None
@@ -79,6 +84,11 @@ class Worker:
         self._last_loop_at = time.monotonic()
         self._last_receive_error: str | None = None
         self._ready = False
+
+    @property
+    def jobs_in_flight(self) -> int:
+        """Messages received and not yet finished."""
+        return sum(len(slot.messages) for slot in self._jobs.values())
 
     # -- probes -----------------------------------------------------------------------------
     def liveness(self) -> Check:
@@ -90,7 +100,9 @@ class Worker:
             if self._stopping.is_set() and task is not None and not task.cancelled():
                 exception = task.exception()
                 if exception is None:
-                    return Check(True, {"status": "stopping", "jobs_in_flight": len(self._jobs)})
+                    return Check(
+                        True, {"status": "stopping", "jobs_in_flight": self.jobs_in_flight}
+                    )
             return Check(False, {"status": "dead", "reason": "the receive loop is not running"})
         if age > stale_after:
             return Check(
@@ -100,7 +112,7 @@ class Worker:
         body: dict[str, Any] = {
             "status": "ok",
             "last_loop_s_ago": round(age, 1),
-            "jobs_in_flight": len(self._jobs),
+            "jobs_in_flight": self.jobs_in_flight,
         }
         if self._last_receive_error:
             body["last_receive_error"] = self._last_receive_error
@@ -109,20 +121,20 @@ class Worker:
     def readiness(self) -> Check:
         """Ready once the clients are up, until the drain begins."""
         if self._stopping.is_set():
-            return Check(False, {"status": "draining", "jobs_in_flight": len(self._jobs)})
+            return Check(False, {"status": "draining", "jobs_in_flight": self.jobs_in_flight})
         if not self._ready:
             return Check(False, {"status": "starting"})
         broken = self._breakers.reasons()
         if broken:
             return Check(False, {"status": "configuration error", "clients": broken})
-        return Check(True, {"status": "ready", "jobs_in_flight": len(self._jobs)})
+        return Check(True, {"status": "ready", "jobs_in_flight": self.jobs_in_flight})
 
     # -- lifecycle ----------------------------------------------------------------------------
     def stop(self, reason: str) -> None:
         """Stop receiving; the drain of jobs in flight follows in :meth:`run`."""
         if self._stopping.is_set():
             return
-        log.info("stopping", reason=reason, jobs_in_flight=len(self._jobs))
+        log.info("stopping", reason=reason, jobs_in_flight=self.jobs_in_flight)
         self._stopping.set()
         if self._receive_call is not None:
             self._receive_call.cancel()
@@ -182,7 +194,7 @@ class Worker:
                 failures += 1
                 self._last_receive_error = f"{type(error).__name__}: {error}"
                 self._last_loop_at = time.monotonic()
-                delay = min(20.0, 0.5 * 2**failures)
+                delay = min(RECEIVE_BACKOFF_CAP_S, 0.5 * 2**failures)
                 log.warning("receive failed", error=self._last_receive_error, retry_in_s=delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
@@ -192,8 +204,7 @@ class Worker:
             failures = 0
             self._last_receive_error = None
             self._last_loop_at = time.monotonic()
-            for message in messages:
-                self._start(message)
+            self._start(messages)
             if self._exit_when_idle and not messages and not self._jobs:
                 log.info("queue drained", mode="exit-when-idle")
                 self.stop("the queue is empty")
@@ -229,26 +240,59 @@ class Worker:
 
     async def _free_slots(self) -> int:
         """Wait (a few seconds at most, so liveness keeps ticking) for a free job slot."""
-        free = self._settings.max_jobs_in_flight - len(self._jobs)
+        free = self._settings.max_jobs_in_flight - self.jobs_in_flight
         if free > 0:
             return free
         self._slot_freed.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._slot_freed.wait(), 5)
         self._last_loop_at = time.monotonic()
-        return max(0, self._settings.max_jobs_in_flight - len(self._jobs))
+        return max(0, self._settings.max_jobs_in_flight - self.jobs_in_flight)
 
-    def _start(self, message: ReceivedMessage) -> None:
-        slot = _JobSlot(message)
+    def _start(self, messages: list[ReceivedMessage]) -> None:
+        """One task per message; on a FIFO queue, one task per message group, in order."""
+        if not self._fifo:
+            for message in messages:
+                self._start_slot(_JobSlot([message]))
+            return
+        groups: dict[str, list[ReceivedMessage]] = {}
+        for message in messages:
+            groups.setdefault(message.group_id or message.message_id, []).append(message)
+        for group in groups.values():
+            self._start_slot(_JobSlot(group))
 
-        def mark_called() -> None:
-            slot.called_cognito = True
-
-        task = asyncio.create_task(self._processor.process(message, mark_called))
+    def _start_slot(self, slot: _JobSlot) -> None:
+        task = asyncio.create_task(self._work_through(slot))
         self._jobs[task] = slot
         task.add_done_callback(self._job_done)
 
-    def _job_done(self, task: asyncio.Task[str]) -> None:
+    async def _work_through(self, slot: _JobSlot) -> None:
+        def mark_called() -> None:
+            slot.called_cognito = True
+
+        while slot.messages:
+            slot.called_cognito = False
+            try:
+                outcome = await self._processor.process(slot.messages[0], mark_called)
+            except asyncio.CancelledError:
+                # The processor handed this message back; the group's later ones follow it.
+                await asyncio.shield(self._hand_back_all(slot.messages[1:]))
+                raise
+            slot.messages.pop(0)
+            if outcome in (HANDED_BACK, LEFT) and slot.messages:
+                # FIFO: a message that did not finish holds back the later ones of its group,
+                # which go back in order behind it.
+                await self._hand_back_all(slot.messages)
+                slot.messages.clear()
+
+    async def _hand_back_all(self, messages: list[ReceivedMessage]) -> None:
+        if messages:
+            await asyncio.gather(
+                *(self._queue.hand_back(message, 0) for message in messages),
+                return_exceptions=True,
+            )
+
+    def _job_done(self, task: asyncio.Task[None]) -> None:
         self._jobs.pop(task, None)
         self._slot_freed.set()
 
@@ -256,7 +300,7 @@ class Worker:
         """Let jobs in flight finish within the grace period; hand back the rest; flush."""
         grace = self._settings.shutdown_grace_s
         if self._jobs:
-            log.info("draining", jobs_in_flight=len(self._jobs), grace_s=grace)
+            log.info("draining", jobs_in_flight=self.jobs_in_flight, grace_s=grace)
             _, pending = await asyncio.wait(list(self._jobs), timeout=grace)
             if pending:
                 log.warning("grace period over: handing back unfinished jobs", jobs=len(pending))
