@@ -78,6 +78,18 @@ class JobQueue:
         )
         return [_received(message) for message in answer.get("Messages", [])]
 
+    async def is_drained(self) -> bool:
+        """Whether the queue holds no message at all: visible, in flight or delayed."""
+        answer = await self._client.get_queue_attributes(
+            QueueUrl=self._queue_url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )
+        return all(int(count) == 0 for count in answer.get("Attributes", {}).values())
+
     async def delete(self, message: ReceivedMessage) -> None:
         """Delete a message whose result is published; raise if SQS refused this entry."""
         await self._deletes.submit(message)

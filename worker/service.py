@@ -205,10 +205,24 @@ class Worker:
             self._last_receive_error = None
             self._last_loop_at = time.monotonic()
             self._start(messages)
-            if self._exit_when_idle and not messages and not self._jobs:
+            # Burst mode ends when nothing is left anywhere, not merely nothing visible: a message
+            # handed back for later, or held by a worker that died, still counts.
+            if (
+                self._exit_when_idle
+                and not messages
+                and not self._jobs
+                and await self._drained()
+            ):
                 log.info("queue drained", mode="exit-when-idle")
                 self.stop("the queue is empty")
                 return
+
+    async def _drained(self) -> bool:
+        try:
+            return await self._queue.is_drained()
+        except (BotoCoreError, ClientError, aiohttp.ClientError, OSError) as error:
+            log.warning("could not tell whether the queue is drained", error=str(error))
+            return False
 
     async def _probe_open_breakers(self) -> None:
         """Probe each open breaker whose cool-down is over; close it if the probe passes."""

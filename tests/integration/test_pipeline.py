@@ -9,7 +9,9 @@ What moto verifies and what it does not (see worker/local_aws.py):
   proves the request was well-formed and signed, not that a code was right.
 """
 
-from worker.local_aws import Stack, aws_client
+import uuid
+
+from worker.local_aws import Endpoints, Stack, aws_client, provision
 from worker.secret_hash import secret_hash
 
 from .harness import (
@@ -175,13 +177,18 @@ def test_malformed_messages_are_rejected_and_moved_to_the_dlq(stack: Stack) -> N
     assert queue_depth(stack, stack.jobs_queue_url) == 0
 
 
-def test_without_a_dlq_a_malformed_message_stays_for_the_redrive_policy(stack: Stack) -> None:
+def test_without_a_dlq_setting_the_queues_redrive_policy_keeps_the_malformed(
+    endpoints: Endpoints,
+) -> None:
+    stack = provision(endpoints, f"no-dlq-{uuid.uuid4().hex[:6]}", max_receive_count=1)
     enqueue(stack, "{broken")
-    run = run_worker(stack, DEAD_LETTER_QUEUE_URL="", VISIBILITY_TIMEOUT_S="40")
+    run = run_worker(stack, DEAD_LETTER_QUEUE_URL="", VISIBILITY_TIMEOUT_S="12", JOB_TIMEOUT_S="2")
     assert run.returncode == 0
     (result,) = read_results(stack)
     assert result.body["status"] == "rejected"
-    assert queue_depth(stack, stack.jobs_queue_url) == 1  # not deleted: SQS redrives it later
+    # Not deleted by the worker: SQS moved it to the DLQ after maxReceiveCount receives.
+    assert queue_depth(stack, stack.jobs_queue_url) == 0
+    assert queue_depth(stack, stack.dead_letter_queue_url) == 1
 
 
 def test_several_app_clients_including_one_without_a_secret(stack: Stack) -> None:
@@ -214,24 +221,29 @@ def test_several_app_clients_including_one_without_a_secret(stack: Stack) -> Non
     assert {r.attributes["client_id"] for r in results} == {stack.client_id, public}
 
 
-def test_transient_errors_are_retried_then_handed_back_to_sqs(stack: Stack) -> None:
+def test_transient_errors_are_retried_then_handed_back_until_the_redrive_policy(
+    stack: Stack,
+) -> None:
     """Straight to moto, ResendConfirmationCode answers HTTP 500 (moto lacks it): a real
-    transient failure. The worker retries it, then hands the message back without a result."""
+    transient failure. Each delivery retries it in-process, then hands the message back with a
+    backoff and no result; after maxReceiveCount (5) deliveries SQS moves it to the DLQ."""
     create_unconfirmed_user(stack, "dana")
     enqueue(stack, job("resend_confirmation_code", job_id="r1", username="dana"))
     run = run_worker(
         stack,
         AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER=stack.endpoints.moto,
         RETRY_MAX_ATTEMPTS="3",
+        RETRY_BACKOFF_CAP_S="1",
     )
     assert run.returncode == 0
     assert read_results(stack) == []
-    assert queue_depth(stack, stack.jobs_queue_url) == 1
-    assert len(run.events("cognito call will be retried")) == 2
-    (handed_back,) = run.events("job handed back to the queue")
-    assert handed_back["attempts"] == 3
-    assert handed_back["error_class"] == "TransientError"
-    assert handed_back["visible_again_in_s"] > 0
+    handed_back = run.events("job handed back to the queue")
+    assert [event["receive_count"] for event in handed_back] == [1, 2, 3, 4, 5]
+    assert {event["attempts"] for event in handed_back} == {3}
+    assert {event["error_class"] for event in handed_back} == {"TransientError"}
+    assert len(run.events("cognito call will be retried")) == 2 * 5
+    assert queue_depth(stack, stack.jobs_queue_url) == 0
+    assert queue_depth(stack, stack.dead_letter_queue_url) == 1
 
 
 def test_a_wrong_client_secret_fails_no_job(stack: Stack) -> None:

@@ -56,7 +56,7 @@ def test_no_secret_appears_in_logs_or_results(stack: Stack) -> None:
     wrong = run_worker(stack, LOG_LEVEL="DEBUG", COGNITO_CLIENT_SECRET=WRONG_SECRET)
     enqueue(stack, job("resend_confirmation_code", job_id="t", username="dana"))
     transient = run_worker(
-        stack, LOG_LEVEL="DEBUG", RETRY_MAX_ATTEMPTS="2",
+        stack, LOG_LEVEL="DEBUG", RETRY_MAX_ATTEMPTS="2", RETRY_BACKOFF_CAP_S="1",
         AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER=stack.endpoints.moto,
     )  # fmt: skip
     assert wrong.events("job handed back to the queue")

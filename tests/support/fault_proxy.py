@@ -172,6 +172,7 @@ class Rule:
     latency_s: float | None = None
     when: str = "before"
     username: str | None = None
+    times: int | None = None  # apply at most this many times, then let calls through
     id: int = 0
     hits: int = 0
 
@@ -180,7 +181,9 @@ class Rule:
         """Validate a rule as posted to the control API; raise ValueError when it is wrong."""
         if not isinstance(document, dict):
             raise ValueError("a rule is a JSON object")
-        known = {"kind", "service", "operation", "probability", "latency_s", "when", "username"}
+        known = {
+            "kind", "service", "operation", "probability", "latency_s", "when", "username", "times",
+        }  # fmt: skip
         unknown = set(document) - known
         if unknown:
             raise ValueError(f"unknown rule fields: {sorted(unknown)}")
@@ -200,7 +203,11 @@ class Rule:
         if kind in {"latency", "timeout"} and latency_s is None:
             raise ValueError(f"a {kind} rule needs latency_s")
         service = _optional_str(document, "service")
+        times = document.get("times")
+        if times is not None and (not isinstance(times, int) or times < 1):
+            raise ValueError("times must be a positive whole number")
         return cls(
+            times=times,
             kind=kind,
             service=_SERVICE_ALIASES.get(service, service) if service else None,
             operation=_optional_str(document, "operation"),
@@ -214,7 +221,8 @@ class Rule:
     def matches(self, call: Call) -> bool:
         """Whether the rule applies to the call (before its random draw)."""
         return (
-            (self.service is None or self.service == call.service)
+            (self.times is None or self.hits < self.times)
+            and (self.service is None or self.service == call.service)
             and (self.operation is None or self.operation == call.operation)
             and (self.username is None or self.username == call.username)
         )
@@ -230,6 +238,7 @@ class Rule:
             "latency_s": self.latency_s,
             "when": self.when,
             "username": self.username,
+            "times": self.times,
             "hits": self.hits,
         }
 
@@ -618,6 +627,7 @@ class FaultProxy:
         latency_s: float | None = None,
         when: str = "before",
         username: str | None = None,
+        times: int | None = None,
     ) -> int:
         """Add a fault rule (after the existing ones); return its id."""
         rule = {
@@ -628,6 +638,7 @@ class FaultProxy:
             "latency_s": latency_s,
             "when": when,
             "username": username,
+            "times": times,
         }
         return int(self._call("POST", "rules", rule)["id"])
 

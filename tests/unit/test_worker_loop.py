@@ -32,6 +32,9 @@ class ScriptedQueue:
         self.batches = batches
         self.asked: list[int] = []
 
+    async def is_drained(self) -> bool:
+        return not self.batches
+
     async def receive(self, max_messages: int, wait_s: int) -> list[ReceivedMessage]:
         self.asked.append(max_messages)
         await asyncio.sleep(0)
