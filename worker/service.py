@@ -40,6 +40,12 @@ CONNECT_TIMEOUT_S = 3
 AWS_READ_TIMEOUT_S = 10
 # Time left after the drain for flushing results, deletes and hand-backs.
 FLUSH_BUDGET_S = 5.0
+# Exit codes (2, a bad setting, is the command line's).
+EXIT_OK = 0
+EXIT_LOOP_DIED = 1
+EXIT_CONFIGURATION = 3  # burst mode only: every app client's configuration is broken
+# How long a long poll may still answer once the worker is told to stop.
+STOP_RECEIVE_GRACE_S = 1.0
 # The longest pause between receives while SQS fails.
 RECEIVE_BACKOFF_CAP_S = 5.0
 # Liveness fails when the loop has not gone round for this long beyond a long poll.
@@ -79,11 +85,11 @@ class Worker:
         self._fifo = settings.jobs_queue_url.endswith(".fifo")
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._receive_call: asyncio.Task[list[ReceivedMessage]] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._last_loop_at = time.monotonic()
         self._last_receive_error: str | None = None
         self._ready = False
+        self._gave_up_on_configuration = False
 
     @property
     def jobs_in_flight(self) -> int:
@@ -136,8 +142,6 @@ class Worker:
             return
         log.info("stopping", reason=reason, jobs_in_flight=self.jobs_in_flight)
         self._stopping.set()
-        if self._receive_call is not None:
-            self._receive_call.cancel()
         # Jobs that have not reached Cognito yet go straight back to the queue.
         for task, slot in self._jobs.items():
             if not slot.called_cognito:
@@ -147,7 +151,7 @@ class Worker:
         """Receive and process until stopped (or idle, in burst mode); return the exit code."""
         self._ready = True
         self._loop_task = asyncio.create_task(self._receive_loop())
-        exit_code = 0
+        exit_code = EXIT_OK
         try:
             await self._loop_task
         except asyncio.CancelledError:
@@ -155,9 +159,11 @@ class Worker:
         except Exception:
             # A dead loop must take the process down so ECS replaces it.
             log.exception("the receive loop died")
-            exit_code = 1
+            exit_code = EXIT_LOOP_DIED
             self.stop("the receive loop died")
         await self._drain()
+        if exit_code == EXIT_OK and self._gave_up_on_configuration:
+            exit_code = EXIT_CONFIGURATION
         log.info(
             "worker stopped",
             exit_code=exit_code,
@@ -176,20 +182,15 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), 1.0)
                 if self._exit_when_idle and not self._jobs:
+                    # Burst mode: nothing can be done until an operator fixes the configuration.
+                    self._gave_up_on_configuration = True
                     self.stop("every app client's circuit breaker is open")
                 continue
             free = await self._free_slots()
             if free == 0:
                 continue
-            self._receive_call = asyncio.create_task(
-                self._queue.receive(min(MAX_RECEIVE, free), self._settings.receive_wait_s)
-            )
             try:
-                messages = await self._receive_call
-            except asyncio.CancelledError:
-                if self._stopping.is_set():
-                    return
-                raise
+                messages = await self._receive_unless_stopped(free)
             except (BotoCoreError, ClientError, aiohttp.ClientError, OSError) as error:
                 failures += 1
                 self._last_receive_error = f"{type(error).__name__}: {error}"
@@ -199,23 +200,44 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 continue
-            finally:
-                self._receive_call = None
             failures = 0
+            if self._stopping.is_set():
+                # Received while told to stop: none of them started, all go straight back.
+                await self._hand_back_all(messages)
+                return
             self._last_receive_error = None
             self._last_loop_at = time.monotonic()
             self._start(messages)
             # Burst mode ends when nothing is left anywhere, not merely nothing visible: a message
             # handed back for later, or held by a worker that died, still counts.
-            if (
-                self._exit_when_idle
-                and not messages
-                and not self._jobs
-                and await self._drained()
-            ):
+            if self._exit_when_idle and not messages and not self._jobs and await self._drained():
                 log.info("queue drained", mode="exit-when-idle")
                 self.stop("the queue is empty")
                 return
+
+    async def _receive_unless_stopped(self, free: int) -> list[ReceivedMessage]:
+        """Receive; when told to stop during a long poll, give it a moment, then abandon it.
+
+        Abandoning a long poll that is about to answer would hide its messages for the whole
+        visibility timeout, so a poll that answers within the moment is taken and handed back.
+        """
+        receive = asyncio.ensure_future(
+            self._queue.receive(min(MAX_RECEIVE, free), self._settings.receive_wait_s)
+        )
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not receive.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(receive), STOP_RECEIVE_GRACE_S)
+        if not receive.done():
+            receive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receive
+            return []
+        return receive.result()
 
     async def _drained(self) -> bool:
         try:
@@ -289,8 +311,10 @@ class Worker:
             try:
                 outcome = await self._processor.process(slot.messages[0], mark_called)
             except asyncio.CancelledError:
-                # The processor handed this message back; the group's later ones follow it.
-                await asyncio.shield(self._hand_back_all(slot.messages[1:]))
+                # Every message of the slot goes back, the current one too: the task may have
+                # been cancelled before the processor ever saw it. (A second hand-back of a
+                # message the processor already dealt with changes nothing.)
+                await asyncio.shield(self._hand_back_all(slot.messages))
                 raise
             slot.messages.pop(0)
             if outcome in (HANDED_BACK, LEFT) and slot.messages:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,3 +147,53 @@ def create_unconfirmed_user(stack: Stack, username: str) -> None:
         SecretHash=secret_hash(username, stack.client_id, stack.client_secret),
         UserAttributes=[{"Name": "email", "Value": f"{username}@example.com"}],
     )
+
+
+def start_worker(stack: Stack, *args: str, **overrides: str) -> subprocess.Popen[str]:
+    """Start `python -m worker run ARGS` in the background (stop it with :func:`finish`)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker", "run", *args],
+        env=worker_env(stack, **overrides),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout_s: float = 60) -> WorkerRun:
+    """Wait for a started worker to end by itself; kill it if it does not in time."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        raise AssertionError(
+            f"the worker did not stop in {timeout_s} s:\n{stdout}\n{stderr}"
+        ) from None
+    return WorkerRun(process.returncode, stdout, stderr)
+
+
+def wait_for(condition: Any, timeout_s: float = 30, interval_s: float = 0.1) -> Any:
+    """Poll ``condition`` until it returns something true; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+class ResultCollector:
+    """Accumulates results read from the topic's queue across several reads."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.results: list[Published] = []
+
+    def poll(self) -> list[Published]:
+        self.results += read_results(self.stack)
+        return self.results
+
+    def job_ids(self) -> set[str]:
+        return {r.body["job_id"] for r in self.results}

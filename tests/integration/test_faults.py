@@ -1,0 +1,366 @@
+"""Delivery guarantees under faults, injected by tests/support/fault_proxy.py.
+
+The worker talks to every service through the proxy (SQS and SNS to moto, Cognito to the Cognito
+front), which injects the faults and counts, per operation and username, the calls that reached
+Cognito and the ones Cognito carried out (its 2xx answers: "effects").
+"""
+
+import json
+import signal
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.fault_proxy import FaultProxy, running_proxy
+from worker.local_aws import Endpoints, Stack, free_port
+
+from .harness import (
+    ResultCollector,
+    create_confirmed_user,
+    create_unconfirmed_user,
+    enqueue,
+    finish,
+    job,
+    queue_depth,
+    read_results,
+    run_worker,
+    start_worker,
+    wait_for,
+)
+from .test_idempotency_store import create_table
+
+PASSWORD = "Valid-Passw0rd!"
+
+
+@pytest.fixture(scope="module")
+def module_proxy(endpoints: Endpoints) -> Iterator[FaultProxy]:
+    with running_proxy(endpoints.moto, endpoints.cognito, seed=7) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def proxy(module_proxy: FaultProxy) -> Iterator[FaultProxy]:
+    module_proxy.clear_rules()
+    module_proxy.reset_stats()
+    yield module_proxy
+    module_proxy.clear_rules()
+
+
+def through(proxy: FaultProxy, **overrides: str) -> dict[str, str]:
+    """Worker settings that send every AWS call through the proxy."""
+    return {
+        "AWS_ENDPOINT_URL": proxy.url,
+        "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": proxy.url,
+        **overrides,
+    }
+
+
+def results_per_job(results: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for result in results:
+        grouped[result.body["job_id"]].append(result.body)
+    return grouped
+
+
+def test_500_jobs_under_throttling_5xx_and_resets_end_once_each(
+    stack: Stack, proxy: FaultProxy
+) -> None:
+    confirmed = [f"fp-{i}" for i in range(100)]
+    unconfirmed = [f"cs-{i}" for i in range(50)]
+    for username in confirmed:
+        create_confirmed_user(stack, username)
+    for username in unconfirmed:
+        create_unconfirmed_user(stack, username)
+    bodies = [
+        *(job("sign_up", job_id=f"su-{i}", username=f"su-{i}", password=PASSWORD)
+          for i in range(350)),
+        *(job("forgot_password", job_id=f"fp-{u}", username=u) for u in confirmed),
+        *(job("confirm_sign_up", job_id=f"cs-{u}", username=u, confirmation_code="123456")
+          for u in unconfirmed),
+    ]  # fmt: skip
+    enqueue(stack, *bodies)
+    proxy.add_rule("throttle", service="cognito", probability=0.20)
+    proxy.add_rule("internal_error", service="cognito", probability=0.03)
+    proxy.add_rule("http_503", probability=0.02)
+    proxy.add_rule("reset", probability=0.02)
+
+    run = run_worker(stack, timeout_s=180, **through(proxy, RETRY_BACKOFF_CAP_S="1"))
+
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr
+    stats = proxy.stats()
+    per_job = results_per_job(read_results(stack))
+    assert len(per_job) == 500
+    assert all(len(results) == 1 for results in per_job.values())
+    assert {results[0]["status"] for results in per_job.values()} == {"succeeded"}
+    # No Cognito operation was carried out twice for one job.
+    effects = stats["effects"]
+    assert sorted(effects["SignUp"].values()) == [1] * 350
+    assert sorted(effects["ForgotPassword"].values()) == [1] * 100
+    assert sorted(effects["ConfirmSignUp"].values()) == [1] * 50
+    assert queue_depth(stack, stack.jobs_queue_url) == 0
+    assert queue_depth(stack, stack.dead_letter_queue_url) == 0
+    faults = stats["faults"]
+    assert faults["throttle"] > 50
+    assert faults["internal_error"] > 5
+    assert faults["http_503"] > 5
+    assert faults["reset"] > 5
+    print(f"\n500 jobs, faults injected: {faults}, results: {len(per_job)}")
+
+
+def test_sqs_then_sns_unreachable_for_10_s_each_loses_nothing(
+    stack: Stack, proxy: FaultProxy
+) -> None:
+    bodies = [job("sign_up", job_id=f"o-{i}", username=f"o-{i}", password=PASSWORD)
+              for i in range(150)]  # fmt: skip
+    enqueue(stack, *bodies)
+    proxy.add_rule("latency", service="cognito", latency_s=0.1)
+    collector = ResultCollector(stack)
+    worker = start_worker(
+        stack, "--exit-when-idle", **through(proxy, MAX_JOBS_IN_FLIGHT="2", RECEIVE_WAIT_S="1")
+    )
+    wait_for(lambda: len(collector.poll()) >= 10)
+    with proxy.fault("unreachable", service="sqs"):
+        time.sleep(10)
+    sqs_faults = proxy.stats()["faults"]["unreachable"]
+    with proxy.fault("unreachable", service="sns"):
+        time.sleep(10)
+    sns_faults = proxy.stats()["faults"]["unreachable"] - sqs_faults
+    run = finish(worker, timeout_s=90)
+
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr
+    collector.poll()
+    per_job = results_per_job(collector.results)
+    assert set(per_job) == {f"o-{i}" for i in range(150)}
+    assert all(len(results) == 1 for results in per_job.values())
+    assert sorted(proxy.stats()["effects"]["SignUp"].values()) == [1] * 150
+    assert queue_depth(stack, stack.jobs_queue_url) == 0
+    # Both outages hit the worker's calls (deletes and receives, then publishes).
+    assert sqs_faults > 0
+    assert sns_faults > 0
+    print(f"\noutage: SQS calls refused {sqs_faults}, SNS calls refused {sns_faults}")
+
+
+def test_a_worker_killed_mid_batch_and_a_second_one_finish_every_job_once(
+    stack: Stack, proxy: FaultProxy, endpoints: Endpoints
+) -> None:
+    table = create_table(endpoints)
+    bodies = [job("sign_up", job_id=f"k-{i}", username=f"k-{i}", password=PASSWORD)
+              for i in range(80)]  # fmt: skip
+    enqueue(stack, *bodies)
+    # Cognito acts at once but answers late: a kill lands between the act and the result.
+    proxy.add_rule("latency", service="cognito", operation="SignUp", latency_s=0.4, when="after")
+    settings = through(
+        proxy,
+        IDEMPOTENCY_STORE="dynamodb",
+        IDEMPOTENCY_TABLE=table,
+        IDEMPOTENCY_LEASE_S="5",
+        VISIBILITY_TIMEOUT_S="15",
+        JOB_TIMEOUT_S="5",
+        MAX_JOBS_IN_FLIGHT="10",
+    )
+    collector = ResultCollector(stack)
+    first = start_worker(stack, **settings)
+    wait_for(lambda: len(collector.poll()) >= 15)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    killed_with = len(collector.results)
+
+    second = run_worker(stack, timeout_s=120, **settings)
+
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr
+    collector.poll()
+    per_job = results_per_job(collector.results)
+    assert set(per_job) == {f"k-{i}" for i in range(80)}
+    for results in per_job.values():
+        # A result published by the dead worker and republished by the second is the same.
+        assert all(result == results[0] for result in results)
+        assert results[0]["status"] == "succeeded"
+    # Each user was created exactly once, though some SignUps were cut off mid-way.
+    assert sorted(proxy.stats()["effects"]["SignUp"].values()) == [1] * 80
+    taken_over = [
+        r[0] for r in per_job.values() if r[0]["detail"] == "created_by_an_earlier_attempt"
+    ]
+    duplicates = sum(len(r) - 1 for r in per_job.values())
+    assert queue_depth(stack, stack.jobs_queue_url) == 0
+    print(
+        f"\nkilled after {killed_with} results; taken over mid-call: {len(taken_over)}; "
+        f"results republished: {duplicates}"
+    )
+    assert taken_over  # the kill did land mid-call: the takeover path ran
+
+
+def test_sigterm_with_jobs_in_flight_drains_within_the_grace_period(
+    stack: Stack, proxy: FaultProxy
+) -> None:
+    enqueue(*[stack], *[job("sign_up", job_id=f"t-{i}", username=f"t-{i}", password=PASSWORD)
+                        for i in range(10)])  # fmt: skip
+    proxy.add_rule("latency", service="cognito", operation="SignUp", latency_s=1.5)
+    worker = start_worker(stack, **through(proxy, SHUTDOWN_GRACE_S="10"))
+    wait_for(lambda: proxy.stats()["calls"].get("cognito-idp", {}).get("SignUp", 0) >= 10)
+    signalled = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    run = finish(worker, timeout_s=30)
+    took = time.monotonic() - signalled
+
+    assert run.returncode == 0
+    assert took < 10
+    per_job = results_per_job(read_results(stack))
+    assert set(per_job) == {f"t-{i}" for i in range(10)}
+    assert queue_depth(stack, stack.jobs_queue_url) == 0
+    (stopped,) = run.events("worker stopped")
+    assert stopped["succeeded"] == 10
+
+
+def test_jobs_past_the_grace_period_go_back_and_finish_once_later(
+    stack: Stack, proxy: FaultProxy, endpoints: Endpoints
+) -> None:
+    """Across processes the claims live in DynamoDB: the second worker learns that the first
+    one's SignUps may have reached Cognito, so UsernameExistsException is its own success."""
+    settings = {"IDEMPOTENCY_STORE": "dynamodb", "IDEMPOTENCY_TABLE": create_table(endpoints)}
+    enqueue(stack, *[job("sign_up", job_id=f"g-{i}", username=f"g-{i}", password=PASSWORD)
+                     for i in range(4)])  # fmt: skip
+    rule = proxy.add_rule("latency", service="cognito", operation="SignUp", latency_s=4)
+    worker = start_worker(stack, **through(proxy, SHUTDOWN_GRACE_S="1", **settings))
+    wait_for(lambda: proxy.stats()["calls"].get("cognito-idp", {}).get("SignUp", 0) >= 4)
+    worker.send_signal(signal.SIGTERM)
+    run = finish(worker, timeout_s=15)
+    assert run.returncode == 0
+    assert read_results(stack) == []
+    assert run.events("grace period over: handing back unfinished jobs")
+
+    proxy.remove_rule(rule)
+    time.sleep(4)  # the cut-off SignUps still reach Cognito through the slow proxy
+    again = run_worker(stack, **through(proxy, **settings))
+    assert again.returncode == 0
+    per_job = results_per_job(read_results(stack))
+    assert set(per_job) == {f"g-{i}" for i in range(4)}
+    assert {r[0]["status"] for r in per_job.values()} == {"succeeded"}
+    assert sorted(proxy.stats()["effects"]["SignUp"].values()) == [1] * 4
+
+
+def test_a_secret_rotated_mid_run_fails_no_job(stack: Stack, proxy: FaultProxy) -> None:
+    """The proxy answers what Cognito answers once the worker's secret is stale
+    (NotAuthorizedException "SecretHash does not match"), from mid-run on."""
+    bodies = [job("sign_up", job_id=f"c-{i}", username=f"c-{i}", password=PASSWORD)
+              for i in range(40)]  # fmt: skip
+    enqueue(stack, *bodies)
+    port = free_port()
+    slow = proxy.add_rule("latency", service="cognito", latency_s=0.05)
+    collector = ResultCollector(stack)
+    settings = through(
+        proxy,
+        MAX_JOBS_IN_FLIGHT="2",
+        HEALTH_PORT=str(port),
+        BREAKER_COOLDOWN_S="1",
+        BREAKER_MAX_COOLDOWN_S="2",
+    )
+    worker = start_worker(stack, **settings)
+    wait_for(lambda: len(collector.poll()) >= 5)
+    proxy.remove_rule(slow)  # the first matching rule applies: the stale secret's must
+    stale = proxy.add_rule("not_authorized", service="cognito")
+    readiness = wait_for(lambda: _probe(port, "/readyz") if _probe(port, "/readyz")[0] == 503
+                         else None)  # fmt: skip
+    assert readiness[1]["status"] == "configuration error"
+    (reason,) = readiness[1]["clients"].values()
+    assert "SecretHash does not match" in reason
+    assert "client secret" in reason  # the hint
+    assert _probe(port, "/healthz")[0] == 200  # alive: restarting would not help
+    worker.send_signal(signal.SIGTERM)
+    run = finish(worker)
+    assert run.returncode == 0
+    assert run.events("configuration error: this client takes no work until a probe passes")
+
+    proxy.remove_rule(stale)  # the right secret again
+    again = run_worker(stack, **through(proxy))
+    for line in run.logs:
+        print(
+            "W1",
+            line.get("timestamp"),
+            line.get("event"),
+            line.get("job_id"),
+            line.get("visible_again_in_s"),
+            line.get("reason"),
+        )
+    for line in again.logs:
+        print("W2", line.get("timestamp"), line.get("event"), line.get("job_id"))
+    assert again.returncode == 0
+    collector.poll()
+    per_job = results_per_job(collector.results)
+    assert set(per_job) == {f"c-{i}" for i in range(40)}
+    statuses = Counter(r[0]["status"] for r in per_job.values())
+    assert statuses == {"succeeded": 40}
+    assert queue_depth(stack, stack.dead_letter_queue_url) == 0
+
+
+def test_the_breaker_closes_by_itself_once_a_probe_passes(stack: Stack, proxy: FaultProxy) -> None:
+    enqueue(stack, *[job("sign_up", job_id=f"p-{i}", username=f"p-{i}", password=PASSWORD)
+                     for i in range(5)])  # fmt: skip
+    collector = ResultCollector(stack)
+    with proxy.fault("not_authorized", service="cognito", times=3):
+        worker = start_worker(stack, **through(proxy, BREAKER_COOLDOWN_S="1"))
+        wait_for(lambda: len(collector.poll()) == 5, timeout_s=30)
+    worker.send_signal(signal.SIGTERM)
+    run = finish(worker)
+    assert run.returncode == 0
+    assert run.events("configuration error: this client takes no work until a probe passes")
+    assert run.events("configuration probe passed: taking work again")
+    per_job = results_per_job(collector.results)
+    assert {r[0]["status"] for r in per_job.values()} == {"succeeded"}
+    assert len(per_job) == 5
+
+
+def test_a_lost_sign_up_answer_is_our_own_success(stack: Stack, proxy: FaultProxy) -> None:
+    enqueue(stack, job("sign_up", job_id="lost", username="lost-answer", password=PASSWORD))
+    proxy.add_rule("reset", service="cognito", operation="SignUp", when="after", times=1)
+    run = run_worker(stack, **through(proxy))
+    assert run.returncode == 0
+    (result,) = read_results(stack)
+    assert result.body["status"] == "succeeded"
+    assert result.body["detail"] == "created_by_an_earlier_attempt"
+    assert result.body["user_sub"] is None  # unknown: the answer that carried it was lost
+    assert result.body["attempts"] == 2
+    assert proxy.stats()["effects"]["SignUp"] == {"lost-answer": 1}
+
+
+def test_a_duplicate_delivery_republishes_without_calling_cognito(
+    stack: Stack, proxy: FaultProxy
+) -> None:
+    body = job("forgot_password", job_id="dup-1", username="dup-user")
+    create_confirmed_user(stack, "dup-user")
+    enqueue(stack, body, body)
+    run = run_worker(stack, **through(proxy, MAX_JOBS_IN_FLIGHT="1"))
+    assert run.returncode == 0
+    first, second = read_results(stack)
+    assert first.raw == second.raw
+    assert proxy.stats()["users"]["ForgotPassword"] == {"dup-user": 1}
+    assert run.events("duplicate delivery: republishing the stored result")
+
+
+def test_a_per_user_limit_is_deferred_then_failed(stack: Stack, proxy: FaultProxy) -> None:
+    create_confirmed_user(stack, "limited")
+    enqueue(stack, job("forgot_password", job_id="lim", username="limited"))
+    proxy.add_rule("limit_exceeded", service="cognito", operation="ForgotPassword")
+    run = run_worker(stack, **through(proxy, DEFERRED_DELAY_S="1", DEFERRED_MAX_RECEIVES="3"))
+    assert run.returncode == 0
+    (result,) = read_results(stack)
+    assert result.body["status"] == "failed"
+    assert result.body["error"]["code"] == "LimitExceededException"
+    # One call a delivery, no in-process retry: each retry would burn one of the user's attempts.
+    assert proxy.stats()["users"]["ForgotPassword"] == {"limited": 3}
+    assert [e["visible_again_in_s"] for e in run.events("job handed back to the queue")] == [1, 1]
+
+
+def _probe(port: int, path: str) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+    except OSError:
+        return 0, {}
