@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -205,8 +206,9 @@ class CognitoFront:
         }
 
 
+@functools.cache
 def aws_client(service: str, endpoint: str) -> Any:
-    """A boto3 client for the local AWS (any credentials do)."""
+    """A boto3 client for the local AWS (any credentials do); one per service and endpoint."""
     return boto3.client(
         service,
         endpoint_url=endpoint,

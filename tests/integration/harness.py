@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -150,27 +152,45 @@ def create_unconfirmed_user(stack: Stack, username: str) -> None:
 
 
 def start_worker(stack: Stack, *args: str, **overrides: str) -> subprocess.Popen[str]:
-    """Start `python -m worker run ARGS` in the background (stop it with :func:`finish`)."""
-    return subprocess.Popen(
+    """Start `python -m worker run ARGS` in the background (stop it with :func:`finish`).
+
+    Its output goes to temporary files, not pipes: nobody reads a pipe while the worker runs,
+    and a full pipe would block the worker's event loop on its next log line.
+    """
+    stdout = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by finish()
+    stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by finish()
+    process = subprocess.Popen(
         [sys.executable, "-m", "worker", "run", *args],
         env=worker_env(stack, **overrides),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=stdout,
+        stderr=stderr,
         text=True,
     )
+    _outputs[process.pid] = (stdout, stderr)
+    return process
+
+
+_outputs: dict[int, tuple[Any, Any]] = {}
 
 
 def finish(process: subprocess.Popen[str], timeout_s: float = 60) -> WorkerRun:
     """Wait for a started worker to end by itself; kill it if it does not in time."""
+    stdout_file, stderr_file = _outputs.pop(process.pid)
     try:
-        stdout, stderr = process.communicate(timeout=timeout_s)
+        process.wait(timeout=timeout_s)
+        timed_out = False
     except subprocess.TimeoutExpired:
         process.kill()
-        stdout, stderr = process.communicate()
-        raise AssertionError(
-            f"the worker did not stop in {timeout_s} s:\n{stdout}\n{stderr}"
-        ) from None
-    return WorkerRun(process.returncode, stdout, stderr)
+        process.wait()
+        timed_out = True
+    outputs = []
+    for file in (stdout_file, stderr_file):
+        file.seek(0)
+        outputs.append(file.read())
+        file.close()
+    if timed_out:
+        raise AssertionError(f"the worker did not stop in {timeout_s} s:\n{outputs[0][-5000:]}")
+    return WorkerRun(process.returncode, outputs[0], outputs[1])
 
 
 def wait_for(condition: Any, timeout_s: float = 30, interval_s: float = 0.1) -> Any:
@@ -197,3 +217,53 @@ class ResultCollector:
 
     def job_ids(self) -> set[str]:
         return {r.body["job_id"] for r in self.results}
+
+
+class Traffic:
+    """A producer and a results reader running beside the worker, as in production.
+
+    moto's SQS answers in time proportional to a queue's depth, so holding 500 jobs (or 500
+    results) in a queue at once would measure moto. The producer keeps at most ``keep_queued``
+    jobs waiting, and the reader drains the results queue as they come.
+    """
+
+    def __init__(self, stack: Stack, bodies: list[str], keep_queued: int = 60) -> None:
+        self.stack = stack
+        self.pending = list(bodies)
+        self.keep_queued = keep_queued
+        self.results: list[Published] = []
+        self.message_ids: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.results += read_results(self.stack)
+        if self._error is not None:
+            raise self._error
+
+    def wait_for_results(self, count: int, timeout_s: float = 120) -> None:
+        wait_for(lambda: len(self.results) >= count or self._error, timeout_s=timeout_s)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                busy = False
+                if self.pending and queue_depth(self.stack, self.stack.jobs_queue_url) < (
+                    self.keep_queued
+                ):
+                    chunk, self.pending = self.pending[:10], self.pending[10:]
+                    self.message_ids += enqueue(self.stack, *chunk)
+                    busy = True
+                fresh = read_results(self.stack)
+                self.results += fresh
+                if not (busy or fresh):
+                    time.sleep(0.05)
+        except BaseException as error:  # surfaced in the test thread
+            self._error = error
