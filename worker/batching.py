@@ -28,8 +28,16 @@ class BatchEntryError(Exception):
 class Batcher(Generic[Entry]):
     """Collects entries into batches of up to ``max_size``, sent when full or after ``linger_s``."""
 
-    def __init__(self, send: SendBatch[Entry], *, max_size: int = 10, linger_s: float = 0.02):
+    def __init__(
+        self,
+        send: SendBatch[Entry],
+        *,
+        max_size: int = 10,
+        linger_s: float = 0.02,
+        on_batch: Callable[[int], None] = lambda _size: None,
+    ) -> None:
         self._send = send
+        self._on_batch = on_batch
         self._max_size = max_size
         self._linger_s = linger_s
         self._pending: list[tuple[Entry, asyncio.Future[None]]] = []
@@ -65,6 +73,7 @@ class Batcher(Generic[Entry]):
             task.add_done_callback(self._in_flight.discard)
 
     async def _send_batch(self, batch: list[tuple[Entry, asyncio.Future[None]]]) -> None:
+        self._on_batch(len(batch))
         try:
             outcomes = await self._send([entry for entry, _ in batch])
         except Exception as error:  # the whole request failed: every entry learns why

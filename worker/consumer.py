@@ -5,7 +5,7 @@ It owns receipt handles and visibility; every batch call checks each ``Failed`` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from types_aiobotocore_sqs.client import SQSClient
 
 MAX_RECEIVE = 10  # SQS's own cap per ReceiveMessage
+# Told of every request: the call's name and how many entries it carried (or messages it got).
+Observe = Callable[[str, int], None]
 MAX_VISIBILITY_S = 43200
 
 
@@ -52,14 +54,23 @@ class JobQueue:
         *,
         dead_letter_queue_url: str | None,
         visibility_timeout_s: int,
+        observe: Observe = lambda _call, _size: None,
     ) -> None:
         self._client = client
         self._queue_url = queue_url
         self._dlq_url = dead_letter_queue_url
         self._visibility_timeout_s = visibility_timeout_s
-        self._deletes = Batcher[ReceivedMessage](self._delete_batch)
-        self._visibility = Batcher[_VisibilityChange](self._change_visibility_batch)
-        self._dead_letters = Batcher[_DeadLetter](self._dead_letter_batch)
+        self._observe = observe
+        self._deletes = Batcher[ReceivedMessage](
+            self._delete_batch, on_batch=lambda size: observe("DeleteMessageBatch", size)
+        )
+        self._visibility = Batcher[_VisibilityChange](
+            self._change_visibility_batch,
+            on_batch=lambda size: observe("ChangeMessageVisibilityBatch", size),
+        )
+        self._dead_letters = Batcher[_DeadLetter](
+            self._dead_letter_batch, on_batch=lambda size: observe("SendMessageBatch", size)
+        )
 
     @property
     def has_dead_letter_queue(self) -> bool:
@@ -76,7 +87,9 @@ class JobQueue:
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
-        return [_received(message) for message in answer.get("Messages", [])]
+        messages = [_received(message) for message in answer.get("Messages", [])]
+        self._observe("ReceiveMessage", len(messages))
+        return messages
 
     async def is_drained(self) -> bool:
         """Whether the queue holds no message at all: visible, in flight or delayed."""
@@ -88,6 +101,7 @@ class JobQueue:
                 "ApproximateNumberOfMessagesDelayed",
             ],
         )
+        self._observe("GetQueueAttributes", 1)
         return all(int(count) == 0 for count in answer.get("Attributes", {}).values())
 
     async def delete(self, message: ReceivedMessage) -> None:

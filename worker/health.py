@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from worker.metrics import CONTENT_TYPE, Metrics
+
 
 @dataclass(frozen=True, slots=True)
 class Check:
@@ -32,8 +34,8 @@ class Probed(Protocol):
         ...
 
 
-def health_app(worker: Probed) -> web.Application:
-    """The aiohttp application serving ``/healthz`` and ``/readyz``."""
+def health_app(worker: Probed, metrics: Metrics | None = None) -> web.Application:
+    """The aiohttp application serving ``/healthz``, ``/readyz`` and ``/metrics``."""
 
     async def healthz(_request: web.Request) -> web.Response:
         return _answer(worker.liveness())
@@ -41,9 +43,15 @@ def health_app(worker: Probed) -> web.Application:
     async def readyz(_request: web.Request) -> web.Response:
         return _answer(worker.readiness())
 
+    async def metrics_page(_request: web.Request) -> web.Response:
+        assert metrics is not None
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if metrics is not None:
+        app.router.add_get("/metrics", metrics_page)
     return app
 
 

@@ -31,7 +31,7 @@ from tenacity import (
 
 from worker.batching import BatchEntryError
 from worker.breaker import CircuitBreakers, hint
-from worker.cognito import CognitoGateway, job_secrets
+from worker.cognito import OPERATIONS, CognitoGateway, job_secrets
 from worker.consumer import JobQueue, ReceivedMessage
 from worker.idempotency import Claim, ClaimState, IdempotencyStore, job_key
 from worker.jobs import (
@@ -46,14 +46,17 @@ from worker.jobs import (
 )
 from worker.logs import get_logger
 from worker.logs import job_secrets as masked
+from worker.metrics import Metrics
 from worker.outcomes import (
     CognitoError,
     CognitoSuccess,
     ConfigurationError,
     DeferredError,
     PermanentError,
+    ThrottledError,
     TransientError,
 )
+from worker.ratelimit import CATEGORY_OF_OPERATION, RateLimiter
 from worker.results import ResultPublisher
 from worker.settings import AppClient, Settings
 
@@ -131,6 +134,8 @@ class JobProcessor:
         store: IdempotencyStore,
         breakers: CircuitBreakers,
         policy: RetryPolicy,
+        limiter: RateLimiter,
+        metrics: Metrics,
     ) -> None:
         self._settings = settings
         self._gateway = gateway
@@ -139,6 +144,8 @@ class JobProcessor:
         self._store = store
         self._breakers = breakers
         self._policy = policy
+        self._limiter = limiter
+        self._metrics = metrics
         self.stats = ProcessorStats()
 
     async def process(
@@ -190,6 +197,11 @@ class JobProcessor:
         finally:
             self.stats.by_outcome[outcome] += 1
             if result is not None:
+                self._metrics.jobs.labels(
+                    result.type.value if result.type else "unknown", result.status.value
+                ).inc()
+                if published:
+                    self._metrics.job_latency.observe(time.monotonic() - started)
                 log.info(
                     "job finished",
                     job_id=result.job_id,
@@ -236,7 +248,7 @@ class JobProcessor:
         if self._breakers.is_open(app_client.client_id):
             # Our configuration is broken for this client: the job is not to blame.
             delay = math.ceil(self._breakers.seconds_left(app_client.client_id)) + 1
-            await self._hand_back(message, delay, context, reason="circuit breaker open")
+            await self._hand_back(message, delay, context, reason="breaker_open")
             return None
         key = job_key(app_client.client_id, job_id)
         claim = await self._with_aws_retries(
@@ -248,13 +260,14 @@ class JobProcessor:
             return JobResult.model_validate_json(claim.result)
         if claim.state is ClaimState.BUSY:
             delay = math.ceil(claim.lease_left_s) + 1
-            await self._hand_back(message, delay, context, reason="another worker owns this job")
+            await self._hand_back(message, delay, context, reason="owned_elsewhere")
             return None
         with masked(job_secrets(job, app_client)):
             try:
                 async with self._heartbeat(message, key, claim):
-                    on_cognito_call()
-                    result = await self._run(job, job_id, app_client, message, received_at, claim)
+                    result = await self._run(
+                        job, job_id, app_client, message, received_at, claim, on_cognito_call
+                    )
             except asyncio.CancelledError:
                 # Stopped mid-job: free the claim at once for the next delivery, which is told
                 # that Cognito may have acted.
@@ -284,14 +297,21 @@ class JobProcessor:
         message: ReceivedMessage,
         received_at: datetime,
         claim: Claim,
+        on_cognito_call: Callable[[], None],
     ) -> JobResult:
         """Call Cognito (with retries); return the result or raise :class:`_HandBack`."""
         attempts = 0
+        in_call = False
+        operation = OPERATIONS[JobType(job.type)]
+        category = CATEGORY_OF_OPERATION[operation].value
+        pacer = self._limiter.pacer(operation)
+        metrics = self._metrics
         # Whether Cognito may already have acted on this job (an earlier delivery or attempt
         # that ended without an answer).
         ambiguous = claim.interrupted
 
         def log_retry(state: RetryCallState) -> None:
+            metrics.retries.labels(operation).inc()
             error = state.outcome.exception() if state.outcome else None
             log.warning(
                 "cognito call will be retried",
@@ -320,17 +340,39 @@ class JobProcessor:
             async with asyncio.timeout(self._policy.job_timeout_s):
                 async for attempt in retrying:
                     with attempt:
+                        # Waiting for the limiter is no failure; the job timeout bounds it, and
+                        # the heartbeat keeps the message invisible meanwhile.
+                        metrics.limiter_wait.labels(category).observe(await pacer.acquire())
                         attempts = attempt.retry_state.attempt_number
+                        on_cognito_call()
+                        called = time.monotonic()
+                        in_call = True
                         try:
                             success = await self._gateway.execute(job, app_client, job_id)
-                        except TransientError as error:
-                            ambiguous = ambiguous or error.ambiguous
+                        except CognitoError as error:
+                            metrics.cognito_calls.labels(operation, error.code).inc()
+                            if isinstance(error, ThrottledError):
+                                pacer.throttled()
+                                metrics.throttles.labels(category).inc()
+                            if isinstance(error, TransientError):
+                                ambiguous = ambiguous or error.ambiguous
                             raise
+                        else:
+                            metrics.cognito_calls.labels(operation, "ok").inc()
+                        finally:
+                            in_call = False
+                            metrics.cognito_latency.labels(operation).observe(
+                                time.monotonic() - called
+                            )
+                            metrics.limiter_rate.labels(category).set(pacer.rate_rps)
             return finished(success)
         except TimeoutError:
             timeout = TransientError("JobTimeout", "job timeout reached")
             delay = self._policy.redelivery_delay_s(message.receive_count)
-            raise _HandBack(delay, timeout, ambiguous=True, attempts=attempts) from None
+            # Cut off mid-call, Cognito may have acted; cut off while waiting, it cannot have.
+            raise _HandBack(
+                delay, timeout, ambiguous=ambiguous or in_call, attempts=attempts
+            ) from None
         except PermanentError as failure:
             if (
                 ambiguous
@@ -400,6 +442,9 @@ class JobProcessor:
         reason: str | None = None,
         attempts: int = 0,
     ) -> None:
+        self._metrics.handed_back.labels(
+            reason or (error.code if error is not None else "unknown")
+        ).inc()
         level = log.error if isinstance(error, ConfigurationError) else log.warning
         level(
             "job handed back to the queue",

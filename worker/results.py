@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from worker.batching import BatchEntryError, Batcher
+from worker.consumer import Observe
 from worker.jobs import JobResult
 
 if TYPE_CHECKING:
@@ -16,11 +17,22 @@ if TYPE_CHECKING:
 class ResultPublisher:
     """Publishes :class:`JobResult` messages to the results topic with PublishBatch."""
 
-    def __init__(self, client: SNSClient, topic_arn: str, *, linger_s: float = 0.02) -> None:
+    def __init__(
+        self,
+        client: SNSClient,
+        topic_arn: str,
+        *,
+        linger_s: float = 0.02,
+        observe: Observe = lambda _call, _size: None,
+    ) -> None:
         self._client = client
         self._topic_arn = topic_arn
         self._fifo = topic_arn.endswith(".fifo")
-        self._batcher = Batcher[JobResult](self._publish_batch, linger_s=linger_s)
+        self._batcher = Batcher[JobResult](
+            self._publish_batch,
+            linger_s=linger_s,
+            on_batch=lambda size: observe("PublishBatch", size),
+        )
 
     async def publish(self, result: JobResult) -> None:
         """Return once SNS accepted the result; raise if it did not."""

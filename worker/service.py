@@ -28,8 +28,10 @@ from worker.consumer import MAX_RECEIVE, JobQueue, ReceivedMessage
 from worker.health import Check, health_app
 from worker.idempotency import DynamoDbStore, IdempotencyStore, MemoryStore
 from worker.logs import get_logger
+from worker.metrics import Metrics
 from worker.outcomes import ConfigurationError
 from worker.processor import HANDED_BACK, LEFT, JobProcessor, RetryPolicy
+from worker.ratelimit import QuotaCategory, RateLimiter
 from worker.results import ResultPublisher
 from worker.settings import IdempotencyBackend, Settings
 
@@ -71,6 +73,7 @@ class Worker:
         *,
         breakers: CircuitBreakers | None = None,
         gateway: CognitoGateway | None = None,
+        metrics: Metrics | None = None,
         exit_when_idle: bool = False,
     ) -> None:
         self._settings = settings
@@ -80,6 +83,7 @@ class Worker:
             settings.breaker_cooldown_s, settings.breaker_max_cooldown_s
         )
         self._gateway = gateway
+        self.metrics = metrics or Metrics()
         self._exit_when_idle = exit_when_idle
         self._jobs: dict[asyncio.Task[None], _JobSlot] = {}
         self._fifo = settings.jobs_queue_url.endswith(".fifo")
@@ -248,6 +252,10 @@ class Worker:
 
     async def _probe_open_breakers(self) -> None:
         """Probe each open breaker whose cool-down is over; close it if the probe passes."""
+        for client in self._settings.cognito_clients:
+            self.metrics.breaker_open.labels(client.client_id).set(
+                1 if self._breakers.is_open(client.client_id) else 0
+            )
         if self._gateway is None:
             return
         for client_id in self._breakers.due_for_probe():
@@ -300,6 +308,7 @@ class Worker:
     def _start_slot(self, slot: _JobSlot) -> None:
         task = asyncio.create_task(self._work_through(slot))
         self._jobs[task] = slot
+        self.metrics.jobs_in_flight.set(self.jobs_in_flight)
         task.add_done_callback(self._job_done)
 
     async def _work_through(self, slot: _JobSlot) -> None:
@@ -332,6 +341,7 @@ class Worker:
 
     def _job_done(self, task: asyncio.Task[None]) -> None:
         self._jobs.pop(task, None)
+        self.metrics.jobs_in_flight.set(self.jobs_in_flight)
         self._slot_freed.set()
 
     async def _drain(self) -> None:
@@ -359,7 +369,7 @@ def _sdk_config(read_timeout_s: float, pool_size: int) -> AioConfig:
 
 @asynccontextmanager
 async def _health_server(worker: Worker, port: int) -> AsyncIterator[None]:
-    runner = web.AppRunner(health_app(worker), access_log=None)
+    runner = web.AppRunner(health_app(worker, worker.metrics), access_log=None)
     await runner.setup()
     # All interfaces: the ECS health check and the load balancer reach the task from outside.
     site = web.TCPSite(runner, "0.0.0.0", port)  # noqa: S104
@@ -385,13 +395,21 @@ async def serve(settings: Settings, *, exit_when_idle: bool = False) -> int:
         sns = await stack.enter_async_context(
             session.client("sns", config=_sdk_config(AWS_READ_TIMEOUT_S, pool))
         )
+        metrics = Metrics()
+
+        def observe(call: str, size: int) -> None:
+            metrics.aws_requests.labels(call).inc()
+            if call != "GetQueueAttributes":
+                metrics.batch_size.labels(call).observe(size)
+
         queue = JobQueue(
             sqs,
             settings.jobs_queue_url,
             dead_letter_queue_url=settings.dead_letter_queue_url,
             visibility_timeout_s=settings.visibility_timeout_s,
+            observe=observe,
         )
-        publisher = ResultPublisher(sns, settings.results_topic_arn)
+        publisher = ResultPublisher(sns, settings.results_topic_arn, observe=observe)
         store: IdempotencyStore = MemoryStore()
         if settings.idempotency_store is IdempotencyBackend.DYNAMODB:
             assert settings.idempotency_table is not None  # checked by the settings
@@ -409,6 +427,14 @@ async def serve(settings: Settings, *, exit_when_idle: bool = False) -> int:
             store,
             breakers,
             RetryPolicy.from_settings(settings),
+            RateLimiter(
+                {
+                    QuotaCategory.USER_CREATION: settings.rate_user_creation_rps,
+                    QuotaCategory.USER_ACCOUNT_RECOVERY: settings.rate_user_account_recovery_rps,
+                    QuotaCategory.USER_RESOURCE_READ: settings.rate_user_resource_read_rps,
+                }
+            ),
+            metrics,
         )
         worker = Worker(
             settings,
@@ -416,6 +442,7 @@ async def serve(settings: Settings, *, exit_when_idle: bool = False) -> int:
             processor,
             breakers=breakers,
             gateway=gateway,
+            metrics=metrics,
             exit_when_idle=exit_when_idle,
         )
         # Flushed on the way out, after the drain: results first, then the deletes they allow.

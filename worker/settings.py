@@ -112,6 +112,15 @@ class Settings(BaseModel):
     breaker_max_cooldown_s: float = Field(
         default=900.0, alias="BREAKER_MAX_COOLDOWN_S", gt=0, le=43200
     )
+    rate_user_creation_rps: float = Field(
+        default=50.0, alias="RATE_USER_CREATION_RPS", gt=0, le=10000
+    )
+    rate_user_account_recovery_rps: float = Field(
+        default=30.0, alias="RATE_USER_ACCOUNT_RECOVERY_RPS", gt=0, le=10000
+    )
+    rate_user_resource_read_rps: float = Field(
+        default=50.0, alias="RATE_USER_RESOURCE_READ_RPS", gt=0, le=10000
+    )
     shutdown_grace_s: float = Field(default=20.0, alias="SHUTDOWN_GRACE_S", ge=0, le=110)
     health_port: int = Field(default=8080, alias="HEALTH_PORT", ge=0, le=65535)
     log_level: LogLevel = Field(default=LogLevel.INFO, alias="LOG_LEVEL")

@@ -53,6 +53,10 @@ def test_health_then_sigterm_drains_and_exits_0(stack: Stack) -> None:
         enqueue(stack, job("confirm_sign_up", job_id="h1", username="ghost", confirmation_code="1"))
         results = wait_for(lambda: read_results(stack))
         assert by_job_id(results)["h1"]["status"] == "failed"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            metrics = answer.read().decode()
+        assert 'cognito_worker_jobs_total{status="failed",type="confirm_sign_up"} 1.0' in metrics
+        assert 'cognito_worker_cognito_calls_total{operation="ConfirmSignUp"' in metrics
         # SIGTERM while the loop sits in a 20 s long poll: it must not wait the poll out.
         stopped_at = time.monotonic()
         process.send_signal(signal.SIGTERM)

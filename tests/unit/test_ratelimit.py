@@ -1,0 +1,48 @@
+"""The adaptive pacer: even spacing at the rate, multiplicative cuts, additive recovery."""
+
+import time
+
+import pytest
+
+from worker.ratelimit import CATEGORY_OF_OPERATION, AdaptivePacer, QuotaCategory, RateLimiter
+
+
+def test_slots_are_spaced_at_the_rate() -> None:
+    pacer = AdaptivePacer(50)
+    waits = [pacer.reserve() for _ in range(11)]
+    assert waits[0] == pytest.approx(0, abs=0.005)
+    # The eleventh call of a burst waits ten intervals of 1/50 s.
+    assert waits[10] == pytest.approx(10 / 50, abs=0.01)
+
+
+def test_a_throttle_cuts_the_rate_once_per_burst() -> None:
+    pacer = AdaptivePacer(50, decrease_factor=0.8)
+    pacer.throttled()
+    pacer.throttled()  # the same burst of answers: no second cut
+    assert pacer.rate_rps == pytest.approx(40)
+
+
+def test_calm_raises_the_rate_back_to_the_ceiling_and_no_further() -> None:
+    pacer = AdaptivePacer(50, decrease_factor=0.8, increase_rps_per_s=20)
+    pacer.throttled()
+    assert pacer.rate_rps == pytest.approx(40)
+    time.sleep(1.3)  # recovery starts after a second of calm
+    pacer.reserve()
+    assert 40 < pacer.rate_rps <= 50
+    time.sleep(1.0)
+    pacer.reserve()
+    assert pacer.rate_rps == pytest.approx(50)
+
+
+def test_the_rate_never_falls_below_the_floor() -> None:
+    pacer = AdaptivePacer(2, floor_rps=1)
+    for _ in range(5):
+        pacer._last_cut = 0.0  # as if each throttle came in a separate burst
+        pacer.throttled()
+    assert pacer.rate_rps == 1
+
+
+def test_every_operation_has_a_category() -> None:
+    limiter = RateLimiter(dict.fromkeys(QuotaCategory, 10.0))
+    for operation in CATEGORY_OF_OPERATION:
+        assert limiter.pacer(operation).ceiling_rps == 10.0
