@@ -12,7 +12,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Secret, StringConstraints, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Secret,
+    StringConstraints,
+    TypeAdapter,
+)
 
 CONTRACT_VERSION = 1
 
@@ -21,7 +29,15 @@ Username = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\p{L}\p{M}\p{S}\p{N}\p{P}]+$")
 ]
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\w+]+$")]
-JobId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+def _utf8(value: str) -> str:
+    if not _encodable(value):
+        raise ValueError("must be valid Unicode text (no lone surrogates)")
+    return value
+
+
+JobId = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_utf8)]
 AttributeName = Annotated[
     str, StringConstraints(min_length=1, max_length=32, pattern=r"^[\p{L}\p{M}\p{S}\p{N}\p{P}]+$")
 ]
@@ -202,7 +218,8 @@ def decode_job(body: str) -> Job:
     """Parse and validate one SQS message body; raise :class:`MalformedJob` when it is not a job."""
     try:
         document = json.loads(body)
-    except (json.JSONDecodeError, RecursionError) as error:
+    except (ValueError, RecursionError) as error:
+        # ValueError: JSONDecodeError, and integers too long to convert (over 4300 digits).
         reason = f"body is not JSON: {_json_reason(error)}"
         raise MalformedJob(reason, job_id=None, job_type=None) from None
     if not isinstance(document, dict):
@@ -211,6 +228,11 @@ def decode_job(body: str) -> Job:
         )
     job_id = _readable_str(document.get("job_id"))
     job_type = _readable_type(document.get("type"))
+    if job_type is None:
+        # Checked here rather than by pydantic, whose message would quote the value sent.
+        expected = ", ".join(t.value for t in JobType)
+        reason = f"type: missing or unknown; expected one of {expected}"
+        raise MalformedJob(reason, job_id=job_id, job_type=None)
     try:
         return JOB_ADAPTER.validate_python(document)
     except ValueError as error:  # pydantic.ValidationError is a ValueError
@@ -220,11 +242,22 @@ def decode_job(body: str) -> Job:
 def _json_reason(error: Exception) -> str:
     if isinstance(error, json.JSONDecodeError):
         return f"{error.msg} at line {error.lineno} column {error.colno}"
-    return "nested too deeply"
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    return "a number too long to read"
+
+
+def _encodable(value: str) -> bool:
+    """Whether the text survives UTF-8 (JSON's \\ud800 escapes decode to lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _readable_str(value: Any) -> str | None:
-    if isinstance(value, str) and 0 < len(value) <= 256:
+    if isinstance(value, str) and 0 < len(value) <= 256 and _encodable(value):
         return value
     return None
 
@@ -248,7 +281,12 @@ def _validation_reason(error: ValueError) -> str:
         parts.append(f"{location}: {detail['msg']}")
     if len(details) > _MAX_REASON_ERRORS:
         parts.append(f"and {len(details) - _MAX_REASON_ERRORS} more")
-    return "; ".join(parts)[:_MAX_REASON_CHARS]
+    return _printable("; ".join(parts)[:_MAX_REASON_CHARS])
+
+
+def _printable(text: str) -> str:
+    """Field names are quoted as sent: keep the reason to text SQS and SNS accept as is."""
+    return "".join(c if c.isprintable() and _encodable(c) else "?" for c in text)
 
 
 def json_schemas() -> dict[str, Any]:

@@ -43,11 +43,18 @@ class ResultPublisher:
         await self._batcher.close()
 
     async def _publish_batch(self, batch: Sequence[JobResult]) -> list[BaseException | None]:
-        entries = [self._entry(str(i), result) for i, result in enumerate(batch)]
+        outcomes: list[BaseException | None] = [None] * len(batch)
+        entries = []
+        for i, result in enumerate(batch):
+            try:
+                entries.append(self._entry(str(i), result))
+            except ValueError as error:  # this result cannot be sent: it alone fails
+                outcomes[i] = error
+        if not entries:
+            return outcomes
         answer = await self._client.publish_batch(
             TopicArn=self._topic_arn, PublishBatchRequestEntries=entries
         )
-        outcomes: list[BaseException | None] = [None] * len(batch)
         for failed in answer.get("Failed", []):
             outcomes[int(failed["Id"])] = BatchEntryError(
                 failed.get("Code", "Failed"),

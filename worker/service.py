@@ -252,9 +252,9 @@ class Worker:
 
     async def _probe_open_breakers(self) -> None:
         """Probe each open breaker whose cool-down is over; close it if the probe passes."""
-        for client in self._settings.cognito_clients:
-            self.metrics.breaker_open.labels(client.client_id).set(
-                1 if self._breakers.is_open(client.client_id) else 0
+        for configured in self._settings.cognito_clients:
+            self.metrics.breaker_open.labels(configured.client_id).set(
+                1 if self._breakers.is_open(configured.client_id) else 0
             )
         if self._gateway is None:
             return
