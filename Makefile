@@ -32,3 +32,10 @@ integration: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(BIN)/python -m bench
+
+soak: $(STAMP)
+	SOAK_JOBS=20000 $(BIN)/pytest -s tests/integration/test_soak.py

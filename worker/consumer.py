@@ -54,6 +54,7 @@ class JobQueue:
         *,
         dead_letter_queue_url: str | None,
         visibility_timeout_s: int,
+        linger_s: float = 0.02,
         observe: Observe = lambda _call, _size: None,
     ) -> None:
         self._client = client
@@ -62,10 +63,13 @@ class JobQueue:
         self._visibility_timeout_s = visibility_timeout_s
         self._observe = observe
         self._deletes = Batcher[ReceivedMessage](
-            self._delete_batch, on_batch=lambda size: observe("DeleteMessageBatch", size)
+            self._delete_batch,
+            linger_s=linger_s,
+            on_batch=lambda size: observe("DeleteMessageBatch", size),
         )
         self._visibility = Batcher[_VisibilityChange](
             self._change_visibility_batch,
+            linger_s=linger_s,
             on_batch=lambda size: observe("ChangeMessageVisibilityBatch", size),
         )
         self._dead_letters = Batcher[_DeadLetter](

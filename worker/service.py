@@ -46,6 +46,8 @@ FLUSH_BUDGET_S = 5.0
 EXIT_OK = 0
 EXIT_LOOP_DIED = 1
 EXIT_CONFIGURATION = 3  # burst mode only: every app client's configuration is broken
+# How long free job slots wait for more to free before a receive for fewer than ten.
+RECEIVE_FILL_WAIT_S = 0.2
 # How long a long poll may still answer once the worker is told to stop.
 STOP_RECEIVE_GRACE_S = 1.0
 # The longest pause between receives while SQS fails.
@@ -283,13 +285,28 @@ class Worker:
             log.info("configuration probe passed: taking work again", client_id=client_id)
 
     async def _free_slots(self) -> int:
-        """Wait (a few seconds at most, so liveness keeps ticking) for a free job slot."""
-        free = self._settings.max_jobs_in_flight - self.jobs_in_flight
-        if free > 0:
-            return free
-        self._slot_freed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._slot_freed.wait(), 5)
+        """Wait for free job slots: enough for a full receive, or a few after a short while.
+
+        Receiving as soon as one slot frees would make every receive a one-message request;
+        waiting a moment for ten keeps SQS requests per job low at a small cost in latency.
+        Returns within a few seconds at most, so liveness keeps ticking.
+        """
+        full = min(MAX_RECEIVE, self._settings.max_jobs_in_flight)
+        first_free_at: float | None = None
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            free = self._settings.max_jobs_in_flight - self.jobs_in_flight
+            now = time.monotonic()
+            if free > 0 and first_free_at is None:
+                first_free_at = now
+            if free >= full or (
+                first_free_at is not None and now - first_free_at >= RECEIVE_FILL_WAIT_S
+            ):
+                return free
+            self._slot_freed.clear()
+            wait = RECEIVE_FILL_WAIT_S if first_free_at is not None else deadline - now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_freed.wait(), max(0.0, wait))
         self._last_loop_at = time.monotonic()
         return max(0, self._settings.max_jobs_in_flight - self.jobs_in_flight)
 
@@ -407,9 +424,12 @@ async def serve(settings: Settings, *, exit_when_idle: bool = False) -> int:
             settings.jobs_queue_url,
             dead_letter_queue_url=settings.dead_letter_queue_url,
             visibility_timeout_s=settings.visibility_timeout_s,
+            linger_s=settings.batch_linger_s,
             observe=observe,
         )
-        publisher = ResultPublisher(sns, settings.results_topic_arn, observe=observe)
+        publisher = ResultPublisher(
+            sns, settings.results_topic_arn, linger_s=settings.batch_linger_s, observe=observe
+        )
         store: IdempotencyStore = MemoryStore()
         if settings.idempotency_store is IdempotencyBackend.DYNAMODB:
             assert settings.idempotency_table is not None  # checked by the settings

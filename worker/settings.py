@@ -91,7 +91,7 @@ class Settings(BaseModel):
 
     cognito_clients: tuple[AppClient, ...] = Field(alias="COGNITO_CLIENTS", min_length=1)
 
-    max_jobs_in_flight: int = Field(default=32, alias="MAX_JOBS_IN_FLIGHT", ge=1, le=1000)
+    max_jobs_in_flight: int = Field(default=64, alias="MAX_JOBS_IN_FLIGHT", ge=1, le=1000)
     receive_wait_s: int = Field(default=20, alias="RECEIVE_WAIT_S", ge=0, le=20)
     visibility_timeout_s: int = Field(default=60, alias="VISIBILITY_TIMEOUT_S", ge=10, le=43200)
     job_timeout_s: float = Field(default=30.0, alias="JOB_TIMEOUT_S", gt=0)
@@ -121,6 +121,7 @@ class Settings(BaseModel):
     rate_user_resource_read_rps: float = Field(
         default=50.0, alias="RATE_USER_RESOURCE_READ_RPS", gt=0, le=10000
     )
+    batch_linger_s: float = Field(default=0.1, alias="BATCH_LINGER_S", ge=0, le=5)
     shutdown_grace_s: float = Field(default=20.0, alias="SHUTDOWN_GRACE_S", ge=0, le=110)
     health_port: int = Field(default=8080, alias="HEALTH_PORT", ge=0, le=65535)
     log_level: LogLevel = Field(default=LogLevel.INFO, alias="LOG_LEVEL")
