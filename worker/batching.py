@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 Entry = TypeVar("Entry")
 
@@ -23,6 +23,21 @@ class BatchEntryError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.sender_fault = sender_fault
+
+
+def failed_entries(count: int, answer: Any) -> list[BaseException | None]:
+    """Per entry of a batch call's answer: None, or a :class:`BatchEntryError` for ``Failed``.
+
+    Entry ids must be the entries' positions ("0", "1", ...).
+    """
+    outcomes: list[BaseException | None] = [None] * count
+    for failed in answer.get("Failed", []):
+        outcomes[int(failed["Id"])] = BatchEntryError(
+            failed.get("Code", "Failed"),
+            failed.get("Message", ""),
+            sender_fault=bool(failed.get("SenderFault")),
+        )
+    return outcomes
 
 
 class Batcher(Generic[Entry]):

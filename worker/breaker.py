@@ -36,7 +36,6 @@ def hint(error: ConfigurationError) -> str:
 class _Open:
     reason: str
     until: float
-    trips: int
 
 
 class CircuitBreakers:
@@ -46,19 +45,27 @@ class CircuitBreakers:
         self._cooldown_s = cooldown_s
         self._max_cooldown_s = max_cooldown_s
         self._open: dict[str, _Open] = {}
+        # Trips since the client's last real success. A probe cannot see every problem (a broken
+        # trigger, the daily email limit): after it passes, a job that trips the breaker again
+        # waits longer than the last one did.
+        self._trips: dict[str, int] = {}
 
     def trip(self, client_id: str, error: ConfigurationError) -> float:
         """Open (or keep open) the client's breaker; return the cool-down in seconds."""
-        previous = self._open.get(client_id)
-        trips = previous.trips + 1 if previous else 1
+        trips = self._trips.get(client_id, 0) + 1
+        self._trips[client_id] = trips
         cooldown = min(self._max_cooldown_s, self._cooldown_s * float(2 ** (trips - 1)))
         reason = f"{error.code}: {error.message} ({hint(error)})"
-        self._open[client_id] = _Open(reason, time.monotonic() + cooldown, trips)
+        self._open[client_id] = _Open(reason, time.monotonic() + cooldown)
         return cooldown
 
     def close(self, client_id: str) -> None:
         """The probe passed: take work for this client again."""
         self._open.pop(client_id, None)
+
+    def succeeded(self, client_id: str) -> None:
+        """A real job of this client went through: its configuration is sound."""
+        self._trips.pop(client_id, None)
 
     def is_open(self, client_id: str) -> bool:
         """Whether jobs of this client must go back to the queue untouched."""

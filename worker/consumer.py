@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from worker.batching import BatchEntryError, Batcher
+from worker.batching import Batcher, failed_entries
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.client import SQSClient
@@ -134,7 +134,7 @@ class JobQueue:
                 {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(batch)
             ],
         )
-        return _entry_outcomes(len(batch), answer)
+        return failed_entries(len(batch), answer)
 
     async def _change_visibility_batch(
         self, batch: Sequence[_VisibilityChange]
@@ -150,7 +150,7 @@ class JobQueue:
                 for i, change in enumerate(batch)
             ],
         )
-        return _entry_outcomes(len(batch), answer)
+        return failed_entries(len(batch), answer)
 
     async def _dead_letter_batch(self, batch: Sequence[_DeadLetter]) -> list[BaseException | None]:
         assert self._dlq_url is not None  # only submitted when a DLQ is configured
@@ -172,7 +172,7 @@ class JobQueue:
                 entry["MessageDeduplicationId"] = letter.message.message_id
             entries.append(entry)
         answer = await self._client.send_message_batch(QueueUrl=self._dlq_url, Entries=entries)
-        return _entry_outcomes(len(batch), answer)
+        return failed_entries(len(batch), answer)
 
 
 def _received(message: Any) -> ReceivedMessage:
@@ -185,14 +185,3 @@ def _received(message: Any) -> ReceivedMessage:
         group_id=system.get("MessageGroupId"),
         attributes=dict(message.get("MessageAttributes", {})),
     )
-
-
-def _entry_outcomes(count: int, answer: Any) -> list[BaseException | None]:
-    outcomes: list[BaseException | None] = [None] * count
-    for failed in answer.get("Failed", []):
-        outcomes[int(failed["Id"])] = BatchEntryError(
-            failed.get("Code", "Failed"),
-            failed.get("Message", ""),
-            sender_fault=bool(failed.get("SenderFault")),
-        )
-    return outcomes

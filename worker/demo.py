@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.local_aws import Stack, aws_client, local_aws, provision
-from worker.secret_hash import secret_hash
 
 _PASSWORD = "Demo-Passw0rd!"  # noqa: S105 - a throwaway password for local users
 _CODE = "123456"
@@ -80,29 +79,10 @@ def _demo_jobs() -> list[DemoJob]:
 
 def _seed_users(stack: Stack) -> None:
     """bob and erin and fay exist and are confirmed; carl and dana signed up, unconfirmed."""
-    idp = aws_client("cognito-idp", stack.endpoints.moto)
     for username in ("bob", "erin", "fay"):
-        idp.admin_create_user(
-            UserPoolId=stack.user_pool_id,
-            Username=username,
-            MessageAction="SUPPRESS",
-            UserAttributes=[
-                {"Name": "email", "Value": f"{username}@example.com"},
-                {"Name": "email_verified", "Value": "true"},
-            ],
-        )
-        idp.admin_set_user_password(
-            UserPoolId=stack.user_pool_id, Username=username, Password=_PASSWORD, Permanent=True
-        )
-    front = aws_client("cognito-idp", stack.endpoints.cognito)
+        stack.create_confirmed_user(username, _PASSWORD)
     for username in ("carl", "dana"):
-        front.sign_up(
-            ClientId=stack.client_id,
-            Username=username,
-            Password=_PASSWORD,
-            SecretHash=secret_hash(username, stack.client_id, stack.client_secret),
-            UserAttributes=[{"Name": "email", "Value": f"{username}@example.com"}],
-        )
+        stack.create_unconfirmed_user(username, _PASSWORD)
 
 
 def _read_results(stack: Stack, expected: int, timeout_s: float = 30) -> list[dict[str, Any]]:
@@ -119,16 +99,6 @@ def _read_results(stack: Stack, expected: int, timeout_s: float = 30) -> list[di
                 QueueUrl=stack.results_queue_url, ReceiptHandle=message["ReceiptHandle"]
             )
     return results
-
-
-def _queue_depth(stack: Stack, queue_url: str) -> int:
-    attributes = aws_client("sqs", stack.endpoints.moto).get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
 
 
 def _summary(result: dict[str, Any]) -> str:
@@ -183,8 +153,8 @@ def run_demo() -> int:
         )
         results = _read_results(stack, expected=len(jobs))
         as_expected = _print_table(jobs, results)
-        left = _queue_depth(stack, stack.jobs_queue_url)
-        dead = _queue_depth(stack, stack.dead_letter_queue_url)
+        left = stack.queue_depth(stack.jobs_queue_url)
+        dead = stack.queue_depth(stack.dead_letter_queue_url)
         idp = aws_client("cognito-idp", endpoints.moto)
         users = {
             user["Username"]: user["UserStatus"]

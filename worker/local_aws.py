@@ -53,6 +53,12 @@ class Endpoints:
     cognito: str  # Cognito through the front (hash checks, ResendConfirmationCode)
 
 
+def _hash(username: str, client_id: str, secret: str) -> str:
+    message = (username + client_id).encode("utf-8")
+    digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
 def free_port() -> int:
     """A TCP port free on the loopback interface right now."""
     with socket.socket() as probe:
@@ -152,10 +158,7 @@ class CognitoFront:
                 f"Client {client_id} is configured for secret but secret was not received",
             )
         # Cognito's formula, written out here on purpose rather than imported from the worker.
-        message = (str(parameters.get("Username", "")) + client_id).encode("utf-8")
-        expected = base64.b64encode(
-            hmac.new(client.secret.encode("utf-8"), message, hashlib.sha256).digest()
-        ).decode()
+        expected = _hash(str(parameters.get("Username", "")), client_id, client.secret)
         if not hmac.compare_digest(expected, str(sent)):
             raise _CognitoError(
                 "NotAuthorizedException", f"SecretHash does not match for the client: {client_id}"
@@ -230,6 +233,44 @@ class Stack:
     dead_letter_queue_url: str
     results_topic_arn: str
     results_queue_url: str
+
+    def create_confirmed_user(self, username: str, password: str) -> None:
+        """A CONFIRMED user with a verified email, created by an administrator."""
+        idp = aws_client("cognito-idp", self.endpoints.moto)
+        idp.admin_create_user(
+            UserPoolId=self.user_pool_id,
+            Username=username,
+            MessageAction="SUPPRESS",
+            UserAttributes=[
+                {"Name": "email", "Value": f"{username}@example.com"},
+                {"Name": "email_verified", "Value": "true"},
+            ],
+        )
+        idp.admin_set_user_password(
+            UserPoolId=self.user_pool_id, Username=username, Password=password, Permanent=True
+        )
+
+    def create_unconfirmed_user(self, username: str, password: str) -> None:
+        """An UNCONFIRMED user, signed up through the Cognito front like any client."""
+        aws_client("cognito-idp", self.endpoints.cognito).sign_up(
+            ClientId=self.client_id,
+            Username=username,
+            Password=password,
+            SecretHash=_hash(username, self.client_id, self.client_secret),
+            UserAttributes=[{"Name": "email", "Value": f"{username}@example.com"}],
+        )
+
+    def queue_depth(self, queue_url: str) -> int:
+        """Messages on a queue, visible, in flight or delayed."""
+        attributes = aws_client("sqs", self.endpoints.moto).get_queue_attributes(
+            QueueUrl=queue_url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        return sum(int(count) for count in attributes.values())
 
     def worker_env(self, **overrides: str) -> dict[str, str]:
         """The environment a worker needs to serve this stack."""

@@ -334,6 +334,7 @@ class JobProcessor:
         )
 
         def finished(outcome: CognitoSuccess | CognitoError) -> JobResult:
+            self._breakers.succeeded(app_client.client_id)
             return _finished(job, job_id, app_client, message, received_at, attempts, outcome)
 
         try:

@@ -1,8 +1,8 @@
 """Client-side rate limiting per Cognito quota category, adaptive like TCP's congestion control.
 
 Cognito counts requests per account and quota category, across every caller. Each category gets a
-pacer that spaces calls evenly at its current rate. A TooManyRequestsException cuts the rate
-multiplicatively; calm raises it additively, back up to the configured budget. Several tasks that
+pacer that spaces calls evenly at its current rate. A TooManyRequestsException cuts the rate by a
+tenth; calm raises it additively, back up to the configured budget. Several tasks that
 share one quota each back off when it is exceeded and creep back when it is not, so together they
 settle near it without anyone splitting the quota by hand (additive increase, multiplicative
 decrease).
@@ -40,23 +40,33 @@ DEFAULT_QUOTA_RPS = {
 }
 
 
+# Calls are paced a little under the budget: requests set off evenly still reach Cognito a few
+# milliseconds closer or further apart, and a quota counted per second would see that as a burst.
+PACING_HEADROOM = 0.97
+
+
 class AdaptivePacer:
-    """Spaces calls at ``rate`` per second; the rate adapts between ``floor`` and ``ceiling``."""
+    """Spaces calls at ``rate`` per second; the rate adapts between ``floor`` and ``ceiling``.
+
+    The ceiling is the budget less :data:`PACING_HEADROOM`.
+    """
 
     def __init__(
         self,
-        ceiling_rps: float,
+        budget_rps: float,
         *,
         floor_rps: float = 1.0,
-        decrease_factor: float = 0.8,
+        decrease_factor: float = 0.9,
         increase_rps_per_s: float | None = None,
     ) -> None:
+        self.budget_rps = budget_rps
+        ceiling_rps = budget_rps * PACING_HEADROOM
         self.ceiling_rps = ceiling_rps
         self.floor_rps = min(floor_rps, ceiling_rps)
         self.rate_rps = ceiling_rps
         self._decrease_factor = decrease_factor
-        # Back from one cut to the ceiling in about five seconds of calm.
-        self._increase = increase_rps_per_s or max(0.5, ceiling_rps * (1 - decrease_factor) / 5)
+        # Back from one cut to the ceiling in about three seconds of calm.
+        self._increase = increase_rps_per_s or max(0.5, ceiling_rps * (1 - decrease_factor) / 3)
         self._next_slot = 0.0
         self._last_update = time.monotonic()
         self._last_cut = 0.0

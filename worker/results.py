@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from worker.batching import BatchEntryError, Batcher
+from worker.batching import Batcher, failed_entries
 from worker.consumer import Observe
 from worker.jobs import JobResult
 
@@ -55,12 +55,9 @@ class ResultPublisher:
         answer = await self._client.publish_batch(
             TopicArn=self._topic_arn, PublishBatchRequestEntries=entries
         )
-        for failed in answer.get("Failed", []):
-            outcomes[int(failed["Id"])] = BatchEntryError(
-                failed.get("Code", "Failed"),
-                failed.get("Message", ""),
-                sender_fault=bool(failed.get("SenderFault")),
-            )
+        for index, outcome in enumerate(failed_entries(len(batch), answer)):
+            if outcome is not None:
+                outcomes[index] = outcome
         return outcomes
 
     def _entry(self, entry_id: str, result: JobResult) -> Any:

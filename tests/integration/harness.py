@@ -9,11 +9,12 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
 from worker.local_aws import Stack, aws_client
-from worker.secret_hash import secret_hash
 
 
 @dataclass
@@ -109,14 +110,8 @@ def by_job_id(results: list[Published]) -> dict[str, dict[str, Any]]:
 
 
 def queue_depth(stack: Stack, queue_url: str) -> int:
-    """Messages on a queue, visible or in flight."""
-    attributes = aws_client("sqs", stack.endpoints.moto).get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(
-        attributes["ApproximateNumberOfMessagesNotVisible"]
-    )
+    """Messages on a queue, visible, in flight or delayed."""
+    return stack.queue_depth(queue_url)
 
 
 def user_status(stack: Stack, username: str) -> str | None:
@@ -129,29 +124,31 @@ def user_status(stack: Stack, username: str) -> str | None:
 
 
 def create_confirmed_user(stack: Stack, username: str, password: str = "Start-Passw0rd!") -> None:
-    idp = aws_client("cognito-idp", stack.endpoints.moto)
-    idp.admin_create_user(
-        UserPoolId=stack.user_pool_id,
-        Username=username,
-        MessageAction="SUPPRESS",
-        UserAttributes=[
-            {"Name": "email", "Value": f"{username}@example.com"},
-            {"Name": "email_verified", "Value": "true"},
-        ],
-    )
-    idp.admin_set_user_password(
-        UserPoolId=stack.user_pool_id, Username=username, Password=password, Permanent=True
-    )
+    stack.create_confirmed_user(username, password)
 
 
 def create_unconfirmed_user(stack: Stack, username: str) -> None:
-    aws_client("cognito-idp", stack.endpoints.cognito).sign_up(
-        ClientId=stack.client_id,
-        Username=username,
-        Password="Start-Passw0rd!",
-        SecretHash=secret_hash(username, stack.client_id, stack.client_secret),
-        UserAttributes=[{"Name": "email", "Value": f"{username}@example.com"}],
-    )
+    stack.create_unconfirmed_user(username, "Start-Passw0rd!")
+
+
+def through(proxy_url: str, **overrides: str) -> dict[str, str]:
+    """Worker settings that send every AWS call through the fault proxy at ``proxy_url``."""
+    return {
+        "AWS_ENDPOINT_URL": proxy_url,
+        "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": proxy_url,
+        **overrides,
+    }
+
+
+def probe_http(port: int, path: str) -> tuple[int, dict[str, Any]]:
+    """GET a health endpoint of a worker: (status, JSON body); (0, {}) when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+    except OSError:
+        return 0, {}
 
 
 def start_worker(stack: Stack, *args: str, **overrides: str) -> subprocess.Popen[str]:

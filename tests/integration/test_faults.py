@@ -5,16 +5,12 @@ front), which injects the faults and counts, per operation and username, the cal
 Cognito and the ones Cognito carried out (its 2xx answers: "effects").
 """
 
-import json
 import signal
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from tests.support.fault_proxy import FaultProxy, running_proxy
+from tests.support.fault_proxy import FaultProxy
 from worker.local_aws import Endpoints, Stack, free_port
 
 from .harness import (
@@ -25,10 +21,12 @@ from .harness import (
     enqueue,
     finish,
     job,
+    probe_http,
     queue_depth,
     read_results,
     run_worker,
     start_worker,
+    through,
     wait_for,
 )
 from .test_idempotency_store import create_table
@@ -36,27 +34,12 @@ from .test_idempotency_store import create_table
 PASSWORD = "Valid-Passw0rd!"
 
 
-@pytest.fixture(scope="module")
-def module_proxy(endpoints: Endpoints) -> Iterator[FaultProxy]:
-    with running_proxy(endpoints.moto, endpoints.cognito, seed=7) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def proxy(module_proxy: FaultProxy) -> Iterator[FaultProxy]:
-    module_proxy.clear_rules()
-    module_proxy.reset_stats()
-    yield module_proxy
-    module_proxy.clear_rules()
-
-
-def through(proxy: FaultProxy, **overrides: str) -> dict[str, str]:
-    """Worker settings that send every AWS call through the proxy."""
-    return {
-        "AWS_ENDPOINT_URL": proxy.url,
-        "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": proxy.url,
-        **overrides,
-    }
+def add_mixed_faults(proxy: FaultProxy) -> None:
+    """20 % throttling and 3 % internal errors from Cognito; 2 % 503s and 2 % resets anywhere."""
+    proxy.add_rule("throttle", service="cognito", probability=0.20)
+    proxy.add_rule("internal_error", service="cognito", probability=0.03)
+    proxy.add_rule("http_503", probability=0.02)
+    proxy.add_rule("reset", probability=0.02)
 
 
 def results_per_job(results: list[Any]) -> dict[str, list[dict[str, Any]]]:
@@ -82,13 +65,10 @@ def test_500_jobs_under_throttling_5xx_and_resets_end_once_each(
         *(job("confirm_sign_up", job_id=f"cs-{u}", username=u, confirmation_code="123456")
           for u in unconfirmed),
     ]  # fmt: skip
-    proxy.add_rule("throttle", service="cognito", probability=0.20)
-    proxy.add_rule("internal_error", service="cognito", probability=0.03)
-    proxy.add_rule("http_503", probability=0.02)
-    proxy.add_rule("reset", probability=0.02)
+    add_mixed_faults(proxy)
 
     with Traffic(stack, bodies) as traffic:
-        worker = start_worker(stack, **through(proxy, RETRY_BACKOFF_CAP_S="1"))
+        worker = start_worker(stack, **through(proxy.url, RETRY_BACKOFF_CAP_S="1"))
         traffic.wait_for_results(500)
         worker.send_signal(signal.SIGTERM)
         run = finish(worker)
@@ -121,7 +101,7 @@ def test_sqs_then_sns_unreachable_for_10_s_each_loses_nothing(
               for i in range(150)]  # fmt: skip
     proxy.add_rule("latency", service="cognito", latency_s=0.1)
     with Traffic(stack, bodies) as traffic:
-        worker = start_worker(stack, **through(proxy, MAX_JOBS_IN_FLIGHT="2"))
+        worker = start_worker(stack, **through(proxy.url, MAX_JOBS_IN_FLIGHT="2"))
         traffic.wait_for_results(10)
         with proxy.fault("unreachable", service="sqs"):
             time.sleep(10)
@@ -155,7 +135,7 @@ def test_a_worker_killed_mid_batch_and_a_second_one_finish_every_job_once(
     # Cognito acts at once but answers late: a kill lands between the act and the result.
     proxy.add_rule("latency", service="cognito", operation="SignUp", latency_s=0.4, when="after")
     settings = through(
-        proxy,
+        proxy.url,
         IDEMPOTENCY_STORE="dynamodb",
         IDEMPOTENCY_TABLE=table,
         IDEMPOTENCY_LEASE_S="5",
@@ -200,7 +180,7 @@ def test_sigterm_with_jobs_in_flight_drains_within_the_grace_period(
     enqueue(*[stack], *[job("sign_up", job_id=f"t-{i}", username=f"t-{i}", password=PASSWORD)
                         for i in range(10)])  # fmt: skip
     proxy.add_rule("latency", service="cognito", operation="SignUp", latency_s=1.5)
-    worker = start_worker(stack, **through(proxy, SHUTDOWN_GRACE_S="10"))
+    worker = start_worker(stack, **through(proxy.url, SHUTDOWN_GRACE_S="10"))
     wait_for(lambda: proxy.stats()["calls"].get("cognito-idp", {}).get("SignUp", 0) >= 10)
     signalled = time.monotonic()
     worker.send_signal(signal.SIGTERM)
@@ -225,7 +205,7 @@ def test_jobs_past_the_grace_period_go_back_and_finish_once_later(
     enqueue(stack, *[job("sign_up", job_id=f"g-{i}", username=f"g-{i}", password=PASSWORD)
                      for i in range(4)])  # fmt: skip
     rule = proxy.add_rule("latency", service="cognito", operation="SignUp", latency_s=4)
-    worker = start_worker(stack, **through(proxy, SHUTDOWN_GRACE_S="1", **settings))
+    worker = start_worker(stack, **through(proxy.url, SHUTDOWN_GRACE_S="1", **settings))
     wait_for(lambda: proxy.stats()["calls"].get("cognito-idp", {}).get("SignUp", 0) >= 4)
     worker.send_signal(signal.SIGTERM)
     run = finish(worker, timeout_s=15)
@@ -235,7 +215,7 @@ def test_jobs_past_the_grace_period_go_back_and_finish_once_later(
 
     proxy.remove_rule(rule)
     time.sleep(4)  # the cut-off SignUps still reach Cognito through the slow proxy
-    again = run_worker(stack, **through(proxy, **settings))
+    again = run_worker(stack, **through(proxy.url, **settings))
     assert again.returncode == 0
     per_job = results_per_job(read_results(stack))
     assert set(per_job) == {f"g-{i}" for i in range(4)}
@@ -253,7 +233,7 @@ def test_a_secret_rotated_mid_run_fails_no_job(stack: Stack, proxy: FaultProxy) 
     slow = proxy.add_rule("latency", service="cognito", latency_s=0.05)
     collector = ResultCollector(stack)
     settings = through(
-        proxy,
+        proxy.url,
         MAX_JOBS_IN_FLIGHT="2",
         HEALTH_PORT=str(port),
         BREAKER_COOLDOWN_S="1",
@@ -263,20 +243,24 @@ def test_a_secret_rotated_mid_run_fails_no_job(stack: Stack, proxy: FaultProxy) 
     wait_for(lambda: len(collector.poll()) >= 5)
     proxy.remove_rule(slow)  # the first matching rule applies: the stale secret's must
     stale = proxy.add_rule("not_authorized", service="cognito")
-    readiness = wait_for(lambda: _probe(port, "/readyz") if _probe(port, "/readyz")[0] == 503
-                         else None)  # fmt: skip
+
+    def not_ready() -> tuple[int, dict[str, Any]] | None:
+        answer = probe_http(port, "/readyz")
+        return answer if answer[0] == 503 else None
+
+    readiness = wait_for(not_ready)
     assert readiness[1]["status"] == "configuration error"
     (reason,) = readiness[1]["clients"].values()
     assert "SecretHash does not match" in reason
     assert "client secret" in reason  # the hint
-    assert _probe(port, "/healthz")[0] == 200  # alive: restarting would not help
+    assert probe_http(port, "/healthz")[0] == 200  # alive: restarting would not help
     worker.send_signal(signal.SIGTERM)
     run = finish(worker)
     assert run.returncode == 0
     assert run.events("configuration error: this client takes no work until a probe passes")
 
     proxy.remove_rule(stale)  # the right secret again
-    again = run_worker(stack, **through(proxy))
+    again = run_worker(stack, **through(proxy.url))
     assert again.returncode == 0
     collector.poll()
     per_job = results_per_job(collector.results)
@@ -291,7 +275,7 @@ def test_the_breaker_closes_by_itself_once_a_probe_passes(stack: Stack, proxy: F
                      for i in range(5)])  # fmt: skip
     collector = ResultCollector(stack)
     with proxy.fault("not_authorized", service="cognito", times=3):
-        worker = start_worker(stack, **through(proxy, BREAKER_COOLDOWN_S="1"))
+        worker = start_worker(stack, **through(proxy.url, BREAKER_COOLDOWN_S="1"))
         wait_for(lambda: len(collector.poll()) == 5, timeout_s=30)
     worker.send_signal(signal.SIGTERM)
     run = finish(worker)
@@ -306,7 +290,7 @@ def test_the_breaker_closes_by_itself_once_a_probe_passes(stack: Stack, proxy: F
 def test_a_lost_sign_up_answer_is_our_own_success(stack: Stack, proxy: FaultProxy) -> None:
     enqueue(stack, job("sign_up", job_id="lost", username="lost-answer", password=PASSWORD))
     proxy.add_rule("reset", service="cognito", operation="SignUp", when="after", times=1)
-    run = run_worker(stack, **through(proxy))
+    run = run_worker(stack, **through(proxy.url))
     assert run.returncode == 0
     (result,) = read_results(stack)
     assert result.body["status"] == "succeeded"
@@ -322,7 +306,7 @@ def test_a_duplicate_delivery_republishes_without_calling_cognito(
     body = job("forgot_password", job_id="dup-1", username="dup-user")
     create_confirmed_user(stack, "dup-user")
     enqueue(stack, body, body)
-    run = run_worker(stack, **through(proxy, MAX_JOBS_IN_FLIGHT="1"))
+    run = run_worker(stack, **through(proxy.url, MAX_JOBS_IN_FLIGHT="1"))
     assert run.returncode == 0
     first, second = read_results(stack)
     assert first.raw == second.raw
@@ -334,7 +318,7 @@ def test_a_per_user_limit_is_deferred_then_failed(stack: Stack, proxy: FaultProx
     create_confirmed_user(stack, "limited")
     enqueue(stack, job("forgot_password", job_id="lim", username="limited"))
     proxy.add_rule("limit_exceeded", service="cognito", operation="ForgotPassword")
-    run = run_worker(stack, **through(proxy, DEFERRED_DELAY_S="1", DEFERRED_MAX_RECEIVES="3"))
+    run = run_worker(stack, **through(proxy.url, DEFERRED_DELAY_S="1", DEFERRED_MAX_RECEIVES="3"))
     assert run.returncode == 0
     (result,) = read_results(stack)
     assert result.body["status"] == "failed"
@@ -342,16 +326,3 @@ def test_a_per_user_limit_is_deferred_then_failed(stack: Stack, proxy: FaultProx
     # One call a delivery, no in-process retry: each retry would burn one of the user's attempts.
     assert proxy.stats()["users"]["ForgotPassword"] == {"limited": 3}
     assert [e["visible_again_in_s"] for e in run.events("job handed back to the queue")] == [1, 1]
-
-
-def _probe(port: int, path: str) -> tuple[int, dict[str, Any]]:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-    except OSError:
-        return 0, {}

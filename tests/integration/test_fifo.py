@@ -12,43 +12,25 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
-import pytest
+from tests.support.fault_proxy import FaultProxy
+from worker.local_aws import Stack, aws_client
 
-from tests.support.fault_proxy import FaultProxy, running_proxy
-from worker.local_aws import Endpoints, Stack, aws_client
-
-from .harness import by_job_id, create_confirmed_user, job, queue_depth, read_results, run_worker
+from .harness import (
+    by_job_id,
+    create_confirmed_user,
+    job,
+    queue_depth,
+    read_results,
+    run_worker,
+    through,
+)
 
 USERS = ("ann", "bob")
 JOBS_PER_USER = 5
-
-
-@pytest.fixture(scope="module")
-def module_proxy(endpoints: Endpoints) -> Iterator[FaultProxy]:
-    with running_proxy(endpoints.moto, endpoints.cognito, seed=7) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def proxy(module_proxy: FaultProxy) -> Iterator[FaultProxy]:
-    module_proxy.clear_rules()
-    module_proxy.reset_stats()
-    yield module_proxy
-    module_proxy.clear_rules()
-
-
-def through(proxy: FaultProxy, **overrides: str) -> dict[str, str]:
-    """Worker settings that send every AWS call through the proxy."""
-    return {
-        "AWS_ENDPOINT_URL": proxy.url,
-        "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": proxy.url,
-        **overrides,
-    }
 
 
 def fifo_queues(stack: Stack) -> dict[str, str]:
@@ -142,7 +124,7 @@ def test_a_failing_job_holds_back_only_its_own_group(stack: Stack, proxy: FaultP
 
     run = run_worker(
         stack,
-        **through(proxy, **queues, RETRY_MAX_ATTEMPTS=str(attempts), RETRY_BACKOFF_CAP_S="1"),
+        **through(proxy.url, **queues, RETRY_MAX_ATTEMPTS=str(attempts), RETRY_BACKOFF_CAP_S="1"),
     )
 
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr

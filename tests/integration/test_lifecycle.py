@@ -7,32 +7,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any
 
 from worker.local_aws import Stack, free_port
 
-from .harness import by_job_id, enqueue, job, queue_depth, read_results, worker_env
-
-
-def probe(port: int, path: str) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def wait_for(condition: Any, timeout_s: float = 20) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-        except OSError:
-            value = None
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
+from .harness import (
+    by_job_id,
+    enqueue,
+    job,
+    probe_http,
+    queue_depth,
+    read_results,
+    wait_for,
+    worker_env,
+)
 
 
 def test_health_then_sigterm_drains_and_exits_0(stack: Stack) -> None:
@@ -45,8 +32,8 @@ def test_health_then_sigterm_drains_and_exits_0(stack: Stack) -> None:
         text=True,
     )
     try:
-        wait_for(lambda: probe(port, "/readyz")[0] == 200)
-        status, body = probe(port, "/healthz")
+        wait_for(lambda: probe_http(port, "/readyz")[0] == 200)
+        status, body = probe_http(port, "/healthz")
         assert status == 200
         assert body["status"] == "ok"
         assert body["jobs_in_flight"] == 0

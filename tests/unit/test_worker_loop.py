@@ -73,10 +73,11 @@ async def test_a_dead_receive_loop_exits_non_zero_and_fails_liveness() -> None:
 
 async def test_receives_only_what_free_slots_can_start() -> None:
     queue = ScriptedQueue([[message(1), message(2)], [message(3)], [], []])
-    processor = SlowProcessor(0.05)
+    processor = SlowProcessor(0.6)
     worker = Worker(SETTINGS, queue, processor, exit_when_idle=True)  # type: ignore[arg-type]
     assert await worker.run() == 0
-    # Three slots: first ask for 3; with two jobs running, the next receive asks for 1 only.
+    # Three slots: first ask for 3; with two jobs running, the next receive waits a moment for
+    # more slots to free, then asks for the 1 it has.
     assert queue.asked[:2] == [3, 1]
     assert sorted(processor.finished) == ["m1", "m2", "m3"]
 

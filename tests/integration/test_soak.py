@@ -1,0 +1,49 @@
+"""The soak: many jobs under mixed faults (`make soak`, 20,000 jobs). Skipped in `make test`.
+
+Same promises as the 500-job fault test, at a scale that shows slow leaks and rare races.
+"""
+
+import os
+import signal
+from collections import Counter
+
+import pytest
+
+from tests.support.fault_proxy import running_proxy
+from worker.local_aws import Endpoints, Stack
+
+from .harness import Traffic, finish, job, queue_depth, start_worker, through
+from .test_faults import add_mixed_faults
+
+SOAK_JOBS = int(os.environ.get("SOAK_JOBS", "0"))
+
+
+@pytest.mark.skipif(not SOAK_JOBS, reason="the soak runs with `make soak` (SOAK_JOBS=20000)")
+def test_soak_every_job_ends_once_under_faults(stack: Stack, endpoints: Endpoints) -> None:
+    bodies = [job("sign_up", job_id=f"s-{i}", username=f"s-{i}", password="Soak-Passw0rd!")
+              for i in range(SOAK_JOBS)]  # fmt: skip
+    with running_proxy(endpoints.moto, endpoints.cognito, seed=11) as proxy:
+        add_mixed_faults(proxy)
+        with Traffic(stack, bodies, keep_queued=300) as traffic:
+            worker = start_worker(
+                stack, **through(proxy.url, RETRY_BACKOFF_CAP_S="1", LOG_LEVEL="WARNING")
+            )
+            traffic.wait_for_results(SOAK_JOBS, timeout_s=SOAK_JOBS / 5 + 120)
+            worker.send_signal(signal.SIGTERM)
+            run = finish(worker)
+        stats = proxy.stats()
+    per_job = Counter(r.body["job_id"] for r in traffic.results)
+    statuses = Counter(r.body["status"] for r in traffic.results)
+    duplicates = sum(count - 1 for count in per_job.values())
+    effects = Counter(stats["effects"].get("SignUp", {}).values())
+    print(
+        f"\nsoak: {SOAK_JOBS} jobs; faults injected {stats['faults']}; terminal results "
+        f"{len(per_job)} ({dict(statuses)}); duplicates {duplicates}; "
+        f"lost {SOAK_JOBS - len(per_job)}; SignUps carried out per user {dict(effects)}"
+    )
+    assert run.returncode == 0
+    assert len(per_job) == SOAK_JOBS
+    assert duplicates == 0
+    assert statuses == {"succeeded": SOAK_JOBS}
+    assert effects == {1: SOAK_JOBS}
+    assert queue_depth(stack, stack.jobs_queue_url) == 0
