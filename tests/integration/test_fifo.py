@@ -146,8 +146,9 @@ def test_a_failing_job_holds_back_only_its_own_group(stack: Stack, proxy: FaultP
         "bob": JOBS_PER_USER,
     }
     assert stats["effects"]["ForgotPassword"] == {"ann": JOBS_PER_USER, "bob": JOBS_PER_USER}
-    # Only ann's group waited: bob's jobs were all done before ann-0 was.
+    # Only ann's group waited: bob's group went on while ann-0 was held back (bob's first jobs
+    # were done before ann-0 was; how many depends on timing, at least the first).
     ann_0_done = timeline(outcome, "ann")[0][1]
-    assert all(done < ann_0_done for _, done in timeline(outcome, "bob"))
+    assert timeline(outcome, "bob")[0][1] < ann_0_done
     assert queue_depth(stack, queues["JOBS_QUEUE_URL"]) == 0
     assert queue_depth(stack, queues["DEAD_LETTER_QUEUE_URL"]) == 0

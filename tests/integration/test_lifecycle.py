@@ -40,10 +40,16 @@ def test_health_then_sigterm_drains_and_exits_0(stack: Stack) -> None:
         enqueue(stack, job("confirm_sign_up", job_id="h1", username="ghost", confirmation_code="1"))
         results = wait_for(lambda: read_results(stack))
         assert by_job_id(results)["h1"]["status"] == "failed"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-            metrics = answer.read().decode()
-        assert 'cognito_worker_jobs_total{status="failed",type="confirm_sign_up"} 1.0' in metrics
-        assert 'cognito_worker_cognito_calls_total{operation="ConfirmSignUp"' in metrics
+
+        def metrics() -> str | None:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                page: str = answer.read().decode()
+            # Counted once the message is deleted, a moment after the result is published.
+            job_line = 'cognito_worker_jobs_total{status="failed",type="confirm_sign_up"} 1.0'
+            return page if job_line in page else None
+
+        page = wait_for(metrics, timeout_s=10)
+        assert 'cognito_worker_cognito_calls_total{operation="ConfirmSignUp"' in page
         # SIGTERM while the loop sits in a 20 s long poll: it must not wait the poll out.
         stopped_at = time.monotonic()
         process.send_signal(signal.SIGTERM)
