@@ -34,7 +34,7 @@ from typing import Any
 from bench.baseline import run_baseline
 from tests.integration.harness import Traffic, finish, job, start_worker
 from tests.support.fault_proxy import FaultProxy, running_proxy
-from worker.local_aws import Endpoints, local_aws, provision
+from worker.local_aws import Endpoints, create_idempotency_table, local_aws, provision
 
 OUT = Path(__file__).parent / "results"
 QUOTAS = {  # category -> (operations, default quota in requests per second)
@@ -57,6 +57,7 @@ class Scenario:
     bound_jobs_per_s: float | None = None  # what the quota allows for this mix
     ratio_to_quota: float | None = None
     failed: int = 0
+    failures: dict[str, int] = field(default_factory=dict)  # error code -> jobs
     throttles: int = 0
     sqs_sns_requests_per_job: float = 0.0
     worker_cpu_ms_per_job: float = 0.0
@@ -168,6 +169,10 @@ def run_workers(
     scenario.seconds = (finished[-1] - first).total_seconds()
     scenario.jobs_per_s = scenario.jobs / scenario.seconds
     scenario.failed = sum(1 for b in bodies_out if b["status"] != "succeeded")
+    for body in bodies_out:
+        if body["status"] != "succeeded":
+            code = (body.get("error") or {}).get("code", "unknown")
+            scenario.failures[code] = scenario.failures.get(code, 0) + 1
     scenario.throttles = stats["faults"].get("quota_throttle", 0)
     requests = stats["requests"]
     scenario.sqs_sns_requests_per_job = (requests.get("sqs", 0) + requests.get("sns", 0)) / (
@@ -239,7 +244,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--baseline-jobs", type=int, default=300)
-    parser.add_argument("--ceiling-jobs", type=int, default=10000)
+    parser.add_argument("--ceiling-jobs", type=int, default=5000)
     parser.add_argument("--latency-ms", type=float, default=80)
     parser.add_argument("--quota-scale", type=float, default=0.4)
     args = parser.parse_args()
@@ -262,7 +267,12 @@ def main() -> None:
         with configured(proxy, latency_s=latency, quota=True, scale=scale):
             print(f"4/5 three workers sharing {scale:.0%} of the quota ...", flush=True)
             three = Scenario("three-workers", args.jobs, 3, bound_jobs_per_s=quota_bound(scale))
-            results.append(run_workers(endpoints, proxy, three, budgets(scale)))
+            # Several tasks share their claims through DynamoDB, as in production.
+            shared = {
+                "IDEMPOTENCY_STORE": "dynamodb",
+                "IDEMPOTENCY_TABLE": create_idempotency_table(endpoints),
+            }
+            results.append(run_workers(endpoints, proxy, three, budgets(scale) | shared))
         with configured(proxy, latency_s=0, quota=False):
             print(f"5/5 quota lifted, {args.ceiling_jobs} jobs ...", flush=True)
             ceiling = Scenario("quota-lifted", args.ceiling_jobs, 1)

@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -333,6 +334,23 @@ def provision(endpoints: Endpoints, name: str, *, max_receive_count: int = 5) ->
         results_topic_arn=topic_arn,
         results_queue_url=results_url,
     )
+
+
+def create_idempotency_table(endpoints: Endpoints) -> str:
+    """A DynamoDB table for ``IDEMPOTENCY_STORE=dynamodb``; return its name."""
+    name = f"idempotency-{uuid.uuid4().hex[:8]}"
+    dynamodb = aws_client("dynamodb", endpoints.moto)
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=name,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+    )
+    return name
 
 
 def _wait_until_up(url: str, timeout_s: float = 30.0) -> None:

@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from tests.support.fault_proxy import FaultProxy
-from worker.local_aws import Endpoints, Stack, free_port
+from worker.local_aws import Endpoints, Stack, create_idempotency_table, free_port
 
 from .harness import (
     ResultCollector,
@@ -29,7 +29,6 @@ from .harness import (
     through,
     wait_for,
 )
-from .test_idempotency_store import create_table
 
 PASSWORD = "Valid-Passw0rd!"
 
@@ -128,7 +127,7 @@ def test_sqs_then_sns_unreachable_for_10_s_each_loses_nothing(
 def test_a_worker_killed_mid_batch_and_a_second_one_finish_every_job_once(
     stack: Stack, proxy: FaultProxy, endpoints: Endpoints
 ) -> None:
-    table = create_table(endpoints)
+    table = create_idempotency_table(endpoints)
     bodies = [job("sign_up", job_id=f"k-{i}", username=f"k-{i}", password=PASSWORD)
               for i in range(80)]  # fmt: skip
     enqueue(stack, *bodies)
@@ -207,7 +206,10 @@ def test_jobs_past_the_grace_period_go_back_and_finish_once_later(
 ) -> None:
     """Across processes the claims live in DynamoDB: the second worker learns that the first
     one's SignUps may have reached Cognito, so UsernameExistsException is its own success."""
-    settings = {"IDEMPOTENCY_STORE": "dynamodb", "IDEMPOTENCY_TABLE": create_table(endpoints)}
+    settings = {
+        "IDEMPOTENCY_STORE": "dynamodb",
+        "IDEMPOTENCY_TABLE": create_idempotency_table(endpoints),
+    }
     enqueue(stack, *[job("sign_up", job_id=f"g-{i}", username=f"g-{i}", password=PASSWORD)
                      for i in range(4)])  # fmt: skip
     rule = proxy.add_rule("latency", service="cognito", operation="SignUp", latency_s=4)

@@ -1,30 +1,13 @@
 """The idempotency stores' contract, run against memory and against moto's DynamoDB over HTTP."""
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 
 import aioboto3
 import pytest
 
 from worker.idempotency import ClaimState, DynamoDbStore, IdempotencyStore, MemoryStore
-from worker.local_aws import REGION, Endpoints, aws_client
-
-
-def create_table(endpoints: Endpoints) -> str:
-    name = f"idempotency-{uuid.uuid4().hex[:8]}"
-    dynamodb = aws_client("dynamodb", endpoints.moto)
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    dynamodb.update_time_to_live(
-        TableName=name,
-        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-    )
-    return name
+from worker.local_aws import REGION, Endpoints, create_idempotency_table
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
@@ -34,7 +17,7 @@ async def store(
     if request.param == "memory":
         yield MemoryStore()
         return
-    table = create_table(endpoints)
+    table = create_idempotency_table(endpoints)
     session = aioboto3.Session(
         region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
     )
