@@ -19,6 +19,7 @@ SOAK_JOBS = int(os.environ.get("SOAK_JOBS", "0"))
 
 
 @pytest.mark.skipif(not SOAK_JOBS, reason="the soak runs with `make soak` (SOAK_JOBS=20000)")
+@pytest.mark.timeout(SOAK_JOBS / 5 + 600)
 def test_soak_every_job_ends_once_under_faults(stack: Stack, endpoints: Endpoints) -> None:
     bodies = [job("sign_up", job_id=f"s-{i}", username=f"s-{i}", password="Soak-Passw0rd!")
               for i in range(SOAK_JOBS)]  # fmt: skip
