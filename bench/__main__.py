@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline import run_baseline
-from tests.integration.harness import Traffic, finish, job, start_worker
 from tests.support.fault_proxy import FaultProxy, running_proxy
+from tests.support.harness import Traffic, finish, job, start_worker
 from worker.local_aws import Endpoints, create_idempotency_table, local_aws, provision
 
 OUT = Path(__file__).parent / "results"

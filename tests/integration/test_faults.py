@@ -11,9 +11,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from tests.support.fault_proxy import FaultProxy
-from worker.local_aws import Endpoints, Stack, create_idempotency_table, free_port
-
-from .harness import (
+from tests.support.harness import (
     ResultCollector,
     Traffic,
     create_confirmed_user,
@@ -29,6 +27,7 @@ from .harness import (
     through,
     wait_for,
 )
+from worker.local_aws import Endpoints, Stack, create_idempotency_table, free_port
 
 PASSWORD = "Valid-Passw0rd!"
 

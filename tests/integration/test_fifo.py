@@ -17,9 +17,7 @@ from itertools import pairwise
 from typing import Any
 
 from tests.support.fault_proxy import FaultProxy
-from worker.local_aws import Stack, aws_client
-
-from .harness import (
+from tests.support.harness import (
     by_job_id,
     create_confirmed_user,
     job,
@@ -28,6 +26,7 @@ from .harness import (
     run_worker,
     through,
 )
+from worker.local_aws import Stack, aws_client
 
 USERS = ("ann", "bob")
 JOBS_PER_USER = 5

@@ -18,6 +18,17 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from tests.support.harness import (
+    ResultCollector,
+    create_confirmed_user,
+    enqueue,
+    finish,
+    job,
+    queue_depth,
+    read_results,
+    run_worker,
+    start_worker,
+)
 from tests.unit.test_fuzz_jobs import (
     SQS_FORBIDDEN,
     bodies_with_a_huge_string,
@@ -30,18 +41,6 @@ from tests.unit.test_fuzz_jobs import (
 )
 from worker.jobs import MalformedJob, decode_job
 from worker.local_aws import Endpoints, Stack, aws_client, provision
-
-from .harness import (
-    ResultCollector,
-    create_confirmed_user,
-    enqueue,
-    finish,
-    job,
-    queue_depth,
-    read_results,
-    run_worker,
-    start_worker,
-)
 
 MAX_BODY_BYTES = 200_000
 _FORBIDDEN = re.compile(f"[{re.escape(SQS_FORBIDDEN)}]")

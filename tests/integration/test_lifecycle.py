@@ -8,9 +8,7 @@ import time
 import urllib.error
 import urllib.request
 
-from worker.local_aws import Stack, free_port
-
-from .harness import (
+from tests.support.harness import (
     by_job_id,
     enqueue,
     job,
@@ -20,6 +18,7 @@ from .harness import (
     wait_for,
     worker_env,
 )
+from worker.local_aws import Stack, free_port
 
 
 def test_health_then_sigterm_drains_and_exits_0(stack: Stack) -> None:

@@ -11,10 +11,7 @@ What moto verifies and what it does not (see worker/local_aws.py):
 
 import uuid
 
-from worker.local_aws import Endpoints, Stack, aws_client, provision
-from worker.secret_hash import secret_hash
-
-from .harness import (
+from tests.support.harness import (
     by_job_id,
     create_confirmed_user,
     create_unconfirmed_user,
@@ -25,6 +22,8 @@ from .harness import (
     run_worker,
     user_status,
 )
+from worker.local_aws import Endpoints, Stack, aws_client, provision
+from worker.secret_hash import secret_hash
 
 PASSWORD = "Valid-Passw0rd!"
 

@@ -4,10 +4,7 @@ Every job type and every failure path runs with known secret values, at LOG_LEVE
 whole captured output of the worker process and every published result body are searched.
 """
 
-from worker.local_aws import Stack
-from worker.secret_hash import secret_hash
-
-from .harness import (
+from tests.support.harness import (
     create_confirmed_user,
     create_unconfirmed_user,
     enqueue,
@@ -15,6 +12,8 @@ from .harness import (
     read_results,
     run_worker,
 )
+from worker.local_aws import Stack
+from worker.secret_hash import secret_hash
 
 PASSWORDS = ["Leak-Passw0rd-Alpha!", "Leak-N3w-Passw0rd-Beta!", "leakweak"]
 CODES = ["CODE-Gamma-771", "CODE-Delta-772"]

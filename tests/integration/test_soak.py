@@ -10,9 +10,9 @@ from collections import Counter
 import pytest
 
 from tests.support.fault_proxy import running_proxy
+from tests.support.harness import Traffic, finish, job, queue_depth, start_worker, through
 from worker.local_aws import Endpoints, Stack
 
-from .harness import Traffic, finish, job, queue_depth, start_worker, through
 from .test_faults import add_mixed_faults
 
 SOAK_JOBS = int(os.environ.get("SOAK_JOBS", "0"))
