@@ -4,14 +4,25 @@ A configuration error (wrong secret, unknown pool or client, missing permission,
 blames no job. The breaker of that app client opens: its jobs go back to the queue untouched, the
 worker stops receiving once every client's breaker is open, readiness says why, and after a
 cool-down (doubling while the problem lasts) a side-effect-free probe call decides whether to close.
+
+:class:`ConfigurationGuard` is the one owner of all this: the processor trips it, the receive loop
+asks it to probe, readiness reads it, and it alone logs breaker changes and sets the gauge.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+from worker.logs import get_logger
+from worker.metrics import Metrics
 from worker.outcomes import ConfigurationError
+from worker.settings import AppClient
+
+log = get_logger("breaker")
 
 _HINTS = {
     "NotAuthorizedException": "check the client secret configured for this app client",
@@ -88,3 +99,92 @@ class CircuitBreakers:
     def all_open(self, client_ids: list[str]) -> bool:
         """Whether no configured client can take work."""
         return all(client_id in self._open for client_id in client_ids)
+
+
+class ConfigurationProbe(Protocol):
+    """A call that checks an app client's configuration and changes nothing."""
+
+    async def probe(self, app_client: AppClient) -> None:
+        """Return if the configuration is sound; raise :class:`ConfigurationError` if not."""
+        ...
+
+
+class ConfigurationGuard:
+    """The app clients' breakers, their probe, their gauge and their log lines, in one place."""
+
+    def __init__(
+        self,
+        clients: Sequence[AppClient],
+        breakers: CircuitBreakers,
+        probe: ConfigurationProbe,
+        metrics: Metrics,
+    ) -> None:
+        self._clients = {client.client_id: client for client in clients}
+        self._breakers = breakers
+        self._probe = probe
+        self._gauge = metrics.breaker_open
+        for client_id in self._clients:
+            self._gauge.labels(client_id).set(0)
+
+    def is_open(self, client_id: str) -> bool:
+        """Whether jobs of this client must go back to the queue untouched."""
+        return self._breakers.is_open(client_id)
+
+    def hand_back_delay_s(self, client_id: str) -> int:
+        """How long a job of an open client should stay away: until just after the next probe."""
+        return math.ceil(self._breakers.seconds_left(client_id)) + 1
+
+    def all_open(self) -> bool:
+        """Whether no configured client can take work."""
+        return self._breakers.all_open(list(self._clients))
+
+    def reasons(self) -> dict[str, str]:
+        """Why each open breaker is open, by client id (for readiness)."""
+        return self._breakers.reasons()
+
+    def trip(self, client_id: str, error: ConfigurationError) -> int:
+        """A job met a configuration error: open the breaker; return the hand-back delay."""
+        cooldown = self._breakers.trip(client_id, error)
+        self._gauge.labels(client_id).set(1)
+        log.error(
+            "configuration error: this client takes no work until a probe passes",
+            client_id=client_id,
+            error_code=error.code,
+            error_message=error.message,
+            hint=hint(error),
+            probe_in_s=round(cooldown, 1),
+        )
+        return math.ceil(cooldown) + 1
+
+    def succeeded(self, client_id: str) -> None:
+        """A real job of this client went through: its configuration is sound."""
+        self._breakers.succeeded(client_id)
+
+    async def probe_due(self) -> None:
+        """Probe each open breaker whose cool-down is over; close it if the probe passes."""
+        for client_id in self._breakers.due_for_probe():
+            client = self._clients.get(client_id)
+            if client is None:  # pragma: no cover - breakers only open for configured clients
+                continue
+            try:
+                await self._probe.probe(client)
+            except ConfigurationError as error:
+                cooldown = self._breakers.trip(client_id, error)
+                log.error(
+                    "configuration probe failed",
+                    client_id=client_id,
+                    error_code=error.code,
+                    error_message=error.message,
+                    next_probe_in_s=round(cooldown, 1),
+                )
+                continue
+            except Exception as error:  # a transient failure proves nothing either way
+                log.warning(
+                    "configuration probe inconclusive",
+                    client_id=client_id,
+                    error=type(error).__name__,
+                )
+                continue
+            self._breakers.close(client_id)
+            self._gauge.labels(client_id).set(0)
+            log.info("configuration probe passed: taking work again", client_id=client_id)

@@ -7,6 +7,7 @@ turns the answer into a :class:`CognitoSuccess` or one of the :mod:`worker.outco
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -56,7 +57,7 @@ OPERATIONS: dict[JobType, str] = {
 }
 
 
-def job_secrets(job: Job, app_client: AppClient) -> list[str]:
+def request_secrets(job: Job, app_client: AppClient) -> list[str]:
     """Every secret value a job's request carries: masked in logs and error texts."""
     values = []
     if isinstance(job, SignUpJob | ConfirmForgotPasswordJob):
@@ -70,16 +71,16 @@ def job_secrets(job: Job, app_client: AppClient) -> list[str]:
 
 
 class CognitoGateway:
-    """Runs one job's Cognito call for a configured app client."""
+    """Runs one job's Cognito call for a configured app client, in its user pool's Region."""
 
-    def __init__(self, client: CognitoIdentityProviderClient) -> None:
-        self._client = client
+    def __init__(self, clients_by_region: Mapping[str, CognitoIdentityProviderClient]) -> None:
+        self._clients = dict(clients_by_region)
 
     async def execute(self, job: Job, app_client: AppClient, job_id: str) -> CognitoSuccess:
         """Make the job's call once; raise a :class:`CognitoError` subclass when it fails."""
         request = _common_request(job, app_client, job_id)
         try:
-            return await self._call(job, request)
+            return await self._call(self._clients[app_client.region], job, request)
         except ClientError as error:
             raise _translate(error, job, app_client) from None
         except ParamValidationError as error:
@@ -118,8 +119,10 @@ class CognitoGateway:
         except CognitoError:
             return
 
-    async def _call(self, job: Job, request: dict[str, Any]) -> CognitoSuccess:
-        client = self._client
+    @staticmethod
+    async def _call(
+        client: CognitoIdentityProviderClient, job: Job, request: dict[str, Any]
+    ) -> CognitoSuccess:
         if isinstance(job, SignUpJob):
             request["Password"] = job.password.get_secret_value()
             request["UserAttributes"] = _attributes(job.user_attributes)
@@ -211,4 +214,4 @@ def _translate(error: ClientError, job: Job, app_client: AppClient) -> CognitoEr
 
 def _safe_message(message: str, job: Job, app_client: AppClient) -> str:
     """Cognito's (or an emulator's) text without any secret of the request, and not too long."""
-    return scrub(message, job_secrets(job, app_client))[:_MAX_MESSAGE_CHARS]
+    return scrub(message, request_secrets(job, app_client))[:_MAX_MESSAGE_CHARS]

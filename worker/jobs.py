@@ -22,8 +22,6 @@ from pydantic import (
     TypeAdapter,
 )
 
-CONTRACT_VERSION = 1
-
 # Cognito's own patterns (botocore's cognito-idp model), anchored: the API matches the whole value.
 Username = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\p{L}\p{M}\p{S}\p{N}\p{P}]+$")

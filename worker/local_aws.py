@@ -43,6 +43,10 @@ _HASHED_OPERATIONS = {
     "ForgotPassword",
     "ConfirmForgotPassword",
 }
+# The Regions whose user pools the front knows. The five hashed operations are unsigned, so a
+# request names no Region (Cognito takes it from the endpoint's host name, which is local here):
+# like moto, the front finds a client in whichever of these Regions holds it.
+FRONT_REGIONS = (REGION, "eu-west-1")
 _HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
 
 
@@ -87,7 +91,7 @@ class CognitoFront:
     def __init__(self, moto_endpoint: str) -> None:
         self._moto = moto_endpoint
         self._clients: dict[str, _Client] = {}
-        self._idp = aws_client("cognito-idp", moto_endpoint)
+        self._idp_by_region: dict[str, Any] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def app(self) -> web.Application:
@@ -136,11 +140,17 @@ class CognitoFront:
             }
             return web.Response(status=answer.status, body=payload, headers=reply_headers)
 
+    def _idp(self, region: str) -> Any:
+        if region not in self._idp_by_region:
+            self._idp_by_region[region] = aws_client("cognito-idp", self._moto, region)
+        return self._idp_by_region[region]
+
     async def _check_secret_hash(self, parameters: dict[str, Any]) -> _Client:
         client_id = str(parameters.get("ClientId", ""))
         client = self._clients.get(client_id)
         if client is None:
             await asyncio.to_thread(self._refresh_clients)
+            client = self._clients.get(client_id)
             client = self._clients.get(client_id)
         if client is None:
             raise _CognitoError(
@@ -167,11 +177,16 @@ class CognitoFront:
         return client
 
     def _refresh_clients(self) -> None:
-        pools = self._idp.list_user_pools(MaxResults=60)["UserPools"]
+        for region in FRONT_REGIONS:
+            self._refresh_region(region)
+
+    def _refresh_region(self, region: str) -> None:
+        idp = self._idp(region)
+        pools = idp.list_user_pools(MaxResults=60)["UserPools"]
         for pool in pools:
-            listed = self._idp.list_user_pool_clients(UserPoolId=pool["Id"], MaxResults=60)
+            listed = idp.list_user_pool_clients(UserPoolId=pool["Id"], MaxResults=60)
             for summary in listed["UserPoolClients"]:
-                described = self._idp.describe_user_pool_client(
+                described = idp.describe_user_pool_client(
                     UserPoolId=pool["Id"], ClientId=summary["ClientId"]
                 )["UserPoolClient"]
                 self._clients[summary["ClientId"]] = _Client(
@@ -179,11 +194,12 @@ class CognitoFront:
                 )
 
     def _resend(self, client: _Client, parameters: dict[str, Any]) -> dict[str, Any]:
+        idp = self._idp(client.user_pool_id.split("_", 1)[0])
         try:
-            user = self._idp.admin_get_user(
+            user = idp.admin_get_user(
                 UserPoolId=client.user_pool_id, Username=str(parameters.get("Username", ""))
             )
-        except self._idp.exceptions.UserNotFoundException:
+        except idp.exceptions.UserNotFoundException:
             raise _CognitoError(
                 "UserNotFoundException", "Username/client id combination not found."
             ) from None
@@ -211,12 +227,12 @@ class CognitoFront:
 
 
 @functools.cache
-def aws_client(service: str, endpoint: str) -> Any:
+def aws_client(service: str, endpoint: str, region: str = REGION) -> Any:
     """A boto3 client for the local AWS (any credentials do); one per service and endpoint."""
     return boto3.client(
         service,
         endpoint_url=endpoint,
-        region_name=REGION,
+        region_name=region,
         aws_access_key_id="local",
         aws_secret_access_key="local",  # noqa: S106 - moto accepts any credentials
     )

@@ -24,7 +24,7 @@ _SENSITIVE_KEY = re.compile(
     re.IGNORECASE,
 )
 _process_secrets: set[str] = set()
-_job_secrets: ContextVar[tuple[str, ...]] = ContextVar("job_secrets", default=())
+_masked_values: ContextVar[tuple[str, ...]] = ContextVar("masked_values", default=())
 
 
 def register_secret(value: str) -> None:
@@ -34,18 +34,18 @@ def register_secret(value: str) -> None:
 
 
 @contextmanager
-def job_secrets(values: Iterable[str]) -> Iterator[None]:
+def masking(values: Iterable[str]) -> Iterator[None]:
     """Mask these values in every log line written inside the block (this task only)."""
-    token = _job_secrets.set(tuple(v for v in values if v))
+    token = _masked_values.set(tuple(v for v in values if v))
     try:
         yield
     finally:
-        _job_secrets.reset(token)
+        _masked_values.reset(token)
 
 
 def scrub(text: str, extra: Iterable[str] = ()) -> str:
     """Replace every registered secret (and ``extra``) in ``text``."""
-    for secret in sorted({*_process_secrets, *_job_secrets.get(), *extra}, key=len, reverse=True):
+    for secret in sorted({*_process_secrets, *_masked_values.get(), *extra}, key=len, reverse=True):
         if secret and secret in text:
             text = text.replace(secret, REDACTED)
     return text

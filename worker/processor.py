@@ -1,8 +1,10 @@
-"""One message's way through the worker: decode, claim, call Cognito with retries, publish, delete.
+"""One message's way through the worker: decode, claim, call Cognito, decide, publish, delete.
 
 A message is deleted in exactly one place, :meth:`JobProcessor.process`, after its result was
 stored and published. Every other way out hands the message back to SQS, so nothing is lost; and a
 job id already done is answered from the idempotency store, so nothing is done twice in effect.
+What to do once Cognito has answered is decided by :func:`worker.decisions.decide`; this module
+only carries decisions out.
 """
 
 from __future__ import annotations
@@ -12,27 +14,34 @@ import contextlib
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TypeVar
 
-import aiohttp
-from botocore.exceptions import BotoCoreError, ClientError
+from structlog.contextvars import bound_contextvars
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception,
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
     wait_random_exponential,
 )
 
-from worker.batching import BatchEntryError
-from worker.breaker import CircuitBreakers, hint
-from worker.cognito import OPERATIONS, CognitoGateway, job_secrets
+from worker.aws_retries import with_aws_retries
+from worker.breaker import ConfigurationGuard
+from worker.cognito import OPERATIONS, CognitoGateway, request_secrets
 from worker.consumer import JobQueue, ReceivedMessage
+from worker.decisions import (
+    CallReport,
+    Finish,
+    HandBack,
+    RetryPolicy,
+    TripBreaker,
+    decide,
+)
 from worker.idempotency import Claim, ClaimState, IdempotencyStore, job_key
 from worker.jobs import (
     Job,
@@ -41,18 +50,14 @@ from worker.jobs import (
     JobType,
     MalformedJob,
     ResultStatus,
-    SignUpJob,
     decode_job,
 )
-from worker.logs import get_logger
-from worker.logs import job_secrets as masked
+from worker.logs import get_logger, masking
 from worker.metrics import Metrics
 from worker.outcomes import (
     CognitoError,
     CognitoSuccess,
     ConfigurationError,
-    DeferredError,
-    PermanentError,
     ThrottledError,
     TransientError,
 )
@@ -63,63 +68,22 @@ from worker.settings import AppClient, Settings
 log = get_logger("processor")
 T = TypeVar("T")
 
-HANDED_BACK = "handed_back"
-LEFT = "left"
 
+class Disposition(StrEnum):
+    """What became of one received message."""
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How hard to try one job before handing its message back to SQS."""
-
-    max_attempts: int
-    job_timeout_s: float
-    backoff_cap_s: int
-    deferred_delay_s: int
-    deferred_max_receives: int
-    # Full jitter: waits drawn from [0, min(cap, base * 2^n)], so many jobs never retry in step.
-    wait_base_s: float = 0.1
-    wait_cap_s: float = 5.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RetryPolicy:
-        """The policy the settings describe."""
-        return cls(
-            max_attempts=settings.retry_max_attempts,
-            job_timeout_s=settings.job_timeout_s,
-            backoff_cap_s=settings.retry_backoff_cap_s,
-            deferred_delay_s=settings.deferred_delay_s,
-            deferred_max_receives=settings.deferred_max_receives,
-        )
-
-    def redelivery_delay_s(self, receive_count: int) -> int:
-        """Exponential backoff through SQS visibility on the message's receive count."""
-        return int(min(self.backoff_cap_s, 5 * 2 ** min(receive_count, 20)))
+    SUCCEEDED = "succeeded"  # result published, message deleted
+    FAILED = "failed"  # result published, message deleted
+    REJECTED = "rejected"  # not a job: result published, message dead-lettered and deleted
+    HANDED_BACK = "handed_back"  # back on the queue for a later delivery, no result yet
+    LEFT = "left"  # SQS, SNS or the store kept failing: back when its visibility ends
 
 
 @dataclass
 class ProcessorStats:
     """Counters for the shutdown line."""
 
-    by_outcome: Counter[str] = field(default_factory=Counter)
-
-
-def _is_retryable_aws_error(error: BaseException) -> bool:
-    if isinstance(error, BatchEntryError):
-        return not error.sender_fault
-    return isinstance(error, BotoCoreError | ClientError | aiohttp.ClientError | OSError)
-
-
-class _HandBack(Exception):
-    """Internal: the job goes back to the queue, visible again after ``delay_s``."""
-
-    def __init__(
-        self, delay_s: int, error: CognitoError, *, ambiguous: bool, attempts: int
-    ) -> None:
-        super().__init__(error.code)
-        self.delay_s = delay_s
-        self.error = error
-        self.ambiguous = ambiguous
-        self.attempts = attempts
+    by_disposition: Counter[Disposition] = field(default_factory=Counter)
 
 
 class JobProcessor:
@@ -132,7 +96,7 @@ class JobProcessor:
         queue: JobQueue,
         publisher: ResultPublisher,
         store: IdempotencyStore,
-        breakers: CircuitBreakers,
+        guard: ConfigurationGuard,
         policy: RetryPolicy,
         limiter: RateLimiter,
         metrics: Metrics,
@@ -142,7 +106,7 @@ class JobProcessor:
         self._queue = queue
         self._publisher = publisher
         self._store = store
-        self._breakers = breakers
+        self._guard = guard
         self._policy = policy
         self._limiter = limiter
         self._metrics = metrics
@@ -150,32 +114,38 @@ class JobProcessor:
 
     async def process(
         self, message: ReceivedMessage, on_cognito_call: Callable[[], None] = lambda: None
-    ) -> str:
-        """Handle one message; return how it ended (a result status, ``handed_back`` or ``left``).
+    ) -> Disposition:
+        """Handle one message and say what became of it.
 
-        ``on_cognito_call`` runs before the first Cognito call, so the service knows which jobs
-        it may still hand back untouched when it is told to stop.
+        ``on_cognito_call`` runs before each Cognito call, so the service knows which jobs it may
+        still hand back untouched when it is told to stop.
         """
+        with bound_contextvars(message_id=message.message_id):
+            return await self._process(message, on_cognito_call)
+
+    async def _process(
+        self, message: ReceivedMessage, on_cognito_call: Callable[[], None]
+    ) -> Disposition:
         received_at = datetime.now(UTC)
         started = time.monotonic()
         result: JobResult | None = None
-        outcome = HANDED_BACK
+        disposition = Disposition.HANDED_BACK
         published = False
         try:
-            result = await self._outcome(message, received_at, on_cognito_call)
+            result = await self._result_of(message, received_at, on_cognito_call)
             if result is None:
-                return outcome
-            await self._with_aws_retries(lambda: self._publisher.publish(result))
+                return disposition
+            await self._retrying(lambda: self._publisher.publish(result))
             published = True
-            outcome = result.status.value
+            disposition = Disposition(result.status.value)
             if result.status is ResultStatus.REJECTED:
                 if not self._queue.has_dead_letter_queue:
                     # No DLQ of ours: the queue's redrive policy moves it after maxReceiveCount.
-                    return outcome
+                    return disposition
                 reason = result.error.message if result.error else "rejected"
-                await self._with_aws_retries(lambda: self._queue.dead_letter(message, reason))
-            await self._with_aws_retries(lambda: self._queue.delete(message))
-            return outcome
+                await self._retrying(lambda: self._queue.dead_letter(message, reason))
+            await self._retrying(lambda: self._queue.delete(message))
+            return disposition
         except asyncio.CancelledError:
             # Told to stop: a published result still gets its delete, anything else goes back.
             if published:
@@ -186,43 +156,25 @@ class JobProcessor:
         except Exception as error:
             # SQS, SNS or the store kept failing: the message comes back when its visibility ends,
             # and a stored result is republished then without calling Cognito again.
-            outcome = LEFT
+            disposition = Disposition.LEFT
             log.error(
                 "job left on the queue",
-                message_id=message.message_id,
                 reason=f"{type(error).__name__}: {error}",
                 published=published,
             )
-            return outcome
+            return disposition
         finally:
-            self.stats.by_outcome[outcome] += 1
+            self.stats.by_disposition[disposition] += 1
             if result is not None:
-                self._metrics.jobs.labels(
-                    result.type.value if result.type else "unknown", result.status.value
-                ).inc()
-                if published:
-                    self._metrics.job_latency.observe(time.monotonic() - started)
-                log.info(
-                    "job finished",
-                    job_id=result.job_id,
-                    type=result.type.value if result.type else None,
-                    client_id=result.client_id,
-                    status=result.status.value,
-                    error_code=result.error.code if result.error else None,
-                    detail=result.detail,
-                    attempts=result.attempts,
-                    duration_ms=round((time.monotonic() - started) * 1000, 1),
-                    message_id=message.message_id,
-                    published=published,
-                )
+                self._log_finished(result, published, started)
 
-    async def _outcome(
+    async def _result_of(
         self,
         message: ReceivedMessage,
         received_at: datetime,
         on_cognito_call: Callable[[], None],
     ) -> JobResult | None:
-        """The job's result, or None when the message was handed back for a later attempt."""
+        """The job's result, or None when the message was handed back for a later delivery."""
         try:
             job = decode_job(message.body)
         except MalformedJob as malformed:
@@ -240,89 +192,130 @@ class JobProcessor:
                 JobType(job.type),
                 job.client_id,
             )
-        context: dict[str, object] = {
-            "job_id": job_id,
-            "type": job.type,
-            "client_id": app_client.client_id,
-        }
-        if self._breakers.is_open(app_client.client_id):
-            # Our configuration is broken for this client: the job is not to blame.
-            delay = math.ceil(self._breakers.seconds_left(app_client.client_id)) + 1
-            await self._hand_back(message, delay, context, reason="breaker_open")
-            return None
-        key = job_key(app_client.client_id, job_id)
-        claim = await self._with_aws_retries(
-            lambda: self._store.claim(key, self._settings.idempotency_lease_s)
-        )
-        if claim.state is ClaimState.COMPLETED:
-            assert claim.result is not None
-            log.info("duplicate delivery: republishing the stored result", **context)
-            return JobResult.model_validate_json(claim.result)
-        if claim.state is ClaimState.BUSY:
-            delay = math.ceil(claim.lease_left_s) + 1
-            await self._hand_back(message, delay, context, reason="owned_elsewhere")
-            return None
-        with masked(job_secrets(job, app_client)):
-            try:
-                async with self._heartbeat(message, key, claim):
-                    result = await self._run(
-                        job, job_id, app_client, message, received_at, claim, on_cognito_call
-                    )
-            except asyncio.CancelledError:
-                # Stopped mid-job: free the claim at once for the next delivery, which is told
-                # that Cognito may have acted.
-                await asyncio.shield(self._store.release(key, claim.token, ambiguous=True))
-                raise
-            except _HandBack as back:
-                ambiguous = back.ambiguous
-                await self._with_aws_retries(
-                    lambda: self._store.release(key, claim.token, ambiguous=ambiguous)
-                )
-                await self._hand_back(
-                    message, back.delay_s, context, back.error, attempts=back.attempts
-                )
-                return None
-            await self._with_aws_retries(
-                lambda: self._store.complete(
-                    key, claim.token, result.to_message(), self._settings.idempotency_ttl_s
-                )
+        with bound_contextvars(job_id=job_id, type=job.type, client_id=app_client.client_id):
+            return await self._result_of_job(
+                job, job_id, app_client, message, received_at, on_cognito_call
             )
-            return result
 
-    async def _run(
+    async def _result_of_job(
         self,
         job: Job,
         job_id: str,
         app_client: AppClient,
         message: ReceivedMessage,
         received_at: datetime,
+        on_cognito_call: Callable[[], None],
+    ) -> JobResult | None:
+        client_id = app_client.client_id
+        if self._guard.is_open(client_id):
+            # Our configuration is broken for this client: the job is not to blame.
+            await self._hand_back(message, self._guard.hand_back_delay_s(client_id), "breaker_open")
+            return None
+        key = job_key(client_id, job_id)
+        claim = await self._retrying(
+            lambda: self._store.claim(key, self._settings.idempotency_lease_s)
+        )
+        if claim.state is ClaimState.COMPLETED:
+            assert claim.result is not None
+            log.info("duplicate delivery: republishing the stored result")
+            return JobResult.model_validate_json(claim.result)
+        if claim.state is ClaimState.BUSY:
+            await self._hand_back(message, math.ceil(claim.lease_left_s) + 1, "owned_elsewhere")
+            return None
+
+        with masking(request_secrets(job, app_client)):
+            try:
+                async with self._heartbeat(message, key, claim):
+                    report = await self._call_cognito(
+                        job, job_id, app_client, claim, on_cognito_call
+                    )
+            except asyncio.CancelledError:
+                # Stopped mid-job: free the claim at once for the next delivery, which is told
+                # that Cognito may have acted.
+                await asyncio.shield(self._store.release(key, claim.token, ambiguous=True))
+                raise
+
+        decision = decide(
+            report,
+            job_type=JobType(job.type),
+            receive_count=message.receive_count,
+            policy=self._policy,
+        )
+        if isinstance(decision, Finish):
+            self._guard.succeeded(client_id)
+            result = _finished(
+                job, job_id, app_client, message, received_at, report.attempts, decision.outcome
+            )
+            await self._retrying(
+                lambda: self._store.complete(
+                    key, claim.token, result.to_message(), self._settings.idempotency_ttl_s
+                )
+            )
+            return result
+        await self._retrying(
+            lambda: self._store.release(key, claim.token, ambiguous=report.may_have_acted)
+        )
+        if isinstance(decision, TripBreaker):
+            delay_s = self._guard.trip(client_id, decision.error)
+            await self._hand_back(message, delay_s, None, decision.error, report)
+        elif isinstance(decision, HandBack):
+            await self._hand_back(message, decision.delay_s, None, decision.error, report)
+        return None
+
+    async def _call_cognito(
+        self,
+        job: Job,
+        job_id: str,
+        app_client: AppClient,
         claim: Claim,
         on_cognito_call: Callable[[], None],
-    ) -> JobResult:
-        """Call Cognito (with retries); return the result or raise :class:`_HandBack`."""
-        attempts = 0
-        in_call = False
+    ) -> CallReport:
+        """Call Cognito, retrying transient errors within the job's attempts and timeout."""
         operation = OPERATIONS[JobType(job.type)]
-        category = CATEGORY_OF_OPERATION[operation].value
-        pacer = self._limiter.pacer(operation)
+        attempts = 0
+        # Whether Cognito may already have acted on this job: an earlier delivery or attempt
+        # that ended without an answer, or a call of this one still unanswered.
+        may_have_acted = claim.interrupted
+        try:
+            async with asyncio.timeout(self._policy.job_timeout_s):
+                async for attempt in self._cognito_retrying(operation):
+                    with attempt:
+                        attempts = attempt.retry_state.attempt_number
+                        acted_before = may_have_acted
+                        # Set before the call and cleared only by an answer that proves nothing
+                        # was done, so no way out of the call (an error, a cancellation, the job
+                        # timeout) can lose it.
+                        may_have_acted = True
+                        try:
+                            success = await self._call_once(
+                                job, job_id, app_client, operation, on_cognito_call
+                            )
+                        except CognitoError as error:
+                            if not (isinstance(error, TransientError) and error.ambiguous):
+                                may_have_acted = acted_before
+                            raise
+            return CallReport(success, may_have_acted, attempts)
+        except TimeoutError:
+            # Cut off mid-call, Cognito may have acted; cut off while waiting, it cannot have.
+            timeout = TransientError("JobTimeout", "job timeout reached", ambiguous=may_have_acted)
+            return CallReport(timeout, may_have_acted, attempts)
+        except CognitoError as error:
+            return CallReport(error, may_have_acted, attempts)
+
+    def _cognito_retrying(self, operation: str) -> AsyncRetrying:
         metrics = self._metrics
-        # Whether Cognito may already have acted on this job (an earlier delivery or attempt
-        # that ended without an answer).
-        ambiguous = claim.interrupted
 
         def log_retry(state: RetryCallState) -> None:
             metrics.retries.labels(operation).inc()
             error = state.outcome.exception() if state.outcome else None
             log.warning(
                 "cognito call will be retried",
-                job_id=job_id,
-                type=job.type,
                 attempt=state.attempt_number,
                 error_code=getattr(error, "code", type(error).__name__),
                 wait_s=round(state.upcoming_sleep, 3),
             )
 
-        retrying = AsyncRetrying(
+        return AsyncRetrying(
             stop=stop_after_attempt(self._policy.max_attempts)
             | stop_after_delay(self._policy.job_timeout_s),
             wait=wait_random_exponential(
@@ -333,78 +326,36 @@ class JobProcessor:
             reraise=True,
         )
 
-        def finished(outcome: CognitoSuccess | CognitoError) -> JobResult:
-            self._breakers.succeeded(app_client.client_id)
-            return _finished(job, job_id, app_client, message, received_at, attempts, outcome)
-
+    async def _call_once(
+        self,
+        job: Job,
+        job_id: str,
+        app_client: AppClient,
+        operation: str,
+        on_cognito_call: Callable[[], None],
+    ) -> CognitoSuccess:
+        """One paced, measured Cognito call."""
+        metrics = self._metrics
+        category = CATEGORY_OF_OPERATION[operation].value
+        pacer = self._limiter.pacer(operation)
+        # Waiting for the limiter is no failure; the job timeout bounds it, and the heartbeat
+        # keeps the message invisible meanwhile.
+        metrics.limiter_wait.labels(category).observe(await pacer.acquire())
+        on_cognito_call()
+        called = time.monotonic()
         try:
-            async with asyncio.timeout(self._policy.job_timeout_s):
-                async for attempt in retrying:
-                    with attempt:
-                        # Waiting for the limiter is no failure; the job timeout bounds it, and
-                        # the heartbeat keeps the message invisible meanwhile.
-                        metrics.limiter_wait.labels(category).observe(await pacer.acquire())
-                        attempts = attempt.retry_state.attempt_number
-                        on_cognito_call()
-                        called = time.monotonic()
-                        in_call = True
-                        try:
-                            success = await self._gateway.execute(job, app_client, job_id)
-                        except CognitoError as error:
-                            metrics.cognito_calls.labels(operation, error.code).inc()
-                            if isinstance(error, ThrottledError):
-                                pacer.throttled()
-                                metrics.throttles.labels(category).inc()
-                            if isinstance(error, TransientError):
-                                ambiguous = ambiguous or error.ambiguous
-                            raise
-                        else:
-                            metrics.cognito_calls.labels(operation, "ok").inc()
-                        finally:
-                            in_call = False
-                            metrics.cognito_latency.labels(operation).observe(
-                                time.monotonic() - called
-                            )
-                            metrics.limiter_rate.labels(category).set(pacer.rate_rps)
-            return finished(success)
-        except TimeoutError:
-            timeout = TransientError("JobTimeout", "job timeout reached")
-            delay = self._policy.redelivery_delay_s(message.receive_count)
-            # Cut off mid-call, Cognito may have acted; cut off while waiting, it cannot have.
-            raise _HandBack(
-                delay, timeout, ambiguous=ambiguous or in_call, attempts=attempts
-            ) from None
-        except PermanentError as failure:
-            if (
-                ambiguous
-                and isinstance(job, SignUpJob)
-                and failure.code == "UsernameExistsException"
-            ):
-                # An earlier attempt created the user and its answer was lost: our own success.
-                return finished(CognitoSuccess(detail="created_by_an_earlier_attempt"))
-            return finished(failure)
-        except DeferredError as deferred:
-            if message.receive_count >= self._policy.deferred_max_receives:
-                return finished(deferred)
-            raise _HandBack(
-                self._policy.deferred_delay_s, deferred, ambiguous=ambiguous, attempts=attempts
-            ) from None
-        except ConfigurationError as misconfigured:
-            cooldown = self._breakers.trip(app_client.client_id, misconfigured)
-            log.error(
-                "configuration error: this client takes no work until a probe passes",
-                client_id=app_client.client_id,
-                error_code=misconfigured.code,
-                error_message=misconfigured.message,
-                hint=hint(misconfigured),
-                probe_in_s=round(cooldown, 1),
-            )
-            raise _HandBack(
-                math.ceil(cooldown) + 1, misconfigured, ambiguous=ambiguous, attempts=attempts
-            ) from None
-        except TransientError as error:
-            delay = self._policy.redelivery_delay_s(message.receive_count)
-            raise _HandBack(delay, error, ambiguous=ambiguous, attempts=attempts) from None
+            success = await self._gateway.execute(job, app_client, job_id)
+        except CognitoError as error:
+            metrics.cognito_calls.labels(operation, error.code).inc()
+            if isinstance(error, ThrottledError):
+                pacer.throttled()
+                metrics.throttles.labels(category).inc()
+            raise
+        finally:
+            metrics.cognito_latency.labels(operation).observe(time.monotonic() - called)
+            metrics.limiter_rate.labels(category).set(pacer.rate_rps)
+        metrics.cognito_calls.labels(operation, "ok").inc()
+        return success
 
     @contextlib.asynccontextmanager
     async def _heartbeat(
@@ -422,7 +373,7 @@ class JobProcessor:
                     await self._queue.hand_back(message, visibility)
                     await self._store.extend(key, claim.token, lease)
                 except Exception as error:  # a missed beat is survivable; the next may pass
-                    log.warning("heartbeat failed", message_id=message.message_id, error=str(error))
+                    log.warning("heartbeat failed", error=str(error))
 
         task = asyncio.create_task(beat())
         try:
@@ -437,11 +388,9 @@ class JobProcessor:
         self,
         message: ReceivedMessage,
         delay_s: int,
-        context: Mapping[str, object],
+        reason: str | None,
         error: CognitoError | None = None,
-        *,
-        reason: str | None = None,
-        attempts: int = 0,
+        report: CallReport | None = None,
     ) -> None:
         self._metrics.handed_back.labels(
             reason or (error.code if error is not None else "unknown")
@@ -449,29 +398,38 @@ class JobProcessor:
         level = log.error if isinstance(error, ConfigurationError) else log.warning
         level(
             "job handed back to the queue",
-            **context,
             reason=reason or (type(error).__name__ if error else None),
             error_class=type(error).__name__ if error else None,
             error_code=error.code if error else None,
             error_message=error.message if error else None,
-            attempts=attempts,
+            attempts=report.attempts if report else 0,
             receive_count=message.receive_count,
             visible_again_in_s=delay_s,
         )
-        await self._with_aws_retries(lambda: self._queue.hand_back(message, delay_s))
+        await self._retrying(lambda: self._queue.hand_back(message, delay_s))
 
-    async def _with_aws_retries(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Retry an SQS/SNS/DynamoDB call through brief outages, inside the visibility."""
-        retrying = AsyncRetrying(
-            stop=stop_after_delay(self._settings.visibility_timeout_s / 3),
-            wait=wait_random_exponential(multiplier=0.2, max=5),
-            retry=retry_if_exception(_is_retryable_aws_error),
-            reraise=True,
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """An SQS, SNS or store call, retried through brief outages inside the visibility."""
+        return await with_aws_retries(call, within_s=self._settings.visibility_timeout_s / 3)
+
+    def _log_finished(self, result: JobResult, published: bool, started: float) -> None:
+        self._metrics.jobs.labels(
+            result.type.value if result.type else "unknown", result.status.value
+        ).inc()
+        if published:
+            self._metrics.job_latency.observe(time.monotonic() - started)
+        log.info(
+            "job finished",
+            job_id=result.job_id,
+            type=result.type.value if result.type else None,
+            client_id=result.client_id,
+            status=result.status.value,
+            error_code=result.error.code if result.error else None,
+            detail=result.detail,
+            attempts=result.attempts,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+            published=published,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await call()
-        raise AssertionError("unreachable")  # pragma: no cover - reraise=True
 
 
 def _finished(

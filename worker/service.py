@@ -11,26 +11,25 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aioboto3
-import aiohttp
 from aiobotocore.config import AioConfig
 from aiohttp import web
-from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.breaker import CircuitBreakers
+from worker.aws_retries import AWS_ERRORS
+from worker.breaker import CircuitBreakers, ConfigurationGuard
 from worker.cognito import CognitoGateway
 from worker.consumer import MAX_RECEIVE, JobQueue, ReceivedMessage
+from worker.decisions import RetryPolicy
 from worker.health import Check, health_app
 from worker.idempotency import DynamoDbStore, IdempotencyStore, MemoryStore
 from worker.logs import get_logger
 from worker.metrics import Metrics
-from worker.outcomes import ConfigurationError
-from worker.processor import HANDED_BACK, LEFT, JobProcessor, RetryPolicy
+from worker.processor import Disposition, JobProcessor, ProcessorStats
 from worker.ratelimit import QuotaCategory, RateLimiter
 from worker.results import ResultPublisher
 from worker.settings import IdempotencyBackend, Settings
@@ -56,9 +55,37 @@ RECEIVE_BACKOFF_CAP_S = 5.0
 LIVENESS_SLACK_S = 60.0
 
 
+class MessageSource(Protocol):
+    """What the receive loop asks of the jobs queue (a :class:`JobQueue` in production)."""
+
+    async def receive(self, max_messages: int, wait_s: int) -> list[ReceivedMessage]:
+        """Up to ``max_messages`` messages, waiting at most ``wait_s`` for the first."""
+        ...
+
+    async def hand_back(self, message: ReceivedMessage, delay_s: int = 0) -> None:
+        """Make the message visible again after ``delay_s``."""
+        ...
+
+    async def is_drained(self) -> bool:
+        """Whether the queue holds nothing at all, visible, in flight or delayed."""
+        ...
+
+
+class MessageHandler(Protocol):
+    """What the receive loop asks of the processor (a :class:`JobProcessor` in production)."""
+
+    stats: ProcessorStats
+
+    async def process(
+        self, message: ReceivedMessage, on_cognito_call: Callable[[], None]
+    ) -> Disposition:
+        """Take one message to its end and say what became of it."""
+        ...
+
+
 @dataclass
-class _JobSlot:
-    """The messages one task works through: one, or a FIFO group's messages in order."""
+class _Lane:
+    """The messages one task works through in order: one, or a FIFO group's messages."""
 
     messages: list[ReceivedMessage]
     called_cognito: bool = False
@@ -70,24 +97,20 @@ class Worker:
     def __init__(
         self,
         settings: Settings,
-        queue: JobQueue,
-        processor: JobProcessor,
+        queue: MessageSource,
+        processor: MessageHandler,
+        guard: ConfigurationGuard,
+        metrics: Metrics,
         *,
-        breakers: CircuitBreakers | None = None,
-        gateway: CognitoGateway | None = None,
-        metrics: Metrics | None = None,
         exit_when_idle: bool = False,
     ) -> None:
         self._settings = settings
         self._queue = queue
         self._processor = processor
-        self._breakers = breakers or CircuitBreakers(
-            settings.breaker_cooldown_s, settings.breaker_max_cooldown_s
-        )
-        self._gateway = gateway
-        self.metrics = metrics or Metrics()
+        self._guard = guard
+        self.metrics = metrics
         self._exit_when_idle = exit_when_idle
-        self._jobs: dict[asyncio.Task[None], _JobSlot] = {}
+        self._jobs: dict[asyncio.Task[None], _Lane] = {}
         self._fifo = settings.jobs_queue_url.endswith(".fifo")
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -100,7 +123,7 @@ class Worker:
     @property
     def jobs_in_flight(self) -> int:
         """Messages received and not yet finished."""
-        return sum(len(slot.messages) for slot in self._jobs.values())
+        return sum(len(lane.messages) for lane in self._jobs.values())
 
     # -- probes -----------------------------------------------------------------------------
     def liveness(self) -> Check:
@@ -136,7 +159,7 @@ class Worker:
             return Check(False, {"status": "draining", "jobs_in_flight": self.jobs_in_flight})
         if not self._ready:
             return Check(False, {"status": "starting"})
-        broken = self._breakers.reasons()
+        broken = self._guard.reasons()
         if broken:
             return Check(False, {"status": "configuration error", "clients": broken})
         return Check(True, {"status": "ready", "jobs_in_flight": self.jobs_in_flight})
@@ -149,8 +172,8 @@ class Worker:
         log.info("stopping", reason=reason, jobs_in_flight=self.jobs_in_flight)
         self._stopping.set()
         # Jobs that have not reached Cognito yet go straight back to the queue.
-        for task, slot in self._jobs.items():
-            if not slot.called_cognito:
+        for task, lane in self._jobs.items():
+            if not lane.called_cognito:
                 task.cancel()
 
     async def run(self) -> int:
@@ -173,16 +196,18 @@ class Worker:
         log.info(
             "worker stopped",
             exit_code=exit_code,
-            **dict(self._processor.stats.by_outcome),
+            **{
+                disposition.value: n
+                for disposition, n in self._processor.stats.by_disposition.items()
+            },
         )
         return exit_code
 
     async def _receive_loop(self) -> None:
         failures = 0
-        client_ids = [client.client_id for client in self._settings.cognito_clients]
         while not self._stopping.is_set():
-            await self._probe_open_breakers()
-            if self._breakers.all_open(client_ids):
+            await self._guard.probe_due()
+            if self._guard.all_open():
                 # No client can take work: receive nothing, so no job burns a receive count.
                 self._last_loop_at = time.monotonic()
                 with contextlib.suppress(TimeoutError):
@@ -197,7 +222,7 @@ class Worker:
                 continue
             try:
                 messages = await self._receive_unless_stopped(free)
-            except (BotoCoreError, ClientError, aiohttp.ClientError, OSError) as error:
+            except AWS_ERRORS as error:
                 failures += 1
                 self._last_receive_error = f"{type(error).__name__}: {error}"
                 self._last_loop_at = time.monotonic()
@@ -248,41 +273,9 @@ class Worker:
     async def _drained(self) -> bool:
         try:
             return await self._queue.is_drained()
-        except (BotoCoreError, ClientError, aiohttp.ClientError, OSError) as error:
+        except AWS_ERRORS as error:
             log.warning("could not tell whether the queue is drained", error=str(error))
             return False
-
-    async def _probe_open_breakers(self) -> None:
-        """Probe each open breaker whose cool-down is over; close it if the probe passes."""
-        for configured in self._settings.cognito_clients:
-            self.metrics.breaker_open.labels(configured.client_id).set(
-                1 if self._breakers.is_open(configured.client_id) else 0
-            )
-        if self._gateway is None:
-            return
-        for client_id in self._breakers.due_for_probe():
-            client = self._settings.client(client_id)
-            if client is None:  # pragma: no cover - breakers only open for configured clients
-                continue
-            try:
-                await self._gateway.probe(client)
-            except ConfigurationError as error:
-                cooldown = self._breakers.trip(client_id, error)
-                log.error(
-                    "configuration probe failed",
-                    client_id=client_id,
-                    error_code=error.code,
-                    error_message=error.message,
-                    next_probe_in_s=round(cooldown, 1),
-                )
-                continue
-            except Exception as error:  # a transient failure proves nothing either way
-                log.warning(
-                    "configuration probe inconclusive", client_id=client_id, error=str(error)
-                )
-                continue
-            self._breakers.close(client_id)
-            log.info("configuration probe passed: taking work again", client_id=client_id)
 
     async def _free_slots(self) -> int:
         """Wait for free job slots: enough for a full receive, or a few after a short while.
@@ -314,40 +307,40 @@ class Worker:
         """One task per message; on a FIFO queue, one task per message group, in order."""
         if not self._fifo:
             for message in messages:
-                self._start_slot(_JobSlot([message]))
+                self._start_lane(_Lane([message]))
             return
         groups: dict[str, list[ReceivedMessage]] = {}
         for message in messages:
             groups.setdefault(message.group_id or message.message_id, []).append(message)
         for group in groups.values():
-            self._start_slot(_JobSlot(group))
+            self._start_lane(_Lane(group))
 
-    def _start_slot(self, slot: _JobSlot) -> None:
-        task = asyncio.create_task(self._work_through(slot))
-        self._jobs[task] = slot
+    def _start_lane(self, lane: _Lane) -> None:
+        task = asyncio.create_task(self._work_through(lane))
+        self._jobs[task] = lane
         self.metrics.jobs_in_flight.set(self.jobs_in_flight)
         task.add_done_callback(self._job_done)
 
-    async def _work_through(self, slot: _JobSlot) -> None:
+    async def _work_through(self, lane: _Lane) -> None:
         def mark_called() -> None:
-            slot.called_cognito = True
+            lane.called_cognito = True
 
-        while slot.messages:
-            slot.called_cognito = False
+        while lane.messages:
+            lane.called_cognito = False
             try:
-                outcome = await self._processor.process(slot.messages[0], mark_called)
+                disposition = await self._processor.process(lane.messages[0], mark_called)
             except asyncio.CancelledError:
-                # Every message of the slot goes back, the current one too: the task may have
+                # Every message of the lane goes back, the current one too: the task may have
                 # been cancelled before the processor ever saw it. (A second hand-back of a
                 # message the processor already dealt with changes nothing.)
-                await asyncio.shield(self._hand_back_all(slot.messages))
+                await asyncio.shield(self._hand_back_all(lane.messages))
                 raise
-            slot.messages.pop(0)
-            if outcome in (HANDED_BACK, LEFT) and slot.messages:
+            lane.messages.pop(0)
+            if disposition in (Disposition.HANDED_BACK, Disposition.LEFT) and lane.messages:
                 # FIFO: a message that did not finish holds back the later ones of its group,
                 # which go back in order behind it.
-                await self._hand_back_all(slot.messages)
-                slot.messages.clear()
+                await self._hand_back_all(lane.messages)
+                lane.messages.clear()
 
     async def _hand_back_all(self, messages: list[ReceivedMessage]) -> None:
         if messages:
@@ -403,9 +396,17 @@ async def serve(settings: Settings, *, exit_when_idle: bool = False) -> int:
     session = aioboto3.Session(region_name=settings.aws_region)
     pool = settings.max_jobs_in_flight + 4
     async with AsyncExitStack() as stack:
-        cognito = await stack.enter_async_context(
-            session.client("cognito-idp", config=_sdk_config(settings.cognito_read_timeout_s, pool))
-        )
+        # One Cognito client per Region of the configured pools (a pool id starts with its Region).
+        cognito = {
+            region: await stack.enter_async_context(
+                session.client(
+                    "cognito-idp",
+                    region_name=region,
+                    config=_sdk_config(settings.cognito_read_timeout_s, pool),
+                )
+            )
+            for region in sorted({client.region for client in settings.cognito_clients})
+        }
         sqs = await stack.enter_async_context(
             session.client("sqs", config=_sdk_config(settings.receive_wait_s + 10, pool))
         )
@@ -438,14 +439,19 @@ async def serve(settings: Settings, *, exit_when_idle: bool = False) -> int:
             )
             store = DynamoDbStore(dynamodb, settings.idempotency_table)
         gateway = CognitoGateway(cognito)
-        breakers = CircuitBreakers(settings.breaker_cooldown_s, settings.breaker_max_cooldown_s)
+        guard = ConfigurationGuard(
+            settings.cognito_clients,
+            CircuitBreakers(settings.breaker_cooldown_s, settings.breaker_max_cooldown_s),
+            gateway,
+            metrics,
+        )
         processor = JobProcessor(
             settings,
             gateway,
             queue,
             publisher,
             store,
-            breakers,
+            guard,
             RetryPolicy.from_settings(settings),
             RateLimiter(
                 {
@@ -456,15 +462,7 @@ async def serve(settings: Settings, *, exit_when_idle: bool = False) -> int:
             ),
             metrics,
         )
-        worker = Worker(
-            settings,
-            queue,
-            processor,
-            breakers=breakers,
-            gateway=gateway,
-            metrics=metrics,
-            exit_when_idle=exit_when_idle,
-        )
+        worker = Worker(settings, queue, processor, guard, metrics, exit_when_idle=exit_when_idle)
         # Flushed on the way out, after the drain: results first, then the deletes they allow.
         stack.push_async_callback(queue.close)
         stack.push_async_callback(publisher.close)

@@ -10,6 +10,8 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
+import pytest
+
 from tests.support.fault_proxy import FaultProxy
 from tests.support.harness import (
     ResultCollector,
@@ -305,6 +307,38 @@ def test_a_lost_sign_up_answer_is_our_own_success(stack: Stack, proxy: FaultProx
     assert result.body["user_sub"] is None  # unknown: the answer that carried it was lost
     assert result.body["attempts"] == 2
     assert proxy.stats()["effects"]["SignUp"] == {"lost-answer": 1}
+
+
+@pytest.mark.parametrize("store", ["memory", "dynamodb"])
+def test_a_sign_up_cut_off_by_the_job_timeout_counts_as_done_on_redelivery(
+    stack: Stack, proxy: FaultProxy, endpoints: Endpoints, store: str
+) -> None:
+    # Cognito creates the user at once but its answer is held past JOB_TIMEOUT_S (and within
+    # the SDK's read timeout), so it is our own timeout that cuts the call off mid-way.
+    enqueue(stack, job("sign_up", job_id="cut", username="cut-off", password=PASSWORD))
+    proxy.add_rule(
+        "latency", service="cognito", operation="SignUp", latency_s=5, when="after", times=1
+    )
+    stores = {"IDEMPOTENCY_STORE": store}
+    if store == "dynamodb":
+        stores["IDEMPOTENCY_TABLE"] = create_idempotency_table(endpoints)
+    run = run_worker(
+        stack,
+        **through(
+            proxy.url,
+            JOB_TIMEOUT_S="3",
+            COGNITO_READ_TIMEOUT_S="20",
+            RETRY_BACKOFF_CAP_S="1",
+            **stores,
+        ),
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr
+    (result,) = read_results(stack)
+    assert result.body["status"] == "succeeded", result.body
+    assert result.body["detail"] == "created_by_an_earlier_attempt"
+    assert proxy.stats()["effects"]["SignUp"] == {"cut-off": 1}
+    (handed_back,) = run.events("job handed back to the queue")
+    assert handed_back["error_code"] == "JobTimeout"
 
 
 def test_a_duplicate_delivery_republishes_without_calling_cognito(

@@ -5,7 +5,7 @@ import json
 import pytest
 import structlog
 
-from worker.logs import REDACTED, configure_logging, get_logger, job_secrets, register_secret
+from worker.logs import REDACTED, configure_logging, get_logger, masking, register_secret
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def test_sensitive_keys_are_masked(json_lines) -> None:  # type: ignore[no-untyp
 
 def test_registered_values_are_masked_anywhere(json_lines) -> None:  # type: ignore[no-untyped-def]
     register_secret("client-secret-123")
-    with job_secrets(["Pa55word!", "hash+abc/=="]):
+    with masking(["Pa55word!", "hash+abc/=="]):
         get_logger("t").warning(
             "Cognito said: Pa55word! is bad", detail="see hash+abc/== and client-secret-123"
         )
@@ -42,7 +42,7 @@ def test_registered_values_are_masked_anywhere(json_lines) -> None:  # type: ign
 
 
 def test_tracebacks_are_scrubbed(json_lines) -> None:  # type: ignore[no-untyped-def]
-    with job_secrets(["Tr4ceSecret"]):
+    with masking(["Tr4ceSecret"]):
         try:
             raise ValueError("failed with Tr4ceSecret inside")
         except ValueError:

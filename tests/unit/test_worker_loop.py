@@ -1,11 +1,14 @@
 """The receive loop's own promises, with an in-memory queue standing in for SQS."""
 
 import asyncio
-from typing import Any
+from collections.abc import Callable, Sequence
 
+from worker.breaker import CircuitBreakers, ConfigurationGuard
 from worker.consumer import ReceivedMessage
-from worker.service import Worker
-from worker.settings import Settings
+from worker.metrics import Metrics
+from worker.processor import Disposition, ProcessorStats
+from worker.service import MessageHandler, MessageSource, Worker
+from worker.settings import AppClient, Settings
 
 SETTINGS = Settings.from_env(
     {
@@ -28,9 +31,10 @@ def message(n: int) -> ReceivedMessage:
 class ScriptedQueue:
     """Answers receives from a script; records what was asked."""
 
-    def __init__(self, batches: list[Any]) -> None:
-        self.batches = batches
+    def __init__(self, batches: Sequence[list[ReceivedMessage] | BaseException]) -> None:
+        self.batches = list(batches)
         self.asked: list[int] = []
+        self.handed_back: list[str] = []
 
     async def is_drained(self) -> bool:
         return not self.batches
@@ -45,6 +49,9 @@ class ScriptedQueue:
             raise batch
         return list(batch)
 
+    async def hand_back(self, message: ReceivedMessage, delay_s: int = 0) -> None:
+        self.handed_back.append(message.message_id)
+
 
 class SlowProcessor:
     """Each job takes `seconds`; records which jobs ran to the end."""
@@ -52,21 +59,39 @@ class SlowProcessor:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.finished: list[str] = []
-        self.stats = type("Stats", (), {"by_outcome": {}})()
+        self.stats = ProcessorStats()
 
-    async def process(self, msg: ReceivedMessage, on_cognito_call: Any = None) -> str:
-        if on_cognito_call:
-            on_cognito_call()
+    async def process(
+        self, msg: ReceivedMessage, on_cognito_call: Callable[[], None]
+    ) -> Disposition:
+        on_cognito_call()
         await asyncio.sleep(self.seconds)
         self.finished.append(msg.message_id)
-        return "succeeded"
+        return Disposition.SUCCEEDED
+
+
+class SoundConfiguration:
+    """A probe that always passes (no breaker opens in these tests)."""
+
+    async def probe(self, app_client: AppClient) -> None:
+        return None
+
+
+def build_worker(
+    queue: MessageSource, processor: MessageHandler, *, exit_when_idle: bool = False
+) -> Worker:
+    metrics = Metrics()
+    guard = ConfigurationGuard(
+        SETTINGS.cognito_clients, CircuitBreakers(1, 1), SoundConfiguration(), metrics
+    )
+    return Worker(SETTINGS, queue, processor, guard, metrics, exit_when_idle=exit_when_idle)
 
 
 async def test_a_dead_receive_loop_exits_non_zero_and_fails_liveness() -> None:
     queue = ScriptedQueue([RuntimeError("a bug in the loop")])
-    worker = Worker(SETTINGS, queue, SlowProcessor(0), exit_when_idle=True)  # type: ignore[arg-type]
-    assert await worker.run() == 1
-    check = worker.liveness()
+    loop = build_worker(queue, SlowProcessor(0), exit_when_idle=True)
+    assert await loop.run() == 1
+    check = loop.liveness()
     assert not check.ok
     assert check.body["status"] == "dead"
 
@@ -74,8 +99,8 @@ async def test_a_dead_receive_loop_exits_non_zero_and_fails_liveness() -> None:
 async def test_receives_only_what_free_slots_can_start() -> None:
     queue = ScriptedQueue([[message(1), message(2)], [message(3)], [], []])
     processor = SlowProcessor(0.6)
-    worker = Worker(SETTINGS, queue, processor, exit_when_idle=True)  # type: ignore[arg-type]
-    assert await worker.run() == 0
+    loop = build_worker(queue, processor, exit_when_idle=True)
+    assert await loop.run() == 0
     # Three slots: first ask for 3; with two jobs running, the next receive waits a moment for
     # more slots to free, then asks for the 1 it has.
     assert queue.asked[:2] == [3, 1]
@@ -85,11 +110,11 @@ async def test_receives_only_what_free_slots_can_start() -> None:
 async def test_stop_lets_jobs_in_flight_finish_within_the_grace_period() -> None:
     queue = ScriptedQueue([[message(1), message(2)]] + [[]] * 100)
     processor = SlowProcessor(0.3)
-    worker = Worker(SETTINGS, queue, processor)  # type: ignore[arg-type]
-    running = asyncio.create_task(worker.run())
+    loop = build_worker(queue, processor)
+    running = asyncio.create_task(loop.run())
     await asyncio.sleep(0.05)
-    worker.stop("test")
-    assert not worker.readiness().ok
+    loop.stop("test")
+    assert not loop.readiness().ok
     assert await running == 0
     assert sorted(processor.finished) == ["m1", "m2"]
 
@@ -97,9 +122,9 @@ async def test_stop_lets_jobs_in_flight_finish_within_the_grace_period() -> None
 async def test_jobs_past_the_grace_period_are_cancelled() -> None:
     queue = ScriptedQueue([[message(1)]] + [[]] * 100)
     processor = SlowProcessor(30)
-    worker = Worker(SETTINGS, queue, processor)  # type: ignore[arg-type]
-    running = asyncio.create_task(worker.run())
+    loop = build_worker(queue, processor)
+    running = asyncio.create_task(loop.run())
     await asyncio.sleep(0.05)
-    worker.stop("test")
+    loop.stop("test")
     assert await asyncio.wait_for(running, 5) == 0
     assert processor.finished == []

@@ -1,0 +1,172 @@
+"""Every row of the README's error-classification table, from Cognito's answer to the decision.
+
+Each case goes through :func:`worker.outcomes.classify` (as the gateway does with a real answer)
+and then :func:`worker.decisions.decide`, so the table is checked end to end without a network.
+"""
+
+from dataclasses import dataclass
+
+import pytest
+
+from worker.decisions import (
+    CREATED_BY_AN_EARLIER_ATTEMPT,
+    CallReport,
+    Decision,
+    Finish,
+    HandBack,
+    RetryPolicy,
+    TripBreaker,
+    decide,
+)
+from worker.jobs import JobType
+from worker.outcomes import (
+    CognitoError,
+    CognitoSuccess,
+    ConfigurationError,
+    TransientError,
+    classify,
+    per_job_code,
+)
+
+POLICY = RetryPolicy(
+    max_attempts=4,
+    job_timeout_s=30,
+    backoff_cap_s=900,
+    deferred_delay_s=3600,
+    deferred_max_receives=3,
+)
+
+
+def answer(code: str, message: str = "", status: int = 400) -> CognitoError:
+    """The error the gateway raises for this Cognito answer."""
+    error_class = classify(code, message, status)
+    return error_class(per_job_code(code, message), message)
+
+
+@dataclass(frozen=True)
+class Row:
+    table_class: str
+    outcome: CognitoSuccess | CognitoError
+    expected: Decision
+    job_type: JobType = JobType.SIGN_UP
+    receive_count: int = 1
+    may_have_acted: bool = False
+
+
+def handed_back_after(delay_s: int, outcome: CognitoError) -> HandBack:
+    return HandBack(delay_s, outcome)
+
+
+def misconfigured(code: str, message: str) -> ConfigurationError:
+    """The configuration error the gateway raises for this answer (checked to be one)."""
+    error = answer(code, message)
+    assert isinstance(error, ConfigurationError), f"{code}: {message} is not a configuration error"
+    return error
+
+
+THROTTLED = answer("TooManyRequestsException", "Rate exceeded")
+INTERNAL = answer("InternalErrorException", "internal error", 500)
+BAD_GATEWAY = answer("SomethingNew", "bad gateway", 502)
+LAMBDA_UNEXPECTED = answer("UnexpectedLambdaException", "trigger failed")
+DELIVERY = answer("CodeDeliveryFailureException", "could not send")
+RESET = TransientError("EndpointConnectionError", "connection reset", ambiguous=True)
+TIMED_OUT = TransientError("JobTimeout", "job timeout reached", ambiguous=True)
+ATTEMPT_LIMIT = answer(
+    "LimitExceededException", "Attempt limit exceeded, please try after some time."
+)
+FAILED_ATTEMPTS = answer("TooManyFailedAttemptsException", "Too many failed attempts.")
+EXISTS = answer("UsernameExistsException", "User already exists")
+BAD_PASSWORD = answer("InvalidPasswordException", "Password did not conform with policy")
+MISMATCH = answer("CodeMismatchException", "Invalid verification code provided")
+EXPIRED = answer("ExpiredCodeException", "Invalid code provided, please request a code again.")
+NOT_FOUND = answer("UserNotFoundException", "Username/client id combination not found.")
+BAD_PARAMETER = answer("InvalidParameterException", "1 validation error detected: email")
+DISABLED = answer("NotAuthorizedException", "User is disabled.")
+NO_RESET = answer("NotAuthorizedException", "User password cannot be reset in the current state.")
+WRONG_HASH = misconfigured("NotAuthorizedException", "Unable to verify secret hash for client abc")
+NO_SECRET = misconfigured("InvalidParameterException", "Client abc is not configured for secret")
+NO_POOL = misconfigured("ResourceNotFoundException", "User pool client abc does not exist.")
+DENIED = misconfigured("AccessDeniedException", "not authorized to perform cognito-idp:SignUp")
+BAD_TRIGGER = misconfigured("InvalidLambdaResponseException", "Invalid lambda response")
+SMS_ROLE = misconfigured("InvalidSmsRoleAccessPolicyException", "Role does not have permission")
+EMAIL_ROLE = misconfigured(
+    "InvalidEmailRoleAccessPolicyException", "Cognito is not allowed to use SES"
+)
+EMAIL_LIMIT = misconfigured(
+    "LimitExceededException", "Exceeded daily email limit for the operation"
+)
+
+ROWS = [
+    # transient: retried in-process, then handed back with 5 x 2^receives s (capped), no result
+    Row("transient", THROTTLED, handed_back_after(10, THROTTLED)),
+    Row("transient", INTERNAL, handed_back_after(20, INTERNAL), receive_count=2),
+    Row("transient", BAD_GATEWAY, handed_back_after(10, BAD_GATEWAY)),
+    Row("transient", LAMBDA_UNEXPECTED, handed_back_after(10, LAMBDA_UNEXPECTED)),
+    Row("transient", DELIVERY, handed_back_after(10, DELIVERY), JobType.FORGOT_PASSWORD),
+    Row("transient", RESET, handed_back_after(10, RESET), may_have_acted=True),
+    Row("transient", TIMED_OUT, handed_back_after(900, TIMED_OUT), receive_count=12),
+    # deferred per user: handed back for DEFERRED_DELAY_S, failed after DEFERRED_MAX_RECEIVES
+    Row("deferred", ATTEMPT_LIMIT, HandBack(3600, ATTEMPT_LIMIT), JobType.FORGOT_PASSWORD),
+    Row("deferred", FAILED_ATTEMPTS, HandBack(3600, FAILED_ATTEMPTS), receive_count=2),
+    Row("deferred", ATTEMPT_LIMIT, Finish(ATTEMPT_LIMIT), JobType.FORGOT_PASSWORD, 3),
+    # permanent: a failed result, the message deleted
+    Row("permanent", EXISTS, Finish(EXISTS)),
+    Row("permanent", BAD_PASSWORD, Finish(BAD_PASSWORD)),
+    Row("permanent", MISMATCH, Finish(MISMATCH), JobType.CONFIRM_SIGN_UP),
+    Row("permanent", EXPIRED, Finish(EXPIRED), JobType.CONFIRM_FORGOT_PASSWORD),
+    Row("permanent", NOT_FOUND, Finish(NOT_FOUND), JobType.FORGOT_PASSWORD),
+    Row("permanent", BAD_PARAMETER, Finish(BAD_PARAMETER)),
+    # decided by message (the already-confirmed case is turned into a success by the gateway)
+    Row("by message", DISABLED, Finish(DISABLED), JobType.FORGOT_PASSWORD),
+    Row("by message", NO_RESET, Finish(NO_RESET), JobType.FORGOT_PASSWORD),
+    Row(
+        "by message",
+        CognitoSuccess(user_confirmed=True, detail="already_confirmed"),
+        Finish(CognitoSuccess(user_confirmed=True, detail="already_confirmed")),
+        JobType.CONFIRM_SIGN_UP,
+    ),
+    # configuration: the breaker trips, the job goes back untouched
+    Row("configuration", WRONG_HASH, TripBreaker(WRONG_HASH)),
+    Row("configuration", NO_SECRET, TripBreaker(NO_SECRET)),
+    Row("configuration", NO_POOL, TripBreaker(NO_POOL)),
+    Row("configuration", DENIED, TripBreaker(DENIED)),
+    Row("configuration", BAD_TRIGGER, TripBreaker(BAD_TRIGGER)),
+    Row("configuration", SMS_ROLE, TripBreaker(SMS_ROLE)),
+    Row("configuration", EMAIL_ROLE, TripBreaker(EMAIL_ROLE)),
+    Row("configuration", EMAIL_LIMIT, TripBreaker(EMAIL_LIMIT)),
+    # the guarantee "a SignUp whose answer was lost counts as done"
+    Row(
+        "lost answer",
+        EXISTS,
+        Finish(CognitoSuccess(detail=CREATED_BY_AN_EARLIER_ATTEMPT)),
+        may_have_acted=True,
+    ),
+    # ... and only a SignUp's: an existing user proves nothing about another job type
+    Row("lost answer", NOT_FOUND, Finish(NOT_FOUND), JobType.FORGOT_PASSWORD, may_have_acted=True),
+]
+
+
+@pytest.mark.parametrize(
+    "row", ROWS, ids=[f"{row.table_class}-{getattr(row.outcome, 'code', 'ok')}" for row in ROWS]
+)
+def test_each_row_of_the_classification_table(row: Row) -> None:
+    report = CallReport(row.outcome, row.may_have_acted, attempts=1)
+    decision = decide(report, job_type=row.job_type, receive_count=row.receive_count, policy=POLICY)
+    assert decision == row.expected
+
+
+def test_success_always_finishes() -> None:
+    success = CognitoSuccess(user_sub="sub-1", user_confirmed=False)
+    for job_type in JobType:
+        decision = decide(
+            CallReport(success, may_have_acted=True, attempts=2),
+            job_type=job_type,
+            receive_count=9,
+            policy=POLICY,
+        )
+        assert decision == Finish(success)
+
+
+def test_redelivery_backoff_doubles_up_to_the_cap() -> None:
+    delays = [POLICY.redelivery_delay_s(count) for count in range(1, 10)]
+    assert delays == [10, 20, 40, 80, 160, 320, 640, 900, 900]
