@@ -1,7 +1,8 @@
 """The Cognito gateway: the only place that knows the Cognito API.
 
-It turns a job into its one Cognito call, with the SecretHash of exactly the username it sends, and
-turns the answer into a :class:`CognitoSuccess` or one of the :mod:`worker.outcomes` errors.
+It turns a job into its Cognito call (two calls for an import), with the SecretHash of exactly the
+username it sends, and turns the answer into a :class:`CognitoSuccess` or one of the
+:mod:`worker.outcomes` errors.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from worker.jobs import (
     ConfirmForgotPasswordJob,
     ConfirmSignUpJob,
     ForgotPasswordJob,
+    ImportUserJob,
     Job,
     JobType,
     ResendConfirmationCodeJob,
@@ -47,20 +49,21 @@ if TYPE_CHECKING:
 
 _MAX_MESSAGE_CHARS = 500
 
-# Which Cognito operation each job type calls (and so which quota category it draws on).
-OPERATIONS: dict[JobType, str] = {
-    JobType.SIGN_UP: "SignUp",
-    JobType.CONFIRM_SIGN_UP: "ConfirmSignUp",
-    JobType.RESEND_CONFIRMATION_CODE: "ResendConfirmationCode",
-    JobType.FORGOT_PASSWORD: "ForgotPassword",
-    JobType.CONFIRM_FORGOT_PASSWORD: "ConfirmForgotPassword",
+# The Cognito operations each job type calls, in order (each draws on its own quota category).
+OPERATIONS: dict[JobType, tuple[str, ...]] = {
+    JobType.SIGN_UP: ("SignUp",),
+    JobType.CONFIRM_SIGN_UP: ("ConfirmSignUp",),
+    JobType.RESEND_CONFIRMATION_CODE: ("ResendConfirmationCode",),
+    JobType.FORGOT_PASSWORD: ("ForgotPassword",),
+    JobType.CONFIRM_FORGOT_PASSWORD: ("ConfirmForgotPassword",),
+    JobType.IMPORT_USER: ("AdminCreateUser", "AdminSetUserPassword"),
 }
 
 
 def request_secrets(job: Job, app_client: AppClient) -> list[str]:
     """Every secret value a job's request carries: masked in logs and error texts."""
     values = []
-    if isinstance(job, SignUpJob | ConfirmForgotPasswordJob):
+    if isinstance(job, SignUpJob | ConfirmForgotPasswordJob | ImportUserJob):
         values.append(job.password.get_secret_value())
     if isinstance(job, ConfirmSignUpJob | ConfirmForgotPasswordJob):
         values.append(job.confirmation_code.get_secret_value())
@@ -76,11 +79,19 @@ class CognitoGateway:
     def __init__(self, clients_by_region: Mapping[str, CognitoIdentityProviderClient]) -> None:
         self._clients = dict(clients_by_region)
 
-    async def execute(self, job: Job, app_client: AppClient, job_id: str) -> CognitoSuccess:
-        """Make the job's call once; raise a :class:`CognitoError` subclass when it fails."""
-        request = _common_request(job, app_client, job_id)
+    async def execute(
+        self, job: Job, app_client: AppClient, job_id: str, operation: str | None = None
+    ) -> CognitoSuccess:
+        """Make one of the job's calls once (``operation``, by default its only one).
+
+        Raise a :class:`CognitoError` subclass when it fails.
+        """
+        client = self._clients[app_client.region]
         try:
-            return await self._call(self._clients[app_client.region], job, request)
+            if isinstance(job, ImportUserJob):
+                return await _import_step(client, job, app_client, job_id, operation)
+            request = _common_request(job, app_client, job_id)
+            return await self._call(client, job, request)
         except ClientError as error:
             raise _translate(error, job, app_client) from None
         except ParamValidationError as error:
@@ -95,6 +106,31 @@ class CognitoGateway:
             # after the request was sent as EndpointConnectionError too.
             ambiguous = not isinstance(error, ConnectTimeoutError)
             raise TransientError(type(error).__name__, message, ambiguous=ambiguous) from None
+
+    async def awaits_its_password(
+        self, app_client: AppClient, username: str, created_after: float
+    ) -> bool:
+        """Whether this user was created by an administrator after ``created_after`` (epoch s)
+        and has no password of its own yet: the state an import's first call leaves it in.
+
+        Asked only after an unanswered AdminCreateUser, to tell the job's own user from one that
+        existed before: a password is never set on a user the job did not create.
+        """
+        client = self._clients[app_client.region]
+        try:
+            user: Any = await client.admin_get_user(
+                UserPoolId=app_client.user_pool_id, Username=username
+            )
+        except ClientError as error:
+            raise _translate(error, None, app_client) from None
+        except (BotoCoreError, aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise TransientError(type(error).__name__, "could not read the user") from None
+        created = user.get("UserCreateDate")
+        created_at = created.timestamp() if created is not None else 0.0
+        # A second of slack: Cognito's clock and SQS's are not the same clock.
+        return bool(
+            user.get("UserStatus") == "FORCE_CHANGE_PASSWORD" and created_at >= created_after - 1
+        )
 
     async def probe(self, app_client: AppClient) -> None:
         """Check the client's configuration with a call that changes nothing.
@@ -152,10 +188,43 @@ class CognitoGateway:
         if isinstance(job, ForgotPasswordJob):
             answer = await client.forgot_password(**request)
             return CognitoSuccess(code_delivery=_code_delivery(answer))
-        request["ConfirmationCode"] = job.confirmation_code.get_secret_value()
-        request["Password"] = job.password.get_secret_value()
-        await client.confirm_forgot_password(**request)
-        return CognitoSuccess()
+        if isinstance(job, ConfirmForgotPasswordJob):
+            request["ConfirmationCode"] = job.confirmation_code.get_secret_value()
+            request["Password"] = job.password.get_secret_value()
+            await client.confirm_forgot_password(**request)
+            return CognitoSuccess()
+        raise AssertionError(f"no single call for {job.type}")  # imports go to _import_step
+
+
+async def _import_step(
+    client: CognitoIdentityProviderClient,
+    job: ImportUserJob,
+    app_client: AppClient,
+    job_id: str,
+    operation: str | None,
+) -> CognitoSuccess:
+    """One of an import's two calls: create the user silently, or make its password permanent."""
+    if operation == "AdminSetUserPassword":
+        await client.admin_set_user_password(
+            UserPoolId=app_client.user_pool_id,
+            Username=job.username,
+            Password=job.password.get_secret_value(),
+            Permanent=True,
+        )
+        return CognitoSuccess(user_confirmed=True)
+    request: dict[str, Any] = {
+        "UserPoolId": app_client.user_pool_id,
+        "Username": job.username,
+        "UserAttributes": _attributes(job.user_attributes),
+        # Nothing is sent to the user: an import is not an invitation.
+        "MessageAction": "SUPPRESS",
+        "ClientMetadata": {**job.client_metadata, "job_id": job_id},
+    }
+    if job.validation_data:
+        request["ValidationData"] = _attributes(job.validation_data)
+    answer: Any = await client.admin_create_user(**request)
+    attributes = {a["Name"]: a["Value"] for a in answer.get("User", {}).get("Attributes", [])}
+    return CognitoSuccess(user_sub=attributes.get("sub"), user_confirmed=False)
 
 
 def _common_request(job: Job, app_client: AppClient, job_id: str) -> dict[str, Any]:
@@ -203,7 +272,7 @@ def _is_already_confirmed(error: ClientError) -> bool:
     )
 
 
-def _translate(error: ClientError, job: Job, app_client: AppClient) -> CognitoError:
+def _translate(error: ClientError, job: Job | None, app_client: AppClient) -> CognitoError:
     details = error.response.get("Error", {})
     code = str(details.get("Code") or "UnknownError")
     message = _safe_message(str(details.get("Message") or ""), job, app_client)
@@ -212,6 +281,7 @@ def _translate(error: ClientError, job: Job, app_client: AppClient) -> CognitoEr
     return error_class(per_job_code(code, message), message)
 
 
-def _safe_message(message: str, job: Job, app_client: AppClient) -> str:
+def _safe_message(message: str, job: Job | None, app_client: AppClient) -> str:
     """Cognito's (or an emulator's) text without any secret of the request, and not too long."""
-    return scrub(message, request_secrets(job, app_client))[:_MAX_MESSAGE_CHARS]
+    secrets = request_secrets(job, app_client) if job is not None else []
+    return scrub(message, secrets)[:_MAX_MESSAGE_CHARS]

@@ -30,6 +30,7 @@ class ReceivedMessage:
     receive_count: int
     group_id: str | None
     attributes: dict[str, Any]
+    sent_at: float | None = None  # SQS's SentTimestamp, in epoch seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,4 +185,5 @@ def _received(message: Any) -> ReceivedMessage:
         receive_count=int(system.get("ApproximateReceiveCount", "1")),
         group_id=system.get("MessageGroupId"),
         attributes=dict(message.get("MessageAttributes", {})),
+        sent_at=int(system["SentTimestamp"]) / 1000 if "SentTimestamp" in system else None,
     )

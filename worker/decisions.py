@@ -7,8 +7,9 @@ row of the README's error-classification table is a branch here, and is unit-tes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from worker.idempotency import JobHistory
 from worker.jobs import JobType
 from worker.outcomes import (
     CognitoError,
@@ -33,6 +34,7 @@ class RetryPolicy:
     backoff_cap_s: int
     deferred_delay_s: int
     deferred_max_receives: int
+    max_failed_deliveries: int = 5
     # Full jitter: waits drawn from [0, min(cap, base * 2^n)], so many jobs never retry in step.
     wait_base_s: float = 0.1
     wait_cap_s: float = 5.0
@@ -46,11 +48,12 @@ class RetryPolicy:
             backoff_cap_s=settings.retry_backoff_cap_s,
             deferred_delay_s=settings.deferred_delay_s,
             deferred_max_receives=settings.deferred_max_receives,
+            max_failed_deliveries=settings.retry_max_deliveries,
         )
 
-    def redelivery_delay_s(self, receive_count: int) -> int:
-        """Exponential backoff through SQS visibility on the message's receive count."""
-        return int(min(self.backoff_cap_s, 5 * 2 ** min(receive_count, 20)))
+    def redelivery_delay_s(self, failures: int) -> int:
+        """Exponential backoff through SQS visibility on the job's own failed deliveries."""
+        return int(min(self.backoff_cap_s, 5 * 2 ** min(failures, 20)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class CallReport:
     outcome: CognitoSuccess | CognitoError
     may_have_acted: bool
     attempts: int
+    done: tuple[str, ...] = ()  # operations of a two-call job carried out so far
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,47 +80,81 @@ class Finish:
 
 @dataclass(frozen=True, slots=True)
 class HandBack:
-    """Give the message back to SQS, visible again after ``delay_s``; publish nothing yet."""
+    """Give the message back to SQS, visible again after ``delay_s``; publish nothing yet.
+
+    ``history`` is what the next delivery finds: the job's own failures and deferrals counted.
+    """
 
     delay_s: int
     error: CognitoError
+    history: JobHistory
 
 
 @dataclass(frozen=True, slots=True)
 class TripBreaker:
-    """Our configuration is wrong: open the app client's breaker and hand the message back."""
+    """Our configuration is wrong: open the app client's breaker and hand the message back.
+
+    The job is not to blame: ``history`` counts no failure or deferral against it.
+    """
 
     error: ConfigurationError
+    history: JobHistory
 
 
-Decision = Finish | HandBack | TripBreaker
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Transient errors in every allowed delivery: publish a retryable failure, move to the DLQ.
+
+    ``history`` starts the count afresh, so a job redriven from the DLQ gets its deliveries again.
+    """
+
+    error: CognitoError
+    history: JobHistory
+
+
+Decision = Finish | HandBack | TripBreaker | GiveUp
+
+
+def counts_as_done(error: CognitoError, operation: str, may_have_acted: bool) -> bool:
+    """Whether this error says the job's own earlier, unanswered attempt already did the work.
+
+    A user that exists after an attempt of ours that may have created it is taken for ours: the
+    answer that would have said so was lost.
+    """
+    return (
+        may_have_acted
+        and operation in {"SignUp", "AdminCreateUser"}
+        and error.code == "UsernameExistsException"
+    )
 
 
 def decide(
-    report: CallReport, *, job_type: JobType, receive_count: int, policy: RetryPolicy
+    report: CallReport, *, job_type: JobType, history: JobHistory, policy: RetryPolicy
 ) -> Decision:
-    """The one decision for a job whose calls ended as ``report`` says."""
+    """The one decision for a job whose calls ended as ``report`` says, after ``history``."""
     outcome = report.outcome
+    seen = replace(history, may_have_acted=report.may_have_acted, done=report.done)
     if isinstance(outcome, CognitoSuccess):
         return Finish(outcome)
     if isinstance(outcome, ConfigurationError):
         # No job is to blame: fail none, stop taking work for this client.
-        return TripBreaker(outcome)
+        return TripBreaker(outcome, seen)
     if isinstance(outcome, PermanentError):
-        if (
-            report.may_have_acted
-            and job_type is JobType.SIGN_UP
-            and outcome.code == "UsernameExistsException"
-        ):
+        if job_type is JobType.SIGN_UP and counts_as_done(outcome, "SignUp", report.may_have_acted):
             # An earlier attempt created the user and its answer was lost: our own success.
             return Finish(CognitoSuccess(detail=CREATED_BY_AN_EARLIER_ATTEMPT))
         return Finish(outcome)
     if isinstance(outcome, DeferredError):
         # A per-user limit: retrying soon would burn the user's hourly attempts.
-        if receive_count >= policy.deferred_max_receives:
+        deferrals = history.deferrals + 1
+        if deferrals >= policy.deferred_max_receives:
             return Finish(outcome)
-        return HandBack(policy.deferred_delay_s, outcome)
+        return HandBack(policy.deferred_delay_s, outcome, replace(seen, deferrals=deferrals))
     if isinstance(outcome, TransientError):
-        return HandBack(policy.redelivery_delay_s(receive_count), outcome)
+        failures = history.failures + 1
+        if failures >= policy.max_failed_deliveries:
+            return GiveUp(outcome, replace(seen, failures=0, deferrals=0))
+        delay_s = policy.redelivery_delay_s(failures)
+        return HandBack(delay_s, outcome, replace(seen, failures=failures))
     # A CognitoError outside the tree is a bug in the adapter: fail the job, loudly, not silently.
     return Finish(outcome)

@@ -1,25 +1,40 @@
 """Idempotency: a job id that was processed does not reach Cognito again.
 
 Records are keyed by (client id, job id) and have two states. *In progress*: a worker owns the job
-under a short lease (a crashed worker's claim lapses in seconds, not hours), and the record says
-whether an earlier attempt may have reached Cognito without an answer. *Completed*: the published
-result, kept for a TTL, so a duplicate delivery republishes it without calling Cognito.
+under a short lease (a crashed worker's claim lapses in seconds, not hours), and the record keeps
+the job's :class:`JobHistory` for its next delivery: whether an earlier attempt may have reached
+Cognito without an answer, how many deliveries ended in the job's own failures or deferrals (a
+hand-back that is not the job's fault counts nothing), and which calls of a two-call job are done.
+*Completed*: the published result, kept for a TTL, so a duplicate delivery republishes it without
+calling Cognito. Both keep a fingerprint of the job's payload, so a job id reused for another
+payload is told apart from a duplicate.
 
 Two stores: :class:`MemoryStore` for one process, :class:`DynamoDbStore` for many ECS tasks.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import ClientError
+from pydantic import Secret
+
+from worker.jobs import Job
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
+
+
+# How long an unfinished job's history is kept after its last delivery.
+_IN_PROGRESS_TTL_S = 86400
 
 
 class ClaimState(StrEnum):
@@ -31,14 +46,30 @@ class ClaimState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class JobHistory:
+    """What the earlier deliveries of a job left for the next one."""
+
+    may_have_acted: bool = False  # an attempt may have reached Cognito without an answer
+    failures: int = 0  # deliveries that ended in transient errors
+    deferrals: int = 0  # deliveries that ended on a per-user limit
+    done: tuple[str, ...] = ()  # operations of a two-call job already carried out
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """The answer to a claim. ``token`` identifies the owner in later calls."""
 
     state: ClaimState
     token: str = ""
     result: str | None = None  # the stored result's JSON, when COMPLETED
-    interrupted: bool = False  # OWNED after an attempt that may have reached Cognito
+    history: JobHistory = field(default_factory=JobHistory)  # OWNED: the earlier deliveries
+    fingerprint: str | None = None  # the payload fingerprint stored with the job id, if any
     lease_left_s: float = 0.0  # BUSY: how long the other worker's lease still runs
+
+    @property
+    def interrupted(self) -> bool:
+        """OWNED after an attempt that may have reached Cognito without an answer."""
+        return self.history.may_have_acted
 
 
 def job_key(client_id: str, job_id: str) -> str:
@@ -46,11 +77,42 @@ def job_key(client_id: str, job_id: str) -> str:
     return f"{client_id}#{job_id}"
 
 
+def payload_fingerprint(job: Job, key: str | None) -> str:
+    """A fingerprint of what the job asks for, never its content: a reused job id shows by it.
+
+    The job id, contract version and batch label are left out (they name the job; they are not
+    what it asks). Secret fields count only when ``key`` (the app client's secret) is given: the
+    fingerprint is then an HMAC under that key, so the store holds nothing a password could be
+    guessed back from. Without a key they are left out, and a reused id that differs only in a
+    password is not told apart.
+    """
+    document = job.model_dump(mode="python", exclude={"job_id", "version", "batch"})
+    canonical = json.dumps(_revealed(document, reveal=key is not None), sort_keys=True)
+    digest = hmac.new((key or "").encode(), canonical.encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _revealed(value: Any, *, reveal: bool) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: _revealed(v, reveal=reveal)
+            for k, v in value.items()
+            if reveal or not isinstance(v, Secret)
+        }
+    if isinstance(value, Secret):
+        return value.get_secret_value()
+    return value
+
+
 class IdempotencyStore(Protocol):
     """Where claims and results live."""
 
-    async def claim(self, key: str, lease_s: float) -> Claim:
-        """Take the job (OWNED), or say it is COMPLETED or BUSY."""
+    async def claim(self, key: str, lease_s: float, fingerprint: str) -> Claim:
+        """Take the job (OWNED), or say it is COMPLETED or BUSY.
+
+        ``fingerprint`` is stored with the first claim of the key; every answer carries the one
+        stored, for the caller to compare.
+        """
         ...
 
     async def extend(self, key: str, token: str, lease_s: float) -> None:
@@ -61,8 +123,8 @@ class IdempotencyStore(Protocol):
         """Store the job's result for ``ttl_s``; later claims answer COMPLETED."""
         ...
 
-    async def release(self, key: str, token: str, *, ambiguous: bool) -> None:
-        """Give the job up for a later delivery; ``ambiguous``: Cognito may have acted."""
+    async def release(self, key: str, token: str, history: JobHistory) -> None:
+        """Give the job up for a later delivery, which will find ``history``."""
         ...
 
 
@@ -71,9 +133,10 @@ class _Record:
     completed: bool
     token: str
     lease_until: float
-    ambiguous: bool
+    history: JobHistory
     result: str | None
     expires_at: float
+    fingerprint: str | None
 
 
 class MemoryStore:
@@ -83,40 +146,56 @@ class MemoryStore:
         self._records: dict[str, _Record] = {}
         self._claims_since_sweep = 0
 
-    async def claim(self, key: str, lease_s: float) -> Claim:
+    async def claim(self, key: str, lease_s: float, fingerprint: str) -> Claim:
         """See :meth:`IdempotencyStore.claim`."""
         now = time.time()
         self._sweep(now)
         record = self._records.get(key)
-        if record is not None and record.expires_at > now:
+        if record is not None and record.expires_at <= now:
+            record = None
+        if record is not None:
             if record.completed:
-                return Claim(ClaimState.COMPLETED, result=record.result)
+                return Claim(
+                    ClaimState.COMPLETED, result=record.result, fingerprint=record.fingerprint
+                )
             if record.lease_until > now:
-                return Claim(ClaimState.BUSY, lease_left_s=record.lease_until - now)
-        interrupted = record is not None and not record.completed and record.ambiguous
+                return Claim(
+                    ClaimState.BUSY,
+                    lease_left_s=record.lease_until - now,
+                    fingerprint=record.fingerprint,
+                )
+        history = record.history if record is not None else JobHistory()
+        stored = record.fingerprint if record is not None else fingerprint
         token = uuid.uuid4().hex
         # Pessimistic until released: a crash mid-call leaves "Cognito may have acted".
-        self._records[key] = _Record(False, token, now + lease_s, True, None, now + lease_s)
-        return Claim(ClaimState.OWNED, token=token, interrupted=interrupted)
+        pessimistic = JobHistory(True, history.failures, history.deferrals, history.done)
+        self._records[key] = _Record(
+            False, token, now + lease_s, pessimistic, None, now + _IN_PROGRESS_TTL_S, stored
+        )
+        return Claim(ClaimState.OWNED, token=token, history=history, fingerprint=stored)
 
     async def extend(self, key: str, token: str, lease_s: float) -> None:
         """See :meth:`IdempotencyStore.extend`."""
         record = self._records.get(key)
         if record is not None and record.token == token and not record.completed:
-            record.lease_until = record.expires_at = time.time() + lease_s
+            record.lease_until = time.time() + lease_s
 
     async def complete(self, key: str, token: str, result: str, ttl_s: float) -> None:
         """See :meth:`IdempotencyStore.complete`."""
-        self._records[key] = _Record(True, token, 0.0, False, result, time.time() + ttl_s)
+        record = self._records.get(key)
+        fingerprint = record.fingerprint if record is not None else None
+        self._records[key] = _Record(
+            True, token, 0.0, JobHistory(), result, time.time() + ttl_s, fingerprint
+        )
 
-    async def release(self, key: str, token: str, *, ambiguous: bool) -> None:
+    async def release(self, key: str, token: str, history: JobHistory) -> None:
         """See :meth:`IdempotencyStore.release`."""
         record = self._records.get(key)
         if record is not None and record.token == token and not record.completed:
             record.lease_until = 0.0
-            record.ambiguous = ambiguous
-            # Kept a while so the next delivery learns whether Cognito may have acted.
-            record.expires_at = time.time() + 86400
+            record.history = history
+            # Kept a while so the next delivery finds the job's history.
+            record.expires_at = time.time() + _IN_PROGRESS_TTL_S
 
     def _sweep(self, now: float) -> None:
         self._claims_since_sweep += 1
@@ -137,28 +216,33 @@ class DynamoDbStore:
         self._client = client
         self._table = table
 
-    async def claim(self, key: str, lease_s: float) -> Claim:
+    async def claim(self, key: str, lease_s: float, fingerprint: str) -> Claim:
         """See :meth:`IdempotencyStore.claim`."""
         now = time.time()
         token = uuid.uuid4().hex
         try:
-            answer = await self._client.put_item(
+            # An update, not a put: the job's history from earlier deliveries stays.
+            answer = await self._client.update_item(
                 TableName=self._table,
-                Item={
-                    "pk": {"S": key},
-                    "state": {"S": "in_progress"},
-                    "token": {"S": token},
-                    "lease_until": {"N": f"{now + lease_s:.3f}"},
-                    "ambiguous": {"BOOL": True},
-                    "expires_at": {"N": str(int(now + 86400))},
-                },
+                Key={"pk": {"S": key}},
+                UpdateExpression=(
+                    "SET #state = :in_progress, #token = :token, lease_until = :lease, "
+                    # Pessimistic until released: a crash mid-call leaves "Cognito may have acted".
+                    "ambiguous = :true, expires_at = :expires, "
+                    "fingerprint = if_not_exists(fingerprint, :fingerprint)"
+                ),
                 # New, or an in-progress claim whose lease lapsed (its worker died or gave up).
                 ConditionExpression=(
                     "attribute_not_exists(pk) OR (#state = :in_progress AND lease_until < :now)"
                 ),
-                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeNames={"#state": "state", "#token": "token"},
                 ExpressionAttributeValues={
                     ":in_progress": {"S": "in_progress"},
+                    ":token": {"S": token},
+                    ":lease": {"N": f"{now + lease_s:.3f}"},
+                    ":true": {"BOOL": True},
+                    ":expires": {"N": str(int(now + _IN_PROGRESS_TTL_S))},
+                    ":fingerprint": {"S": fingerprint},
                     ":now": {"N": f"{now:.3f}"},
                 },
                 ReturnValues="ALL_OLD",
@@ -167,19 +251,26 @@ class DynamoDbStore:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
             return await self._existing(key, now)
-        old = answer.get("Attributes") or {}
-        interrupted = bool(old) and bool(old.get("ambiguous", {}).get("BOOL", False))
-        return Claim(ClaimState.OWNED, token=token, interrupted=interrupted)
+        old: dict[str, Any] = dict(answer.get("Attributes") or {})
+        return Claim(
+            ClaimState.OWNED,
+            token=token,
+            history=_history(old),
+            fingerprint=old.get("fingerprint", {}).get("S", fingerprint),
+        )
 
     async def _existing(self, key: str, now: float) -> Claim:
         answer = await self._client.get_item(
             TableName=self._table, Key={"pk": {"S": key}}, ConsistentRead=True
         )
         item: dict[str, Any] = dict(answer.get("Item") or {})
+        fingerprint = item.get("fingerprint", {}).get("S")
         if item.get("state", {}).get("S") == "completed":
-            return Claim(ClaimState.COMPLETED, result=item["result"]["S"])
+            return Claim(ClaimState.COMPLETED, result=item["result"]["S"], fingerprint=fingerprint)
         lease_until = float(item.get("lease_until", {}).get("N", "0"))
-        return Claim(ClaimState.BUSY, lease_left_s=max(0.0, lease_until - now))
+        return Claim(
+            ClaimState.BUSY, lease_left_s=max(0.0, lease_until - now), fingerprint=fingerprint
+        )
 
     async def extend(self, key: str, token: str, lease_s: float) -> None:
         """See :meth:`IdempotencyStore.extend`."""
@@ -192,24 +283,36 @@ class DynamoDbStore:
 
     async def complete(self, key: str, token: str, result: str, ttl_s: float) -> None:
         """See :meth:`IdempotencyStore.complete`."""
-        await self._client.put_item(
+        await self._client.update_item(
             TableName=self._table,
-            Item={
-                "pk": {"S": key},
-                "state": {"S": "completed"},
-                "token": {"S": token},
-                "result": {"S": result},
-                "expires_at": {"N": str(int(time.time() + ttl_s))},
+            Key={"pk": {"S": key}},
+            UpdateExpression=(
+                "SET #state = :completed, #token = :token, #result = :result, "
+                "expires_at = :expires REMOVE lease_until, ambiguous, failures, deferrals, done"
+            ),
+            ExpressionAttributeNames={"#state": "state", "#token": "token", "#result": "result"},
+            ExpressionAttributeValues={
+                ":completed": {"S": "completed"},
+                ":token": {"S": token},
+                ":result": {"S": result},
+                ":expires": {"N": str(int(time.time() + ttl_s))},
             },
         )
 
-    async def release(self, key: str, token: str, *, ambiguous: bool) -> None:
+    async def release(self, key: str, token: str, history: JobHistory) -> None:
         """See :meth:`IdempotencyStore.release`."""
         await self._owned_update(
             key,
             token,
-            "SET lease_until = :zero, ambiguous = :ambiguous",
-            {":zero": {"N": "0"}, ":ambiguous": {"BOOL": ambiguous}},
+            "SET lease_until = :zero, ambiguous = :ambiguous, failures = :failures, "
+            "deferrals = :deferrals, done = :done",
+            {
+                ":zero": {"N": "0"},
+                ":ambiguous": {"BOOL": history.may_have_acted},
+                ":failures": {"N": str(history.failures)},
+                ":deferrals": {"N": str(history.deferrals)},
+                ":done": {"L": [{"S": operation} for operation in history.done]},
+            },
         )
 
     async def _owned_update(
@@ -232,3 +335,15 @@ class DynamoDbStore:
             # Someone else owns it now (our lease lapsed): nothing of ours to change.
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
+
+
+def _history(item: dict[str, Any]) -> JobHistory:
+    """The history kept in a DynamoDB item (none in a new one)."""
+    if not item:
+        return JobHistory()
+    return JobHistory(
+        may_have_acted=bool(item.get("ambiguous", {}).get("BOOL", False)),
+        failures=int(item.get("failures", {}).get("N", "0")),
+        deferrals=int(item.get("deferrals", {}).get("N", "0")),
+        done=tuple(entry["S"] for entry in item.get("done", {}).get("L", [])),
+    )

@@ -48,13 +48,14 @@ ConfirmationCode = Secret[
 
 
 class JobType(StrEnum):
-    """The five Cognito operations that take a SecretHash."""
+    """What a job asks: five operations that take a SecretHash, and an administrator's import."""
 
     SIGN_UP = "sign_up"
     CONFIRM_SIGN_UP = "confirm_sign_up"
     RESEND_CONFIRMATION_CODE = "resend_confirmation_code"
     FORGOT_PASSWORD = "forgot_password"  # noqa: S105 - a job type, not a password
     CONFIRM_FORGOT_PASSWORD = "confirm_forgot_password"  # noqa: S105 - a job type
+    IMPORT_USER = "import_user"
 
 
 class _Strict(BaseModel):
@@ -132,12 +133,33 @@ class ConfirmForgotPasswordJob(_JobBase):
     password: Password
 
 
+class ImportUserJob(_JobBase):
+    """Create a user ready to sign in with this password, sending the user nothing.
+
+    AdminCreateUser (``MessageAction=SUPPRESS``), then AdminSetUserPassword (``Permanent``): two
+    calls, IAM-signed, with no SecretHash. For migrations, where users already have a password.
+    """
+
+    type: Literal["import_user"]
+    username: Username
+    password: Password
+    user_attributes: dict[AttributeName, AttributeValue] = Field(
+        default_factory=dict,
+        description="Set as given, e.g. email_verified: 'true' (no verification message is sent).",
+    )
+    validation_data: dict[AttributeName, AttributeValue] = Field(default_factory=dict)
+    user_context: None = Field(
+        default=None, description="Not accepted: the administrator's API takes no user context."
+    )
+
+
 Job = Annotated[
     SignUpJob
     | ConfirmSignUpJob
     | ResendConfirmationCodeJob
     | ForgotPasswordJob
-    | ConfirmForgotPasswordJob,
+    | ConfirmForgotPasswordJob
+    | ImportUserJob,
     Field(discriminator="type"),
 ]
 JOB_ADAPTER: TypeAdapter[Job] = TypeAdapter(Job)

@@ -35,6 +35,10 @@ from aiohttp import web
 
 LOOPBACK = "127.0.0.1"
 REGION = "us-east-1"
+# The jobs queue's maxReceiveCount, as in the deploy stack: high enough that no hand-back of the
+# worker's own (a breaker cycle, a stop, a job owned elsewhere) can exhaust it. The worker counts
+# a job's own failures and deferrals itself and moves it to the DLQ when they run out.
+MAX_RECEIVE_COUNT = 1000
 _TARGET_PREFIX = "AWSCognitoIdentityProviderService."
 _HASHED_OPERATIONS = {
     "SignUp",
@@ -307,7 +311,9 @@ class Stack:
         }
 
 
-def provision(endpoints: Endpoints, name: str, *, max_receive_count: int = 5) -> Stack:
+def provision(
+    endpoints: Endpoints, name: str, *, max_receive_count: int = MAX_RECEIVE_COUNT
+) -> Stack:
     """Create a user pool with a secret-bearing client, the jobs queue with its DLQ, and the
     results topic with a queue subscribed to it (raw delivery), all named after ``name``."""
     idp = aws_client("cognito-idp", endpoints.moto)

@@ -15,7 +15,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TypeVar
@@ -35,14 +35,23 @@ from worker.breaker import ConfigurationGuard
 from worker.cognito import OPERATIONS, CognitoGateway, request_secrets
 from worker.consumer import JobQueue, ReceivedMessage
 from worker.decisions import (
+    CREATED_BY_AN_EARLIER_ATTEMPT,
     CallReport,
     Finish,
+    GiveUp,
     HandBack,
     RetryPolicy,
     TripBreaker,
+    counts_as_done,
     decide,
 )
-from worker.idempotency import Claim, ClaimState, IdempotencyStore, job_key
+from worker.idempotency import (
+    Claim,
+    ClaimState,
+    IdempotencyStore,
+    job_key,
+    payload_fingerprint,
+)
 from worker.jobs import (
     Job,
     JobError,
@@ -58,6 +67,7 @@ from worker.outcomes import (
     CognitoError,
     CognitoSuccess,
     ConfigurationError,
+    PermanentError,
     ThrottledError,
     TransientError,
 )
@@ -77,6 +87,14 @@ class Disposition(StrEnum):
     REJECTED = "rejected"  # not a job: result published, message dead-lettered and deleted
     HANDED_BACK = "handed_back"  # back on the queue for a later delivery, no result yet
     LEFT = "left"  # SQS, SNS or the store kept failing: back when its visibility ends
+
+
+@dataclass(frozen=True, slots=True)
+class _Ending:
+    """A job's published result, and whether its message is also copied to the DLQ (and why)."""
+
+    result: JobResult
+    dead_letter_reason: str | None = None
 
 
 @dataclass
@@ -132,17 +150,18 @@ class JobProcessor:
         disposition = Disposition.HANDED_BACK
         published = False
         try:
-            result = await self._result_of(message, received_at, on_cognito_call)
-            if result is None:
+            ending = await self._ending_of(message, received_at, on_cognito_call)
+            if ending is None:
                 return disposition
-            await self._retrying(lambda: self._publisher.publish(result))
+            result = ending.result
+            await self._retrying(lambda: self._publisher.publish(ending.result))
             published = True
             disposition = Disposition(result.status.value)
-            if result.status is ResultStatus.REJECTED:
+            if ending.dead_letter_reason is not None:
                 if not self._queue.has_dead_letter_queue:
                     # No DLQ of ours: the queue's redrive policy moves it after maxReceiveCount.
                     return disposition
-                reason = result.error.message if result.error else "rejected"
+                reason = ending.dead_letter_reason
                 await self._retrying(lambda: self._queue.dead_letter(message, reason))
             await self._retrying(lambda: self._queue.delete(message))
             return disposition
@@ -168,13 +187,13 @@ class JobProcessor:
             if result is not None:
                 self._log_finished(result, published, started)
 
-    async def _result_of(
+    async def _ending_of(
         self,
         message: ReceivedMessage,
         received_at: datetime,
         on_cognito_call: Callable[[], None],
-    ) -> JobResult | None:
-        """The job's result, or None when the message was handed back for a later delivery."""
+    ) -> _Ending | None:
+        """How the job ends, or None when the message was handed back for a later delivery."""
         try:
             job = decode_job(message.body)
         except MalformedJob as malformed:
@@ -193,11 +212,11 @@ class JobProcessor:
                 job.client_id,
             )
         with bound_contextvars(job_id=job_id, type=job.type, client_id=app_client.client_id):
-            return await self._result_of_job(
+            return await self._ending_of_job(
                 job, job_id, app_client, message, received_at, on_cognito_call
             )
 
-    async def _result_of_job(
+    async def _ending_of_job(
         self,
         job: Job,
         job_id: str,
@@ -205,60 +224,82 @@ class JobProcessor:
         message: ReceivedMessage,
         received_at: datetime,
         on_cognito_call: Callable[[], None],
-    ) -> JobResult | None:
+    ) -> _Ending | None:
         client_id = app_client.client_id
         if self._guard.is_open(client_id):
             # Our configuration is broken for this client: the job is not to blame.
             await self._hand_back(message, self._guard.hand_back_delay_s(client_id), "breaker_open")
             return None
         key = job_key(client_id, job_id)
+        secret = app_client.client_secret
+        fingerprint = payload_fingerprint(job, secret.get_secret_value() if secret else None)
         claim = await self._retrying(
-            lambda: self._store.claim(key, self._settings.idempotency_lease_s)
+            lambda: self._store.claim(key, self._settings.idempotency_lease_s, fingerprint)
         )
-        if claim.state is ClaimState.COMPLETED:
-            assert claim.result is not None
-            log.info("duplicate delivery: republishing the stored result")
-            return JobResult.model_validate_json(claim.result)
         if claim.state is ClaimState.BUSY:
             await self._hand_back(message, math.ceil(claim.lease_left_s) + 1, "owned_elsewhere")
             return None
+        if claim.fingerprint not in (None, fingerprint):
+            # The id names another job: never answer it with that job's result, never run it.
+            if claim.state is ClaimState.OWNED:
+                await self._retrying(lambda: self._store.release(key, claim.token, claim.history))
+            log.warning("job id reused for a different job: refused")
+            return _Ending(_reused(job, job_id, app_client, message, received_at))
+        if claim.state is ClaimState.COMPLETED:
+            assert claim.result is not None
+            log.info("duplicate delivery: republishing the stored result")
+            return _Ending(JobResult.model_validate_json(claim.result))
 
         with masking(request_secrets(job, app_client)):
             try:
                 async with self._heartbeat(message, key, claim):
                     report = await self._call_cognito(
-                        job, job_id, app_client, claim, on_cognito_call
+                        job, job_id, app_client, message, claim, on_cognito_call
                     )
             except asyncio.CancelledError:
-                # Stopped mid-job: free the claim at once for the next delivery, which is told
-                # that Cognito may have acted.
-                await asyncio.shield(self._store.release(key, claim.token, ambiguous=True))
+                # Stopped mid-job (not the job's fault: nothing counted against it). The claim is
+                # freed at once for the next delivery, which is told that Cognito may have acted.
+                stopped = replace(claim.history, may_have_acted=True)
+                await asyncio.shield(self._store.release(key, claim.token, stopped))
                 raise
 
         decision = decide(
-            report,
-            job_type=JobType(job.type),
-            receive_count=message.receive_count,
-            policy=self._policy,
+            report, job_type=JobType(job.type), history=claim.history, policy=self._policy
         )
-        if isinstance(decision, Finish):
-            self._guard.succeeded(client_id)
-            result = _finished(
-                job, job_id, app_client, message, received_at, report.attempts, decision.outcome
+        if isinstance(decision, GiveUp) and not self._queue.has_dead_letter_queue:
+            # No DLQ of ours to move it to: the queue's redrive policy will.
+            failures = claim.history.failures + 1
+            delay_s = self._policy.redelivery_delay_s(failures)
+            decision = HandBack(
+                delay_s, decision.error, replace(decision.history, failures=failures)
             )
+        if isinstance(decision, Finish | GiveUp):
+            outcome = decision.outcome if isinstance(decision, Finish) else decision.error
+            result = _finished(
+                job, job_id, app_client, message, received_at, report.attempts, outcome
+            )
+            if isinstance(decision, GiveUp):
+                # Not stored as done: a redrive from the DLQ runs the job afresh.
+                await self._retrying(
+                    lambda: self._store.release(key, claim.token, decision.history)
+                )
+                reason = (
+                    f"{decision.error.code}: transient errors in "
+                    f"{self._policy.max_failed_deliveries} deliveries"
+                )
+                return _Ending(result, dead_letter_reason=reason)
+            self._guard.succeeded(client_id)
             await self._retrying(
                 lambda: self._store.complete(
                     key, claim.token, result.to_message(), self._settings.idempotency_ttl_s
                 )
             )
-            return result
-        await self._retrying(
-            lambda: self._store.release(key, claim.token, ambiguous=report.may_have_acted)
-        )
+            return _Ending(result)
+        await self._retrying(lambda: self._store.release(key, claim.token, decision.history))
         if isinstance(decision, TripBreaker):
             delay_s = self._guard.trip(client_id, decision.error)
             await self._hand_back(message, delay_s, None, decision.error, report)
-        elif isinstance(decision, HandBack):
+        else:
             await self._hand_back(message, decision.delay_s, None, decision.error, report)
         return None
 
@@ -267,40 +308,71 @@ class JobProcessor:
         job: Job,
         job_id: str,
         app_client: AppClient,
+        message: ReceivedMessage,
         claim: Claim,
         on_cognito_call: Callable[[], None],
     ) -> CallReport:
-        """Call Cognito, retrying transient errors within the job's attempts and timeout."""
-        operation = OPERATIONS[JobType(job.type)]
+        """Make the job's calls not yet done, retrying transient errors within its attempts and
+        timeout; report how they ended."""
+        done = list(claim.history.done)
         attempts = 0
         # Whether Cognito may already have acted on this job: an earlier delivery or attempt
         # that ended without an answer, or a call of this one still unanswered.
-        may_have_acted = claim.interrupted
+        may_have_acted = claim.history.may_have_acted
+        success = CognitoSuccess()
         try:
             async with asyncio.timeout(self._policy.job_timeout_s):
-                async for attempt in self._cognito_retrying(operation):
-                    with attempt:
-                        attempts = attempt.retry_state.attempt_number
-                        acted_before = may_have_acted
-                        # Set before the call and cleared only by an answer that proves nothing
-                        # was done, so no way out of the call (an error, a cancellation, the job
-                        # timeout) can lose it.
-                        may_have_acted = True
-                        try:
-                            success = await self._call_once(
-                                job, job_id, app_client, operation, on_cognito_call
-                            )
-                        except CognitoError as error:
-                            if not (isinstance(error, TransientError) and error.ambiguous):
-                                may_have_acted = acted_before
-                            raise
-            return CallReport(success, may_have_acted, attempts)
+                for operation in OPERATIONS[JobType(job.type)]:
+                    if operation in done:
+                        continue
+                    async for attempt in self._cognito_retrying(operation):
+                        with attempt:
+                            attempts += 1
+                            acted_before = may_have_acted
+                            # Set before the call and cleared only by an answer that proves
+                            # nothing was done, so no way out of the call (an error, a
+                            # cancellation, the job timeout) can lose it.
+                            may_have_acted = True
+                            try:
+                                answer = await self._call_once(
+                                    job, job_id, app_client, operation, on_cognito_call
+                                )
+                            except CognitoError as error:
+                                if await self._created_by_this_job(
+                                    error, operation, acted_before, job, app_client, message
+                                ):
+                                    answer = CognitoSuccess(detail=CREATED_BY_AN_EARLIER_ATTEMPT)
+                                else:
+                                    if not (isinstance(error, TransientError) and error.ambiguous):
+                                        may_have_acted = acted_before
+                                    raise
+                    done.append(operation)
+                    success = _merged(success, answer)
+            return CallReport(success, may_have_acted, attempts, tuple(done))
         except TimeoutError:
             # Cut off mid-call, Cognito may have acted; cut off while waiting, it cannot have.
             timeout = TransientError("JobTimeout", "job timeout reached", ambiguous=may_have_acted)
-            return CallReport(timeout, may_have_acted, attempts)
+            return CallReport(timeout, may_have_acted, attempts, tuple(done))
         except CognitoError as error:
-            return CallReport(error, may_have_acted, attempts)
+            return CallReport(error, may_have_acted, attempts, tuple(done))
+
+    async def _created_by_this_job(
+        self,
+        error: CognitoError,
+        operation: str,
+        may_have_acted: bool,
+        job: Job,
+        app_client: AppClient,
+        message: ReceivedMessage,
+    ) -> bool:
+        """For an import's first call only: is the existing user the one this job created?
+
+        (A sign-up's lost answer is judged by :func:`decide`; it sets no password.)
+        """
+        if operation != "AdminCreateUser" or not counts_as_done(error, operation, may_have_acted):
+            return False
+        sent_at = message.sent_at or 0.0
+        return await self._gateway.awaits_its_password(app_client, job.username_sent, sent_at)
 
     def _cognito_retrying(self, operation: str) -> AsyncRetrying:
         metrics = self._metrics
@@ -344,7 +416,7 @@ class JobProcessor:
         on_cognito_call()
         called = time.monotonic()
         try:
-            success = await self._gateway.execute(job, app_client, job_id)
+            success = await self._gateway.execute(job, app_client, job_id, operation)
         except CognitoError as error:
             metrics.cognito_calls.labels(operation, error.code).inc()
             if isinstance(error, ThrottledError):
@@ -466,6 +538,33 @@ def _finished(
     )
 
 
+def _merged(earlier: CognitoSuccess, later: CognitoSuccess) -> CognitoSuccess:
+    """One success for a job of several calls: what each call learnt, the later ones winning."""
+    return CognitoSuccess(
+        user_sub=later.user_sub or earlier.user_sub,
+        user_confirmed=(
+            later.user_confirmed if later.user_confirmed is not None else earlier.user_confirmed
+        ),
+        code_delivery=later.code_delivery or earlier.code_delivery,
+        detail=later.detail or earlier.detail,
+    )
+
+
+def _reused(
+    job: Job,
+    job_id: str,
+    app_client: AppClient,
+    message: ReceivedMessage,
+    received_at: datetime,
+) -> JobResult:
+    reused = PermanentError(
+        "JobIdReused",
+        "this job_id was first used for a different job (its payload differs); "
+        "this job was not run: send it with a new job_id",
+    )
+    return _finished(job, job_id, app_client, message, received_at, 0, reused)
+
+
 def _rejected(
     message: ReceivedMessage,
     received_at: datetime,
@@ -473,8 +572,8 @@ def _rejected(
     job_id: str | None,
     job_type: JobType | None,
     client_id: str | None,
-) -> JobResult:
-    return JobResult(
+) -> _Ending:
+    result = JobResult(
         job_id=job_id,
         type=job_type,
         client_id=client_id,
@@ -485,3 +584,4 @@ def _rejected(
         received_at=received_at,
         finished_at=datetime.now(UTC),
     )
+    return _Ending(result, dead_letter_reason=reason)

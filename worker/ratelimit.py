@@ -30,6 +30,8 @@ CATEGORY_OF_OPERATION = {
     "ForgotPassword": QuotaCategory.USER_ACCOUNT_RECOVERY,
     "ConfirmForgotPassword": QuotaCategory.USER_ACCOUNT_RECOVERY,
     "ResendConfirmationCode": QuotaCategory.USER_RESOURCE_READ,
+    "AdminCreateUser": QuotaCategory.USER_CREATION,
+    "AdminSetUserPassword": QuotaCategory.USER_ACCOUNT_RECOVERY,
 }
 
 #: The default quotas, in requests per second per account and Region.

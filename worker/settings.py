@@ -99,6 +99,7 @@ class Settings(BaseModel):
     retry_backoff_cap_s: int = Field(default=900, alias="RETRY_BACKOFF_CAP_S", ge=0, le=43200)
     deferred_delay_s: int = Field(default=900, alias="DEFERRED_DELAY_S", ge=0, le=43200)
     deferred_max_receives: int = Field(default=3, alias="DEFERRED_MAX_RECEIVES", ge=1, le=100)
+    retry_max_deliveries: int = Field(default=5, alias="RETRY_MAX_DELIVERIES", ge=1, le=100)
     cognito_read_timeout_s: float = Field(default=10.0, alias="COGNITO_READ_TIMEOUT_S", gt=0, le=60)
     idempotency_store: IdempotencyBackend = Field(
         default=IdempotencyBackend.MEMORY, alias="IDEMPOTENCY_STORE"

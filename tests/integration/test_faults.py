@@ -27,6 +27,7 @@ from tests.support.harness import (
     run_worker,
     start_worker,
     through,
+    user_status,
     wait_for,
 )
 from worker.local_aws import Endpoints, Stack, create_idempotency_table, free_port
@@ -367,3 +368,110 @@ def test_a_per_user_limit_is_deferred_then_failed(stack: Stack, proxy: FaultProx
     # One call a delivery, no in-process retry: each retry would burn one of the user's attempts.
     assert proxy.stats()["users"]["ForgotPassword"] == {"limited": 3}
     assert [e["visible_again_in_s"] for e in run.events("job handed back to the queue")] == [1, 1]
+
+
+def test_two_deferrals_survive_an_interleaved_shutdown(
+    stack: Stack, proxy: FaultProxy, endpoints: Endpoints
+) -> None:
+    # Three deliveries meet the per-user limit; between the first and the second, a stop cuts a
+    # delivery off mid-call. The stop is not the job's fault: the job fails after its third
+    # deferral, at the fourth delivery, not at the third. The counts live in the shared store
+    # (the memory store is one process's: a restart forgets them).
+    create_confirmed_user(stack, "limited")
+    enqueue(stack, job("forgot_password", job_id="lim", username="limited"))
+    proxy.add_rule("limit_exceeded", service="cognito", operation="ForgotPassword", times=1)
+    proxy.add_rule("timeout", service="cognito", operation="ForgotPassword", times=1, latency_s=30)
+    proxy.add_rule("limit_exceeded", service="cognito", operation="ForgotPassword")
+    settings = through(
+        proxy.url,
+        DEFERRED_DELAY_S="1",
+        DEFERRED_MAX_RECEIVES="3",
+        SHUTDOWN_GRACE_S="1",
+        IDEMPOTENCY_STORE="dynamodb",
+        IDEMPOTENCY_TABLE=create_idempotency_table(endpoints),
+    )
+
+    first = start_worker(stack, **settings)
+    wait_for(lambda: proxy.stats()["users"].get("ForgotPassword", {}).get("limited") == 2)
+    first.send_signal(signal.SIGTERM)  # the second delivery is held mid-call
+    stopped = finish(first)
+    second = run_worker(stack, **settings)
+
+    assert stopped.returncode == 0, stopped.stdout[-3000:]
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr
+    (result,) = read_results(stack)
+    assert result.body["status"] == "failed"
+    assert result.body["error"]["code"] == "LimitExceededException"
+    assert proxy.stats()["users"]["ForgotPassword"] == {"limited": 4}
+    deferred = [
+        event
+        for run in (stopped, second)
+        for event in run.events("job handed back to the queue")
+        if event["error_code"] == "LimitExceededException"
+    ]
+    assert len(deferred) == 2
+
+
+def test_breaker_cycles_never_count_against_a_job(stack: Stack, proxy: FaultProxy) -> None:
+    # The configuration breaks for a while: the job goes back untouched many times over (more
+    # often than RETRY_MAX_DELIVERIES and the deferral limit). Once the configuration is sound
+    # again, the job still has all its own deliveries: two transient failures do not end it.
+    enqueue(stack, job("sign_up", job_id="cyc", username="cycled", password=PASSWORD))
+    # The job's own calls meet the configuration error; the probe's (another username) pass, so
+    # the breaker closes, the job comes back, and trips it again: a breaker cycle per delivery.
+    broken = proxy.add_rule("not_authorized", service="cognito", username="cycled")
+    settings = through(
+        proxy.url,
+        BREAKER_COOLDOWN_S="0.2",
+        BREAKER_MAX_COOLDOWN_S="0.2",
+        RETRY_MAX_DELIVERIES="3",
+        RETRY_MAX_ATTEMPTS="1",
+        RETRY_BACKOFF_CAP_S="1",
+    )
+    worker = start_worker(stack, **settings)
+    wait_for(lambda: proxy.stats()["faults"].get("not_authorized", 0) >= 6, timeout_s=60)
+    proxy.remove_rule(broken)
+    proxy.add_rule("internal_error", service="cognito", operation="SignUp", times=2)
+    collector = ResultCollector(stack)
+    wait_for(lambda: collector.poll(), timeout_s=60)
+    worker.send_signal(signal.SIGTERM)
+    run = finish(worker)
+
+    assert run.returncode == 0, run.stdout[-3000:]
+    (result,) = collector.results
+    assert result.body["status"] == "succeeded", result.body
+    handed_back = run.events("job handed back to the queue")
+    assert max(event["receive_count"] for event in handed_back) > 3
+    assert queue_depth(stack, stack.dead_letter_queue_url) == 0
+    assert proxy.stats()["effects"]["SignUp"] == {"cycled": 1}
+
+
+@pytest.mark.parametrize("store", ["memory", "dynamodb"])
+def test_a_job_id_reused_for_another_payload_is_refused(
+    stack: Stack, endpoints: Endpoints, store: str
+) -> None:
+    stores = {"IDEMPOTENCY_STORE": store}
+    if store == "dynamodb":
+        stores["IDEMPOTENCY_TABLE"] = create_idempotency_table(endpoints)
+    first = job("sign_up", job_id="same-id", username="first-user", password=PASSWORD)
+    collector = ResultCollector(stack)
+    worker = start_worker(stack, **stores)
+    enqueue(stack, first)
+    (original,) = (r.body for r in wait_for(collector.poll))
+    # The same id again: once for the same job (a duplicate), once for another user.
+    enqueue(stack, first)
+    enqueue(stack, job("sign_up", job_id="same-id", username="other-user", password=PASSWORD))
+    wait_for(lambda: len(collector.poll()) == 3)
+    worker.send_signal(signal.SIGTERM)
+    run = finish(worker)
+
+    assert run.returncode == 0
+    later = sorted((r.body for r in collector.results[1:]), key=lambda body: body["status"])
+    assert [r["status"] for r in later] == ["failed", "succeeded"]
+    assert later[1] == original  # the duplicate republished the stored result
+    assert later[0]["error"]["code"] == "JobIdReused"
+    assert later[0]["error"]["retryable"] is False
+    assert original["status"] == "succeeded"
+    assert user_status(stack, "first-user") == "UNCONFIRMED"
+    assert user_status(stack, "other-user") is None  # never run
+    assert run.events("job id reused for a different job: refused")

@@ -6,8 +6,16 @@ from collections.abc import AsyncIterator
 import aioboto3
 import pytest
 
-from worker.idempotency import ClaimState, DynamoDbStore, IdempotencyStore, MemoryStore
+from worker.idempotency import (
+    ClaimState,
+    DynamoDbStore,
+    IdempotencyStore,
+    JobHistory,
+    MemoryStore,
+)
 from worker.local_aws import REGION, Endpoints, create_idempotency_table
+
+FP = "fingerprint-of-the-payload"
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
@@ -26,18 +34,18 @@ async def store(
 
 
 async def test_first_claim_owns_and_a_second_finds_it_busy(store: IdempotencyStore) -> None:
-    first = await store.claim("c#1", lease_s=30)
+    first = await store.claim("c#1", lease_s=30, fingerprint=FP)
     assert first.state is ClaimState.OWNED
     assert not first.interrupted
-    second = await store.claim("c#1", lease_s=30)
+    second = await store.claim("c#1", lease_s=30, fingerprint=FP)
     assert second.state is ClaimState.BUSY
     assert 25 < second.lease_left_s <= 30
 
 
 async def test_a_completed_job_answers_with_its_result(store: IdempotencyStore) -> None:
-    claim = await store.claim("c#2", lease_s=30)
+    claim = await store.claim("c#2", lease_s=30, fingerprint=FP)
     await store.complete("c#2", claim.token, '{"status": "succeeded"}', ttl_s=3600)
-    again = await store.claim("c#2", lease_s=30)
+    again = await store.claim("c#2", lease_s=30, fingerprint=FP)
     assert again.state is ClaimState.COMPLETED
     assert again.result == '{"status": "succeeded"}'
 
@@ -45,35 +53,69 @@ async def test_a_completed_job_answers_with_its_result(store: IdempotencyStore) 
 async def test_a_released_job_can_be_claimed_and_says_whether_cognito_may_have_acted(
     store: IdempotencyStore,
 ) -> None:
-    claim = await store.claim("c#3", lease_s=30)
-    await store.release("c#3", claim.token, ambiguous=False)
-    clean = await store.claim("c#3", lease_s=30)
+    claim = await store.claim("c#3", lease_s=30, fingerprint=FP)
+    await store.release("c#3", claim.token, JobHistory(may_have_acted=False))
+    clean = await store.claim("c#3", lease_s=30, fingerprint=FP)
     assert clean.state is ClaimState.OWNED
     assert not clean.interrupted
-    await store.release("c#3", clean.token, ambiguous=True)
-    after_ambiguous = await store.claim("c#3", lease_s=30)
+    await store.release("c#3", clean.token, JobHistory(may_have_acted=True))
+    after_ambiguous = await store.claim("c#3", lease_s=30, fingerprint=FP)
     assert after_ambiguous.state is ClaimState.OWNED
     assert after_ambiguous.interrupted
 
 
 async def test_a_crashed_owners_lease_lapses_in_seconds(store: IdempotencyStore) -> None:
-    await store.claim("c#4", lease_s=0.3)  # the owner dies without releasing
-    assert (await store.claim("c#4", lease_s=30)).state is ClaimState.BUSY
+    await store.claim("c#4", lease_s=0.3, fingerprint=FP)  # the owner dies without releasing
+    assert (await store.claim("c#4", lease_s=30, fingerprint=FP)).state is ClaimState.BUSY
     await asyncio.sleep(0.4)
-    taken_over = await store.claim("c#4", lease_s=30)
+    taken_over = await store.claim("c#4", lease_s=30, fingerprint=FP)
     assert taken_over.state is ClaimState.OWNED
     assert taken_over.interrupted  # it may have called Cognito before it died
 
 
 async def test_only_the_owner_extends_the_lease(store: IdempotencyStore) -> None:
-    claim = await store.claim("c#5", lease_s=0.3)
+    claim = await store.claim("c#5", lease_s=0.3, fingerprint=FP)
     await store.extend("c#5", "someone-else", lease_s=30)
     await asyncio.sleep(0.4)
-    stolen = await store.claim("c#5", lease_s=0.3)
+    stolen = await store.claim("c#5", lease_s=0.3, fingerprint=FP)
     assert stolen.state is ClaimState.OWNED
     await store.extend("c#5", stolen.token, lease_s=30)
     await asyncio.sleep(0.4)
-    assert (await store.claim("c#5", lease_s=30)).state is ClaimState.BUSY
+    assert (await store.claim("c#5", lease_s=30, fingerprint=FP)).state is ClaimState.BUSY
     # The first owner's late release changes nothing: it no longer owns the job.
-    await store.release("c#5", claim.token, ambiguous=False)
-    assert (await store.claim("c#5", lease_s=30)).state is ClaimState.BUSY
+    await store.release("c#5", claim.token, JobHistory(may_have_acted=False))
+    assert (await store.claim("c#5", lease_s=30, fingerprint=FP)).state is ClaimState.BUSY
+
+
+async def test_a_jobs_history_survives_its_deliveries_and_ends_with_it(
+    store: IdempotencyStore,
+) -> None:
+    claim = await store.claim("c#6", lease_s=30, fingerprint=FP)
+    assert claim.history == JobHistory()
+    history = JobHistory(may_have_acted=True, failures=2, deferrals=1, done=("AdminCreateUser",))
+    await store.release("c#6", claim.token, history)
+    again = await store.claim("c#6", lease_s=30, fingerprint=FP)
+    assert again.history == history
+    # A crash before the next release leaves what the last release said, and "may have acted".
+    await asyncio.sleep(0)
+    await store.complete("c#6", again.token, '{"status": "succeeded"}', ttl_s=3600)
+    done = await store.claim("c#6", lease_s=30, fingerprint=FP)
+    assert done.state is ClaimState.COMPLETED
+
+
+async def test_the_first_payload_fingerprint_is_kept_with_the_job_id(
+    store: IdempotencyStore,
+) -> None:
+    first = await store.claim("c#7", lease_s=30, fingerprint="first")
+    assert first.fingerprint == "first"
+    busy = await store.claim("c#7", lease_s=30, fingerprint="second")
+    assert busy.state is ClaimState.BUSY
+    assert busy.fingerprint == "first"
+    await store.release("c#7", first.token, JobHistory())
+    reclaimed = await store.claim("c#7", lease_s=30, fingerprint="second")
+    assert reclaimed.state is ClaimState.OWNED
+    assert reclaimed.fingerprint == "first"
+    await store.complete("c#7", reclaimed.token, "{}", ttl_s=3600)
+    completed = await store.claim("c#7", lease_s=30, fingerprint="third")
+    assert completed.state is ClaimState.COMPLETED
+    assert completed.fingerprint == "first"

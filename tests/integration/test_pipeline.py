@@ -220,12 +220,13 @@ def test_several_app_clients_including_one_without_a_secret(stack: Stack) -> Non
     assert {r.attributes["client_id"] for r in results} == {stack.client_id, public}
 
 
-def test_transient_errors_are_retried_then_handed_back_until_the_redrive_policy(
+def test_transient_errors_are_retried_then_handed_back_then_failed_and_dead_lettered(
     stack: Stack,
 ) -> None:
     """Straight to moto, ResendConfirmationCode answers HTTP 500 (moto lacks it): a real
     transient failure. Each delivery retries it in-process, then hands the message back with a
-    backoff and no result; after maxReceiveCount (5) deliveries SQS moves it to the DLQ."""
+    backoff and no result; the fifth failed delivery (RETRY_MAX_DELIVERIES) publishes a retryable
+    failure and moves the message to the DLQ, where a redrive can run it again."""
     create_unconfirmed_user(stack, "dana")
     enqueue(stack, job("resend_confirmation_code", job_id="r1", username="dana"))
     run = run_worker(
@@ -235,12 +236,41 @@ def test_transient_errors_are_retried_then_handed_back_until_the_redrive_policy(
         RETRY_BACKOFF_CAP_S="1",
     )
     assert run.returncode == 0
-    assert read_results(stack) == []
+    (result,) = read_results(stack)
+    assert result.body["status"] == "failed"
+    assert result.body["error"]["retryable"] is True
     handed_back = run.events("job handed back to the queue")
-    assert [event["receive_count"] for event in handed_back] == [1, 2, 3, 4, 5]
+    assert [event["receive_count"] for event in handed_back] == [1, 2, 3, 4]
+    assert [event["visible_again_in_s"] for event in handed_back] == [1, 1, 1, 1]
     assert {event["attempts"] for event in handed_back} == {3}
     assert {event["error_class"] for event in handed_back} == {"TransientError"}
     assert len(run.events("cognito call will be retried")) == 2 * 5
+    assert queue_depth(stack, stack.jobs_queue_url) == 0
+    sqs = aws_client("sqs", stack.endpoints.moto)
+    (copy,) = sqs.receive_message(
+        QueueUrl=stack.dead_letter_queue_url, MessageAttributeNames=["All"]
+    )["Messages"]
+    reason = copy["MessageAttributes"]["rejection_reason"]["StringValue"]
+    assert reason.endswith("transient errors in 5 deliveries")
+
+
+def test_without_a_dlq_setting_transient_failures_are_left_to_the_redrive_policy(
+    endpoints: Endpoints,
+) -> None:
+    stack = provision(endpoints, f"no-dlq-{uuid.uuid4().hex[:6]}", max_receive_count=5)
+    create_unconfirmed_user(stack, "dana")
+    enqueue(stack, job("resend_confirmation_code", job_id="r2", username="dana"))
+    run = run_worker(
+        stack,
+        AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER=stack.endpoints.moto,
+        DEAD_LETTER_QUEUE_URL="",
+        RETRY_MAX_ATTEMPTS="1",
+        RETRY_BACKOFF_CAP_S="1",
+    )
+    assert run.returncode == 0
+    assert read_results(stack) == []
+    handed_back = run.events("job handed back to the queue")
+    assert [event["receive_count"] for event in handed_back] == [1, 2, 3, 4, 5]
     assert queue_depth(stack, stack.jobs_queue_url) == 0
     assert queue_depth(stack, stack.dead_letter_queue_url) == 1
 

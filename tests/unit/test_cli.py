@@ -47,7 +47,7 @@ def test_schema_lists_every_job_type_and_the_result() -> None:
     }
     assert job_types == {
         "sign_up", "confirm_sign_up", "resend_confirmation_code", "forgot_password",
-        "confirm_forgot_password",
+        "confirm_forgot_password", "import_user",
     }  # fmt: skip
     assert set(schema["result"]["properties"]["status"]["$ref"].split("/")[-1:]) == {"ResultStatus"}
     assert schema["result"]["$defs"]["ResultStatus"]["enum"] == ["succeeded", "failed", "rejected"]

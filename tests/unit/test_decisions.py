@@ -4,7 +4,7 @@ Each case goes through :func:`worker.outcomes.classify` (as the gateway does wit
 and then :func:`worker.decisions.decide`, so the table is checked end to end without a network.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -13,11 +13,13 @@ from worker.decisions import (
     CallReport,
     Decision,
     Finish,
+    GiveUp,
     HandBack,
     RetryPolicy,
     TripBreaker,
     decide,
 )
+from worker.idempotency import JobHistory
 from worker.jobs import JobType
 from worker.outcomes import (
     CognitoError,
@@ -34,6 +36,7 @@ POLICY = RetryPolicy(
     backoff_cap_s=900,
     deferred_delay_s=3600,
     deferred_max_receives=3,
+    max_failed_deliveries=5,
 )
 
 
@@ -49,12 +52,25 @@ class Row:
     outcome: CognitoSuccess | CognitoError
     expected: Decision
     job_type: JobType = JobType.SIGN_UP
-    receive_count: int = 1
+    history: JobHistory = field(default_factory=JobHistory)
     may_have_acted: bool = False
 
 
-def handed_back_after(delay_s: int, outcome: CognitoError) -> HandBack:
-    return HandBack(delay_s, outcome)
+def failed_before(failures: int = 0, deferrals: int = 0) -> JobHistory:
+    """The history of a job whose earlier deliveries ended so."""
+    return JobHistory(failures=failures, deferrals=deferrals)
+
+
+def handed_back(
+    delay_s: int,
+    outcome: CognitoError,
+    *,
+    failures: int = 0,
+    deferrals: int = 0,
+    acted: bool = False,
+) -> HandBack:
+    """A hand-back whose next delivery finds these counts."""
+    return HandBack(delay_s, outcome, JobHistory(acted, failures, deferrals))
 
 
 def misconfigured(code: str, message: str) -> ConfigurationError:
@@ -97,18 +113,37 @@ EMAIL_LIMIT = misconfigured(
 )
 
 ROWS = [
-    # transient: retried in-process, then handed back with 5 x 2^receives s (capped), no result
-    Row("transient", THROTTLED, handed_back_after(10, THROTTLED)),
-    Row("transient", INTERNAL, handed_back_after(20, INTERNAL), receive_count=2),
-    Row("transient", BAD_GATEWAY, handed_back_after(10, BAD_GATEWAY)),
-    Row("transient", LAMBDA_UNEXPECTED, handed_back_after(10, LAMBDA_UNEXPECTED)),
-    Row("transient", DELIVERY, handed_back_after(10, DELIVERY), JobType.FORGOT_PASSWORD),
-    Row("transient", RESET, handed_back_after(10, RESET), may_have_acted=True),
-    Row("transient", TIMED_OUT, handed_back_after(900, TIMED_OUT), receive_count=12),
+    # transient: retried in-process, then handed back with 5 x 2^failures s (capped), no result;
+    # after RETRY_MAX_DELIVERIES of the job's own failed deliveries, a retryable failure + DLQ
+    Row("transient", THROTTLED, handed_back(10, THROTTLED, failures=1)),
+    Row("transient", INTERNAL, handed_back(20, INTERNAL, failures=2), history=failed_before(1)),
+    Row("transient", BAD_GATEWAY, handed_back(10, BAD_GATEWAY, failures=1)),
+    Row("transient", LAMBDA_UNEXPECTED, handed_back(10, LAMBDA_UNEXPECTED, failures=1)),
+    Row("transient", DELIVERY, handed_back(10, DELIVERY, failures=1), JobType.FORGOT_PASSWORD),
+    Row("transient", RESET, handed_back(10, RESET, failures=1, acted=True), may_have_acted=True),
+    Row("transient", TIMED_OUT, handed_back(80, TIMED_OUT, failures=4), history=failed_before(3)),
+    Row("transient", INTERNAL, GiveUp(INTERNAL, JobHistory()), history=failed_before(4)),
     # deferred per user: handed back for DEFERRED_DELAY_S, failed after DEFERRED_MAX_RECEIVES
-    Row("deferred", ATTEMPT_LIMIT, HandBack(3600, ATTEMPT_LIMIT), JobType.FORGOT_PASSWORD),
-    Row("deferred", FAILED_ATTEMPTS, HandBack(3600, FAILED_ATTEMPTS), receive_count=2),
-    Row("deferred", ATTEMPT_LIMIT, Finish(ATTEMPT_LIMIT), JobType.FORGOT_PASSWORD, 3),
+    # of the job's own deferrals (hand-backs that were not its fault count nothing)
+    Row(
+        "deferred",
+        ATTEMPT_LIMIT,
+        handed_back(3600, ATTEMPT_LIMIT, deferrals=1),
+        JobType.FORGOT_PASSWORD,
+    ),
+    Row(
+        "deferred",
+        FAILED_ATTEMPTS,
+        handed_back(3600, FAILED_ATTEMPTS, failures=1, deferrals=2),
+        history=failed_before(failures=1, deferrals=1),
+    ),
+    Row(
+        "deferred",
+        ATTEMPT_LIMIT,
+        Finish(ATTEMPT_LIMIT),
+        JobType.FORGOT_PASSWORD,
+        history=failed_before(deferrals=2),
+    ),
     # permanent: a failed result, the message deleted
     Row("permanent", EXISTS, Finish(EXISTS)),
     Row("permanent", BAD_PASSWORD, Finish(BAD_PASSWORD)),
@@ -116,6 +151,7 @@ ROWS = [
     Row("permanent", EXPIRED, Finish(EXPIRED), JobType.CONFIRM_FORGOT_PASSWORD),
     Row("permanent", NOT_FOUND, Finish(NOT_FOUND), JobType.FORGOT_PASSWORD),
     Row("permanent", BAD_PARAMETER, Finish(BAD_PARAMETER)),
+    Row("permanent", EXISTS, Finish(EXISTS), JobType.IMPORT_USER, may_have_acted=True),
     # decided by message (the already-confirmed case is turned into a success by the gateway)
     Row("by message", DISABLED, Finish(DISABLED), JobType.FORGOT_PASSWORD),
     Row("by message", NO_RESET, Finish(NO_RESET), JobType.FORGOT_PASSWORD),
@@ -125,15 +161,20 @@ ROWS = [
         Finish(CognitoSuccess(user_confirmed=True, detail="already_confirmed")),
         JobType.CONFIRM_SIGN_UP,
     ),
-    # configuration: the breaker trips, the job goes back untouched
-    Row("configuration", WRONG_HASH, TripBreaker(WRONG_HASH)),
-    Row("configuration", NO_SECRET, TripBreaker(NO_SECRET)),
-    Row("configuration", NO_POOL, TripBreaker(NO_POOL)),
-    Row("configuration", DENIED, TripBreaker(DENIED)),
-    Row("configuration", BAD_TRIGGER, TripBreaker(BAD_TRIGGER)),
-    Row("configuration", SMS_ROLE, TripBreaker(SMS_ROLE)),
-    Row("configuration", EMAIL_ROLE, TripBreaker(EMAIL_ROLE)),
-    Row("configuration", EMAIL_LIMIT, TripBreaker(EMAIL_LIMIT)),
+    # configuration: the breaker trips, the job goes back untouched, nothing counted against it
+    Row("configuration", WRONG_HASH, TripBreaker(WRONG_HASH, JobHistory())),
+    Row("configuration", NO_SECRET, TripBreaker(NO_SECRET, JobHistory())),
+    Row("configuration", NO_POOL, TripBreaker(NO_POOL, JobHistory())),
+    Row("configuration", DENIED, TripBreaker(DENIED, JobHistory())),
+    Row("configuration", BAD_TRIGGER, TripBreaker(BAD_TRIGGER, JobHistory())),
+    Row("configuration", SMS_ROLE, TripBreaker(SMS_ROLE, JobHistory())),
+    Row("configuration", EMAIL_ROLE, TripBreaker(EMAIL_ROLE, JobHistory())),
+    Row(
+        "configuration",
+        EMAIL_LIMIT,
+        TripBreaker(EMAIL_LIMIT, failed_before(failures=3)),
+        history=failed_before(failures=3),
+    ),
     # the guarantee "a SignUp whose answer was lost counts as done"
     Row(
         "lost answer",
@@ -151,7 +192,7 @@ ROWS = [
 )
 def test_each_row_of_the_classification_table(row: Row) -> None:
     report = CallReport(row.outcome, row.may_have_acted, attempts=1)
-    decision = decide(report, job_type=row.job_type, receive_count=row.receive_count, policy=POLICY)
+    decision = decide(report, job_type=row.job_type, history=row.history, policy=POLICY)
     assert decision == row.expected
 
 
@@ -161,7 +202,7 @@ def test_success_always_finishes() -> None:
         decision = decide(
             CallReport(success, may_have_acted=True, attempts=2),
             job_type=job_type,
-            receive_count=9,
+            history=failed_before(failures=4, deferrals=2),
             policy=POLICY,
         )
         assert decision == Finish(success)

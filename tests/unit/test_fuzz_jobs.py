@@ -21,6 +21,7 @@ from worker.jobs import (
     ConfirmForgotPasswordJob,
     ConfirmSignUpJob,
     ForgotPasswordJob,
+    ImportUserJob,
     JobType,
     MalformedJob,
     ResendConfirmationCodeJob,
@@ -34,6 +35,7 @@ JOB_CLASSES = (
     ResendConfirmationCodeJob,
     ForgotPasswordJob,
     ConfirmForgotPasswordJob,
+    ImportUserJob,
 )
 SECRET_FIELDS = ("password", "confirmation_code")
 MAX_REASON_CHARS = 1000
@@ -95,7 +97,7 @@ def valid_jobs(draw: st.DrawFn) -> dict[str, Any]:
     """A job as a producer would send it (the odd Unicode username aside, always valid)."""
     job_type = draw(st.sampled_from(list(JobType)))
     document: dict[str, Any] = {"version": 1, "type": job_type.value, "username": draw(usernames)}
-    if job_type in (JobType.SIGN_UP, JobType.CONFIRM_FORGOT_PASSWORD):
+    if job_type in (JobType.SIGN_UP, JobType.CONFIRM_FORGOT_PASSWORD, JobType.IMPORT_USER):
         document["password"] = draw(st.text(non_space_chars, min_size=8, max_size=64))
     if job_type in (JobType.CONFIRM_SIGN_UP, JobType.CONFIRM_FORGOT_PASSWORD):
         document["confirmation_code"] = draw(st.text(non_space_chars, min_size=8, max_size=64))
@@ -103,9 +105,9 @@ def valid_jobs(draw: st.DrawFn) -> dict[str, Any]:
         document["job_id"] = draw(st.text(sqs_chars, min_size=1, max_size=40))
     if draw(st.booleans()):
         document["client_metadata"] = {"source": draw(st.text(sqs_chars, max_size=20))}
-    if draw(st.booleans()):
+    if job_type is not JobType.IMPORT_USER and draw(st.booleans()):
         document["user_context"] = {"ip_address": "192.0.2.10"}
-    if job_type is JobType.SIGN_UP and draw(st.booleans()):
+    if job_type in (JobType.SIGN_UP, JobType.IMPORT_USER) and draw(st.booleans()):
         document["user_attributes"] = {"email": "ann@example.com"}
     return document
 
