@@ -3,19 +3,24 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every install comes from the lock files in requirements/, each package checked against its hash.
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes
 
-.PHONY: demo test lint unit integration bench soak clean
+.PHONY: demo test lint lock lock-check unit integration bench soak clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/dev.txt requirements/build.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PIP) --requirement requirements/build.txt
+	$(PIP) --requirement requirements/dev.txt
+	# The project itself: its dependencies are all above, its build backend is the locked one.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		--no-build-isolation --editable .
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m worker demo
 
-test: lint
+test: lint lock-check
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -23,6 +28,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
+	$(BIN)/cfn-lint deploy/cloudformation.yaml
+
+# Regenerate requirements/ after editing pyproject.toml's dependencies; `lock-check` fails until then.
+lock: $(STAMP)
+	$(BIN)/python tools/lock.py
+
+lock-check: $(STAMP)
+	$(BIN)/python tools/lock.py --check
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
@@ -34,7 +47,7 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(PIP) --requirement requirements/bench.txt
 	$(BIN)/python -m bench
 
 soak: $(STAMP)

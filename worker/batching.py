@@ -10,6 +10,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+from worker.logs import get_logger
+
+log = get_logger("batching")
+
 Entry = TypeVar("Entry")
 
 # One call sends a batch; it answers, per entry in order, None for success or the entry's error.
@@ -40,6 +44,16 @@ def failed_entries(count: int, answer: Any) -> list[BaseException | None]:
     return outcomes
 
 
+def _outcome_nobody_awaits(future: asyncio.Future[None]) -> None:
+    """Retrieve the outcome of an entry whose caller was cancelled (a heartbeat that ended)."""
+    if future.cancelled():
+        return
+    error = future.exception()
+    if error is not None:
+        # Not an error for anyone to act on: the caller that cared has finished another way.
+        log.debug("batch entry failed after its caller left", error=str(error))
+
+
 class Batcher(Generic[Entry]):
     """Collects entries into batches of up to ``max_size``, sent when full or after ``linger_s``."""
 
@@ -68,7 +82,14 @@ class Batcher(Generic[Entry]):
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._linger_s, self._flush)
         # Shielded: a cancelled caller must not cancel an entry that is already on its way.
-        await asyncio.shield(future)
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The caller is gone and nobody will read the entry's outcome. The shield stops
+            # watching the entry once its caller is cancelled, so an error that arrives later
+            # would be reported by the loop as "exception was never retrieved": retrieve it here.
+            future.add_done_callback(_outcome_nobody_awaits)
+            raise
 
     async def close(self) -> None:
         """Send what is pending and wait for every batch on its way."""

@@ -2,7 +2,13 @@
 
 Redaction works two ways. By key: any field whose name says password, secret, code or hash is
 masked. By value: the secrets the worker holds (client secrets, and per job the password, code and
-SecretHash) are registered here and replaced wherever they appear, even inside an exception text.
+SecretHash) are registered here and replaced wherever they appear, even inside an exception text,
+and so is any run of at least :data:`MIN_FRAGMENT_CHARS` of a secret's first or last characters:
+a long value shortened for display (``'Leak-Passw0rd-Al'+20``, ``'Leak-Pa...rd!'``) is still its
+secret.
+
+Tracebacks carry no local variables: a frame's locals hold passwords under names no key rule
+knows, and before a job registers its secrets (a request dict while parsing, for one).
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from typing import Any
 import structlog
 
 REDACTED = "[REDACTED]"
+# The shortest start or end of a secret masked on its own: short enough to catch a value cut for
+# display, long enough that ordinary text rarely matches (a six-digit code is matched whole).
+MIN_FRAGMENT_CHARS = 6
 
 _SENSITIVE_KEY = re.compile(
     r"(password|secret|confirmation_?code|secret_?hash|token|authorization|encoded_?data)",
@@ -44,11 +53,41 @@ def masking(values: Iterable[str]) -> Iterator[None]:
 
 
 def scrub(text: str, extra: Iterable[str] = ()) -> str:
-    """Replace every registered secret (and ``extra``) in ``text``."""
+    """Replace every registered secret (and ``extra``) in ``text``, and the fragments of them.
+
+    A fragment is a run of at least :data:`MIN_FRAGMENT_CHARS` characters that starts the secret
+    or ends it, as a shortened display of it does; a secret shorter than that is matched whole.
+    """
     for secret in sorted({*_process_secrets, *_masked_values.get(), *extra}, key=len, reverse=True):
-        if secret and secret in text:
-            text = text.replace(secret, REDACTED)
+        if secret:
+            text = _mask_secret(text, secret)
     return text
+
+
+def _mask_secret(text: str, secret: str) -> str:
+    if secret in text:
+        text = text.replace(secret, REDACTED)
+    if len(secret) <= MIN_FRAGMENT_CHARS:
+        return text
+    return _mask_tails(_mask_heads(text, secret), secret)
+
+
+def _mask_heads(text: str, secret: str, marker: str = REDACTED) -> str:
+    """Mask each place where the secret's start appears, as far as it goes on matching."""
+    head = secret[:MIN_FRAGMENT_CHARS]
+    start = text.find(head)
+    while start != -1:
+        end = start + len(head)
+        while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
+            end += 1
+        text = text[:start] + marker + text[end:]
+        start = text.find(head, start + len(marker))
+    return text
+
+
+def _mask_tails(text: str, secret: str) -> str:
+    """Mask each place where the secret's end appears: the heads of the reversed secret."""
+    return _mask_heads(text[::-1], secret[::-1], REDACTED[::-1])[::-1]
 
 
 def _redact(value: Any, key: str = "") -> Any:
@@ -70,11 +109,20 @@ def redact_event(
     return {key: _redact(value, key) for key, value in event_dict.items()}
 
 
+# structlog's own dict_tracebacks shows every frame's locals; these show none.
+_DICT_TRACEBACKS_WITHOUT_LOCALS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
+
 def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
     """Set up structlog (and the stdlib loggers of our libraries) to write to stdout."""
     use_console = log_format == "console" or (log_format == "auto" and sys.stdout.isatty())
     renderer: Any = (
-        structlog.dev.ConsoleRenderer() if use_console else structlog.processors.JSONRenderer()
+        # Plain tracebacks: rich's, the default where rich is installed, print each frame's locals.
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        if use_console
+        else structlog.processors.JSONRenderer()
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -88,7 +136,7 @@ def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
         redact_event,
     ]
     if not use_console:
-        finishing.insert(0, structlog.processors.dict_tracebacks)
+        finishing.insert(0, _DICT_TRACEBACKS_WITHOUT_LOCALS)
         finishing.remove(structlog.processors.format_exc_info)
     structlog.configure(
         processors=[*shared, *finishing, renderer],

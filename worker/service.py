@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,6 +26,7 @@ from worker.breaker import CircuitBreakers, ConfigurationGuard
 from worker.cognito import CognitoGateway
 from worker.consumer import MAX_RECEIVE, JobQueue, ReceivedMessage
 from worker.decisions import RetryPolicy
+from worker.emf import EmfEmitter
 from worker.health import Check, health_app
 from worker.idempotency import DynamoDbStore, IdempotencyStore, MemoryStore
 from worker.logs import get_logger
@@ -467,6 +469,11 @@ async def serve(settings: Settings, *, exit_when_idle: bool = False) -> int:
         stack.push_async_callback(queue.close)
         stack.push_async_callback(publisher.close)
         await stack.enter_async_context(_health_server(worker, settings.health_port))
+        if _writes_json_logs(settings):
+            # CloudWatch metrics through the log pipeline; the last line is written after the drain.
+            emitter = EmfEmitter(metrics)
+            emitter.start()
+            stack.push_async_callback(emitter.close)
         _install_signal_handlers(worker)
         log.info(
             "worker started",
@@ -476,6 +483,12 @@ async def serve(settings: Settings, *, exit_when_idle: bool = False) -> int:
         )
         return await worker.run()
     raise AssertionError("unreachable")  # pragma: no cover - the stack always re-raises or returns
+
+
+def _writes_json_logs(settings: Settings) -> bool:
+    """EMF lines belong in JSON logs only: a terminal's console log is for people."""
+    log_format = settings.log_format.value
+    return log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
 
 
 def _install_signal_handlers(worker: Worker) -> None:

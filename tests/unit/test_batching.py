@@ -1,6 +1,7 @@
 """The batcher: ten to a request, a short linger, and each entry's own outcome to its caller."""
 
 import asyncio
+import gc
 from collections.abc import Sequence
 
 import pytest
@@ -79,3 +80,45 @@ async def test_a_cancelled_caller_does_not_cancel_its_entry() -> None:
         await waiting
     await batcher.close()
     assert sender.batches == [[1]]
+
+
+async def _failing_after_release(release: asyncio.Event) -> tuple[Batcher[int], asyncio.Event]:
+    sent = asyncio.Event()
+
+    async def send(entries: Sequence[int]) -> list[BaseException | None]:
+        sent.set()
+        await release.wait()
+        return [BatchEntryError("ReceiptHandleIsInvalid", "gone", sender_fault=True)] * len(entries)
+
+    return Batcher[int](send, linger_s=0), sent
+
+
+async def test_an_entry_failing_after_its_caller_left_reports_nothing_to_the_loop() -> None:
+    # A heartbeat cancelled as its job finishes, while its visibility change is on its way: the
+    # change then fails (the message is already deleted). Nobody is left to read that error.
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    release = asyncio.Event()
+    batcher, sent = await _failing_after_release(release)
+    caller = asyncio.ensure_future(batcher.submit(1))
+    await sent.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    release.set()
+    await batcher.close()
+    del caller
+    gc.collect()
+    await asyncio.sleep(0)
+    assert [c.get("message") for c in reported] == []
+
+
+async def test_a_live_caller_still_gets_the_entry_error() -> None:
+    release = asyncio.Event()
+    batcher, _ = await _failing_after_release(release)
+    caller = asyncio.ensure_future(batcher.submit(1))
+    await asyncio.sleep(0)
+    release.set()
+    with pytest.raises(BatchEntryError, match="ReceiptHandleIsInvalid"):
+        await caller

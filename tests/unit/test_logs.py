@@ -1,6 +1,8 @@
 """The redaction step: by key and by value, in plain fields, nested ones and tracebacks."""
 
 import json
+import logging
+import reprlib
 
 import pytest
 import structlog
@@ -50,3 +52,63 @@ def test_tracebacks_are_scrubbed(json_lines) -> None:  # type: ignore[no-untyped
     (line,) = json_lines()
     assert "Tr4ceSecret" not in json.dumps(line)
     assert "failed with" in json.dumps(line)
+
+
+LOCAL_PASSWORD = "Local-Passw0rd-In-A-Frame!"
+REQUEST_PASSWORD = "Request-Dict-Passw0rd-Zeta!"
+
+
+def _fail_with_secrets_in_locals() -> None:
+    password = LOCAL_PASSWORD
+    request = {"Username": "ann", "Password": REQUEST_PASSWORD}
+    raise ValueError(f"could not sign up {request['Username']} ({len(password)} chars)")
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_a_traceback_outside_a_job_shows_no_local_variables(
+    capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
+    # Outside a job nothing is registered: only leaving the locals out keeps them out.
+    configure_logging("DEBUG", log_format)
+    try:
+        try:
+            _fail_with_secrets_in_locals()
+        except ValueError:
+            get_logger("t").exception("sign-up failed")
+        try:
+            _fail_with_secrets_in_locals()
+        except ValueError:
+            logging.getLogger("asyncio").error("a library's traceback", exc_info=True)
+    finally:
+        structlog.reset_defaults()
+    out = capsys.readouterr().out
+    assert "_fail_with_secrets_in_locals" in out  # the tracebacks are there, frames and all
+    assert "could not sign up ann (26 chars)" in out
+    assert LOCAL_PASSWORD not in out
+    assert REQUEST_PASSWORD not in out
+    assert "Passw0rd" not in out
+
+
+def test_a_secret_cut_short_for_display_is_still_masked(json_lines) -> None:  # type: ignore[no-untyped-def]
+    secret = "Leak-Passw0rd-Alpha-And-Then-Some!"
+    shown = [
+        repr(secret)[:21] + "+14",  # structlog's cut of a long local
+        reprlib.repr(secret),  # the start and the end, with "..." between
+        secret[:12],  # a prefix alone
+    ]
+    with job_secrets([secret]):
+        get_logger("t").error("invalid input", shown=shown, detail=f"input_value={shown[1]}")
+    (line,) = json_lines()
+    text = json.dumps(line)
+    starts = [secret[:n] for n in range(6, len(secret) + 1)]
+    ends = [secret[-n:] for n in range(6, len(secret) + 1)]
+    assert [fragment for fragment in starts + ends if fragment in text] == []
+    assert line["shown"][0] == f"'{REDACTED}+14"
+    assert line["shown"][1] == f"'{REDACTED}...{REDACTED}'"  # the shape stays, the secret goes
+
+
+def test_short_words_of_a_secret_are_not_masked(json_lines) -> None:  # type: ignore[no-untyped-def]
+    with job_secrets(["Leak-Passw0rd-Alpha!"]):
+        get_logger("t").info("Leak: the word alone is no secret")
+    (line,) = json_lines()
+    assert line["event"] == "Leak: the word alone is no secret"
