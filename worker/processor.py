@@ -179,8 +179,9 @@ class JobProcessor:
             job = decode_job(message.body)
         except MalformedJob as malformed:
             return _rejected(
-                message, received_at, malformed.reason, malformed.job_id, malformed.job_type, None
-            )
+                message, received_at, malformed.reason, malformed.job_id, malformed.job_type, None,
+                batch=malformed.batch,
+            )  # fmt: skip
         job_id = job.job_id or message.message_id
         app_client = self._settings.client(job.client_id)
         if app_client is None:
@@ -191,6 +192,7 @@ class JobProcessor:
                 job_id,
                 JobType(job.type),
                 job.client_id,
+                batch=job.batch,
             )
         with bound_contextvars(job_id=job_id, type=job.type, client_id=app_client.client_id):
             return await self._result_of_job(
@@ -445,6 +447,7 @@ def _finished(
         "job_id": job_id,
         "type": JobType(job.type),
         "client_id": app_client.client_id,
+        "batch": job.batch,
         "sqs_message_id": message.message_id,
         "attempts": attempts,
         "received_at": received_at,
@@ -473,11 +476,14 @@ def _rejected(
     job_id: str | None,
     job_type: JobType | None,
     client_id: str | None,
+    *,
+    batch: str | None = None,
 ) -> JobResult:
     return JobResult(
         job_id=job_id,
         type=job_type,
         client_id=client_id,
+        batch=batch,
         status=ResultStatus.REJECTED,
         sqs_message_id=message.message_id,
         error=JobError(code="InvalidJob", message=reason, retryable=False),
