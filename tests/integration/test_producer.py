@@ -337,14 +337,18 @@ def test_results_of_one_batch_reach_a_queue_filtered_on_it(stack: Stack) -> None
 def test_the_temporary_queue_is_removed_when_the_block_is_interrupted(stack: Stack) -> None:
     sqs = aws_client("sqs", stack.endpoints.moto)
     sns = aws_client("sns", stack.endpoints.moto)
-    with (
-        pytest.raises(KeyboardInterrupt),
-        temporary_results_queue(  # noqa: PT012
+    urls: list[str] = []
+
+    def interrupted() -> None:
+        with temporary_results_queue(
             stack.results_topic_arn, batch="x", sqs_client=sqs, sns_client=sns
-        ) as results,
-    ):
-        url = results.queue_url
-        raise KeyboardInterrupt
+        ) as results:
+            urls.append(results.queue_url)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    (url,) = urls
     assert url not in sqs.list_queues().get("QueueUrls", [])
     subscriptions = sns.list_subscriptions_by_topic(TopicArn=stack.results_topic_arn)
     assert len(subscriptions["Subscriptions"]) == 1
