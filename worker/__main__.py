@@ -64,6 +64,25 @@ def _demo(_args: argparse.Namespace) -> int:
     return code
 
 
+def _local(args: argparse.Namespace) -> int:
+    try:
+        from worker.local_aws import main as local_main
+    except ImportError as error:
+        print(
+            f"cognito-worker: `local` needs the 'local' extra ({error.name} is missing): "
+            "pip install 'cognito-worker[local]'",
+            file=sys.stderr,
+        )
+        return 1
+    code: int = local_main(args.local_arguments, prog="cognito-worker local")
+    return code
+
+
+def _local_argv(argv: Sequence[str]) -> list[str] | None:
+    """The options of ``local``, passed on whole (argparse would claim ``--help`` for itself)."""
+    return list(argv[1:]) if argv[:1] == ["local"] else None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cognito-worker",
@@ -93,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "demo", help="run the whole pipeline against an embedded local AWS"
     ).set_defaults(handler=_demo)
+    local = commands.add_parser(
+        "local",
+        help="run a local AWS with a provisioned pool, queues and topic, and print the "
+        "environment to export (options: `cognito-worker local --help`)",
+        add_help=False,
+    )
+    local.set_defaults(handler=_local, local_arguments=[])
     return parser
 
 
@@ -119,7 +145,11 @@ def _glue_option_values(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m worker`` and the ``cognito-worker`` script."""
-    args = _parser().parse_args(_glue_option_values(sys.argv[1:] if argv is None else argv))
+    argv = sys.argv[1:] if argv is None else argv
+    local_arguments = _local_argv(argv)
+    if local_arguments is not None:
+        return _local(argparse.Namespace(local_arguments=local_arguments))
+    args = _parser().parse_args(_glue_option_values(argv))
     code: int = args.handler(args)
     return code
 
