@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-from worker.jobs import json_schemas
 from worker.secret_hash import secret_hash
 
 EXIT_BAD_SETTING = 2
@@ -45,8 +44,11 @@ def _secret_hash(args: argparse.Namespace) -> int:
     return 0
 
 
-def _schema(_args: argparse.Namespace) -> int:
-    print(json.dumps(json_schemas(), indent=2, ensure_ascii=False))
+def _schema(args: argparse.Namespace) -> int:
+    from worker.schema import job_schema, result_schema
+
+    schema = job_schema() if args.contract == "job" else result_schema()
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -106,9 +108,11 @@ def _parser() -> argparse.ArgumentParser:
     hash_command.add_argument("--client-id", required=True)
     hash_command.set_defaults(handler=_secret_hash)
 
-    commands.add_parser("schema", help="print the JSON Schema of jobs and results").set_defaults(
-        handler=_schema
+    schema = commands.add_parser(
+        "schema", help="print the JSON Schema of a job or of a result (as in schema/*.schema.json)"
     )
+    schema.add_argument("contract", choices=["job", "result"])
+    schema.set_defaults(handler=_schema)
     commands.add_parser(
         "demo", help="run the whole pipeline against an embedded local AWS"
     ).set_defaults(handler=_demo)
