@@ -25,6 +25,8 @@ def _exports(text: str) -> dict[str, str]:
 
 def test_local_provisions_prints_the_environment_and_serves_until_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
+    while not _bindable(port + 1):  # the Cognito front takes the next port
+        port = free_port()
     env_file = tmp_path / "local.env"
     output = tmp_path / "local.out"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COGNITO_"))}
@@ -35,7 +37,11 @@ def test_local_provisions_prints_the_environment_and_serves_until_ctrl_c(tmp_pat
             stdout=out, stderr=subprocess.STDOUT, env=base,
         )  # fmt: skip
     try:
-        wait_for(lambda: "Serving until Ctrl-C" in output.read_text(), timeout_s=60)
+        wait_for(
+            lambda: "Serving until Ctrl-C" in output.read_text() or local.poll() is not None,
+            timeout_s=120,
+        )
+        assert local.poll() is None, output.read_text()
         printed = output.read_text()
         assert f"http://127.0.0.1:{port}" in printed
         assert f"http://127.0.0.1:{port + 1}" in printed
