@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-from worker.jobs import json_schemas
 from worker.secret_hash import secret_hash
 
 EXIT_BAD_SETTING = 2
@@ -45,8 +44,11 @@ def _secret_hash(args: argparse.Namespace) -> int:
     return 0
 
 
-def _schema(_args: argparse.Namespace) -> int:
-    print(json.dumps(json_schemas(), indent=2, ensure_ascii=False))
+def _schema(args: argparse.Namespace) -> int:
+    from worker.schema import job_schema, result_schema
+
+    schema = job_schema() if args.contract == "job" else result_schema()
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -62,6 +64,25 @@ def _demo(_args: argparse.Namespace) -> int:
         return 1
     code: int = run_demo()
     return code
+
+
+def _local(args: argparse.Namespace) -> int:
+    try:
+        from worker.local_aws import main as local_main
+    except ImportError as error:
+        print(
+            f"cognito-worker: `local` needs the 'local' extra ({error.name} is missing): "
+            "pip install 'cognito-worker[local]'",
+            file=sys.stderr,
+        )
+        return 1
+    code: int = local_main(args.local_arguments, prog="cognito-worker local")
+    return code
+
+
+def _local_argv(argv: Sequence[str]) -> list[str] | None:
+    """The options of ``local``, passed on whole (argparse would claim ``--help`` for itself)."""
+    return list(argv[1:]) if argv[:1] == ["local"] else None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,12 +108,21 @@ def _parser() -> argparse.ArgumentParser:
     hash_command.add_argument("--client-id", required=True)
     hash_command.set_defaults(handler=_secret_hash)
 
-    commands.add_parser("schema", help="print the JSON Schema of jobs and results").set_defaults(
-        handler=_schema
+    schema = commands.add_parser(
+        "schema", help="print the JSON Schema of a job or of a result (as in schema/*.schema.json)"
     )
+    schema.add_argument("contract", choices=["job", "result"])
+    schema.set_defaults(handler=_schema)
     commands.add_parser(
         "demo", help="run the whole pipeline against an embedded local AWS"
     ).set_defaults(handler=_demo)
+    local = commands.add_parser(
+        "local",
+        help="run a local AWS with a provisioned pool, queues and topic, and print the "
+        "environment to export (options: `cognito-worker local --help`)",
+        add_help=False,
+    )
+    local.set_defaults(handler=_local, local_arguments=[])
     return parser
 
 
@@ -119,7 +149,11 @@ def _glue_option_values(argv: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m worker`` and the ``cognito-worker`` script."""
-    args = _parser().parse_args(_glue_option_values(sys.argv[1:] if argv is None else argv))
+    argv = sys.argv[1:] if argv is None else argv
+    local_arguments = _local_argv(argv)
+    if local_arguments is not None:
+        return _local(argparse.Namespace(local_arguments=local_arguments))
+    args = _parser().parse_args(_glue_option_values(argv))
     code: int = args.handler(args)
     return code
 

@@ -8,6 +8,7 @@ with a reason, before any call is made.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -41,6 +42,12 @@ AttributeName = Annotated[
 ]
 AttributeValue = Annotated[str, StringConstraints(max_length=2048)]
 MetadataValue = Annotated[str, StringConstraints(max_length=131072)]
+# A label a producer gives a group of jobs (an import id): copied into each result and published as
+# the SNS attribute ``batch``. ASCII letters, digits and ``._:-`` only, so it is safe in a filter
+# policy, a queue name, a file name and a log line as it is.
+BatchLabel = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+]
 Password = Secret[Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^\S+$")]]
 ConfirmationCode = Secret[
     Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^\S+$")]
@@ -83,6 +90,11 @@ class _JobBase(_Strict):
         description="Passed to Cognito's Lambda triggers as ClientMetadata (never secrets).",
     )
     user_context: UserContext | None = None
+    batch: BatchLabel | None = Field(
+        default=None,
+        description="A label for a group of jobs (e.g. an import id), copied into the result and "
+        "published as the SNS message attribute 'batch'.",
+    )
 
     @property
     def username_sent(self) -> str:
@@ -163,6 +175,7 @@ Job = Annotated[
     Field(discriminator="type"),
 ]
 JOB_ADAPTER: TypeAdapter[Job] = TypeAdapter(Job)
+_BATCH_ADAPTER: TypeAdapter[str] = TypeAdapter(BatchLabel)
 
 
 class ResultStatus(StrEnum):
@@ -198,6 +211,7 @@ class JobResult(BaseModel):
     job_id: str | None = Field(description="The job's id; null only when a rejected body had none.")
     type: JobType | None = Field(description="The job type; null when it could not be read.")
     client_id: str | None
+    batch: str | None = Field(default=None, description="The job's batch label, when it had one.")
     status: ResultStatus
     sqs_message_id: str
     user_sub: str | None = None
@@ -222,11 +236,19 @@ class MalformedJob(Exception):
     ``reason`` is safe to publish: it names fields and rules, never the values sent.
     """
 
-    def __init__(self, reason: str, *, job_id: str | None, job_type: JobType | None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        job_id: str | None,
+        job_type: JobType | None,
+        batch: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.job_id = job_id
         self.job_type = job_type
+        self.batch = batch  # the batch label, when it is a valid one
 
 
 _MAX_REASON_ERRORS = 5
@@ -248,15 +270,18 @@ def decode_job(body: str) -> Job:
         )
     job_id = _readable_str(document.get("job_id"))
     job_type = _readable_type(document.get("type"))
+    batch = _readable_batch(document.get("batch"))
     if job_type is None:
         # Checked here rather than by pydantic, whose message would quote the value sent.
         expected = ", ".join(t.value for t in JobType)
         reason = f"type: missing or unknown; expected one of {expected}"
-        raise MalformedJob(reason, job_id=job_id, job_type=None)
+        raise MalformedJob(reason, job_id=job_id, job_type=None, batch=batch)
     try:
         return JOB_ADAPTER.validate_python(document)
     except ValueError as error:  # pydantic.ValidationError is a ValueError
-        raise MalformedJob(_validation_reason(error), job_id=job_id, job_type=job_type) from None
+        raise MalformedJob(
+            _validation_reason(error), job_id=job_id, job_type=job_type, batch=batch
+        ) from None
 
 
 def _json_reason(error: Exception) -> str:
@@ -280,6 +305,13 @@ def _readable_str(value: Any) -> str | None:
     if isinstance(value, str) and 0 < len(value) <= 256 and _encodable(value):
         return value
     return None
+
+
+def _readable_batch(value: Any) -> str | None:
+    try:
+        return _BATCH_ADAPTER.validate_python(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _readable_type(value: Any) -> JobType | None:
@@ -307,6 +339,30 @@ def _validation_reason(error: ValueError) -> str:
 def _printable(text: str) -> str:
     """Field names are quoted as sent: keep the reason to text SQS and SNS accept as is."""
     return "".join(c if c.isprintable() and _encodable(c) else "?" for c in text)
+
+
+# Characters SQS refuses in a message body even inside a JSON string: lone surrogates (which UTF-8
+# cannot carry) and the two non-characters. JSON escapes carry them instead.
+_SQS_UNSAFE = re.compile(r"[\ud800-\udfff\ufffe\uffff]")
+
+
+def encode_job(job: Job) -> str:
+    """The job's wire form: the JSON body a producer sends, with the real secrets.
+
+    Pydantic masks :class:`~pydantic.Secret` fields in ``model_dump_json`` (``"**********"``): right
+    for logs, wrong for the queue. ``decode_job(encode_job(job)) == job`` for every valid job.
+    """
+    document = _reveal(job.model_dump(mode="python", exclude_none=True, exclude_defaults=True))
+    body = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return _SQS_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", body)
+
+
+def _reveal(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {key: _reveal(item) for key, item in value.items()}
+    return value
 
 
 def json_schemas() -> dict[str, Any]:

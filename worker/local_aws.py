@@ -6,27 +6,32 @@ Cognito API and closes those two gaps the way Cognito behaves: it refuses a miss
 SecretHash with Cognito's own error, and answers ResendConfirmationCode from the user's state in
 moto. Everything else passes through to moto unchanged.
 
-Run it as ``python -m worker.local_aws``: it prints one JSON line with its endpoints once ready and
-serves until stopped. Loopback only; needs the ``local`` extra (moto).
+Run it as ``python -m worker.local_aws`` (or ``cognito-worker local``): it provisions a pool, the
+queues and the topic, prints the environment to export, and serves until Ctrl-C (``--help``).
+With ``--endpoints-only`` it provisions nothing and prints one JSON line with its endpoints, as the
+tests and the demo read it. Loopback only; needs the ``local`` extra (moto).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import functools
 import hashlib
 import hmac
 import json
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -387,42 +392,142 @@ def _wait_until_up(url: str, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"nothing answered at {url} within {timeout_s:g} s")
 
 
-async def _serve_front(moto_endpoint: str, front_port: int) -> None:
+async def _serve_front(
+    moto_endpoint: str, front_port: int, on_ready: Callable[[Endpoints], None]
+) -> None:
     runner = web.AppRunner(CognitoFront(moto_endpoint).app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, LOOPBACK, front_port).start()
-    cognito_endpoint = f"http://{LOOPBACK}:{front_port}"
-    print(json.dumps({"moto": moto_endpoint, "cognito": cognito_endpoint}), flush=True)
+    endpoints = Endpoints(moto=moto_endpoint, cognito=f"http://{LOOPBACK}:{front_port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    try:
+        await asyncio.to_thread(on_ready, endpoints)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
-def main() -> None:
-    """Run moto server and the Cognito front until SIGTERM; print the endpoints when ready."""
-    moto_port = free_port()
+def _print_endpoints(endpoints: Endpoints) -> None:
+    print(json.dumps({"moto": endpoints.moto, "cognito": endpoints.cognito}), flush=True)
+
+
+def developer_env(stack: Stack) -> dict[str, dict[str, str]]:
+    """The environment to export, by audience: a producer, and ``cognito-worker run``."""
+    worker = stack.worker_env()
+    shared = ("AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
+    common = {name: worker[name] for name in shared}
+    producer = {
+        **common,
+        "JOBS_QUEUE_URL": stack.jobs_queue_url,
+        "RESULTS_TOPIC_ARN": stack.results_topic_arn,
+        "RESULTS_QUEUE_URL": stack.results_queue_url,
+    }
+    return {"producer": producer, "worker": worker}
+
+
+def _exports(variables: dict[str, str]) -> str:
+    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in variables.items())
+
+
+def _announce(stack: Stack, env_file: Path | None) -> None:
+    env = developer_env(stack)
+    worker_only = {k: v for k, v in env["worker"].items() if k not in env["producer"]}
+    text = (
+        "# For a producer (worker.producer, examples/node):\n"
+        f"{_exports(env['producer'])}\n"
+        "# For the worker (`cognito-worker run`), in addition:\n"
+        f"{_exports(worker_only)}\n"
+    )
+    if env_file is not None:
+        env_file.write_text(text, encoding="utf-8")
+    print(
+        f"Local AWS is up: {stack.endpoints.moto} (SQS, SNS, DynamoDB, Cognito admin), "
+        f"{stack.endpoints.cognito} (Cognito with SecretHash checks).\n"
+        f"Provisioned user pool {stack.user_pool_id}, its client with a secret, the jobs queue "
+        "with its dead-letter queue, the results topic and a queue subscribed to it.\n"
+        + (f"The environment below is also in {env_file} (source it).\n" if env_file else "")
+        + "\n"
+        + text
+        + "\nServing until Ctrl-C.",
+        flush=True,
+    )
+
+
+def _arguments(argv: Sequence[str] | None, prog: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run an embedded local AWS (moto server and a Cognito front that checks "
+        "SecretHash) on 127.0.0.1, provision a user pool with a secret-bearing client, the jobs "
+        "queue, its dead-letter queue, the results topic and a results queue subscribed to it, "
+        "print the environment to export, and serve until Ctrl-C. Needs the 'local' extra.",
+    )
+    parser.add_argument(
+        "--port", type=int, default=0,
+        help="port of moto (SQS, SNS, DynamoDB, Cognito admin); the Cognito front takes the next "
+        "one. Default: free ports chosen at random.",
+    )  # fmt: skip
+    parser.add_argument("--name", default="local", help="name prefix of what is provisioned")
+    parser.add_argument("--env-file", type=Path, help="also write the exports to this file")
+    parser.add_argument(
+        "--endpoints-only", action="store_true",
+        help="provision nothing; print one JSON line with the endpoints once ready (for tests)",
+    )  # fmt: skip
+    arguments = parser.parse_args(argv)
+    if not 0 <= arguments.port <= 65534:
+        parser.error("--port must be within 0..65534 (the front takes the next port)")
+    return arguments
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m worker.local_aws") -> int:
+    """Run moto server and the Cognito front until SIGTERM or Ctrl-C."""
+    arguments = _arguments(argv, prog)
+    moto_port = arguments.port or free_port()
+    front_port = moto_port + 1 if arguments.port else free_port()
+    for port in (moto_port, front_port):
+        if not _port_free(port):
+            print(f"local_aws: port {port} is in use; choose another --port", file=sys.stderr)
+            return 1
     moto_endpoint = f"http://{LOOPBACK}:{moto_port}"
     moto = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
         [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(moto_port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def ready(endpoints: Endpoints) -> None:
+        if arguments.endpoints_only:
+            _print_endpoints(endpoints)
+        else:
+            _announce(provision(endpoints, arguments.name), arguments.env_file)
+
     try:
         _wait_until_up(moto_endpoint)
-        asyncio.run(_serve_front(moto_endpoint, free_port()))
+        asyncio.run(_serve_front(moto_endpoint, front_port, ready))
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        pass
     finally:
         moto.terminate()
         moto.wait(timeout=10)
+    return 0
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
 
 
 @contextmanager
 def local_aws() -> Iterator[Endpoints]:
     """Start the local AWS in a child process for the duration of the block."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.local_aws"],
+        [sys.executable, "-m", "worker.local_aws", "--endpoints-only"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -443,4 +548,4 @@ def local_aws() -> Iterator[Endpoints]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -198,8 +198,9 @@ class JobProcessor:
             job = decode_job(message.body)
         except MalformedJob as malformed:
             return _rejected(
-                message, received_at, malformed.reason, malformed.job_id, malformed.job_type, None
-            )
+                message, received_at, malformed.reason, malformed.job_id, malformed.job_type, None,
+                batch=malformed.batch,
+            )  # fmt: skip
         job_id = job.job_id or message.message_id
         app_client = self._settings.client(job.client_id)
         if app_client is None:
@@ -210,6 +211,7 @@ class JobProcessor:
                 job_id,
                 JobType(job.type),
                 job.client_id,
+                batch=job.batch,
             )
         with bound_contextvars(job_id=job_id, type=job.type, client_id=app_client.client_id):
             return await self._ending_of_job(
@@ -517,6 +519,7 @@ def _finished(
         "job_id": job_id,
         "type": JobType(job.type),
         "client_id": app_client.client_id,
+        "batch": job.batch,
         "sqs_message_id": message.message_id,
         "attempts": attempts,
         "received_at": received_at,
@@ -572,11 +575,14 @@ def _rejected(
     job_id: str | None,
     job_type: JobType | None,
     client_id: str | None,
+    *,
+    batch: str | None = None,
 ) -> _Ending:
     result = JobResult(
         job_id=job_id,
         type=job_type,
         client_id=client_id,
+        batch=batch,
         status=ResultStatus.REJECTED,
         sqs_message_id=message.message_id,
         error=JobError(code="InvalidJob", message=reason, retryable=False),

@@ -66,6 +66,8 @@ class ResultPublisher:
             "job_type": result.type.value if result.type else "unknown",
             "client_id": result.client_id or "unknown",
         }
+        if result.batch is not None:  # subscribers filter one import's results on it
+            attributes["batch"] = result.batch
         entry: dict[str, Any] = {
             "Id": entry_id,
             "Message": result.to_message(),

@@ -22,6 +22,10 @@ Fault rules and quotas are switched at runtime through a control API on the same
 A rule's ``when`` says where the fault happens: ``"before"`` answers (or drops) the request without
 forwarding it, so upstream never acts; ``"after"`` forwards it, lets upstream act, and then
 replaces or drops the answer -- "Cognito did it, but the reply was lost".
+
+The ``fail_entries`` kind fails single entries of a JSON-protocol batch call (SendMessageBatch):
+the first ``entries`` entries of a matching request are not forwarded, and the answer lists them
+under ``Failed`` with ``sender_fault`` as asked, next to what upstream did with the others.
 """
 
 from __future__ import annotations
@@ -109,7 +113,9 @@ AWS_ERRORS: dict[str, tuple[int, str, str]] = {
 HTTP_ERRORS: dict[str, int] = {"http_500": 500, "http_503": 503}
 #: the faults that close the connection without an answer.
 CONNECTION_FAULTS = frozenset({"reset", "unreachable", "timeout"})
-KINDS = frozenset({"latency", *AWS_ERRORS, *HTTP_ERRORS, *CONNECTION_FAULTS})
+#: the faults that fail single entries of a batch call.
+ENTRY_FAULTS = frozenset({"fail_entries"})
+KINDS = frozenset({"latency", *AWS_ERRORS, *HTTP_ERRORS, *CONNECTION_FAULTS, *ENTRY_FAULTS})
 WHEN = frozenset({"before", "after"})
 
 
@@ -173,6 +179,8 @@ class Rule:
     when: str = "before"
     username: str | None = None
     times: int | None = None  # apply at most this many times, then let calls through
+    entries: int = 1  # fail_entries: how many entries of the request fail (the first ones)
+    sender_fault: bool = False  # fail_entries: SQS's verdict on whose fault it is
     id: int = 0
     hits: int = 0
 
@@ -183,6 +191,7 @@ class Rule:
             raise ValueError("a rule is a JSON object")
         known = {
             "kind", "service", "operation", "probability", "latency_s", "when", "username", "times",
+            "entries", "sender_fault",
         }  # fmt: skip
         unknown = set(document) - known
         if unknown:
@@ -206,7 +215,15 @@ class Rule:
         times = document.get("times")
         if times is not None and (not isinstance(times, int) or times < 1):
             raise ValueError("times must be a positive whole number")
+        entries = document.get("entries", 1)
+        if not isinstance(entries, int) or entries < 1:
+            raise ValueError("entries must be a positive whole number")
+        sender_fault = document.get("sender_fault", False)
+        if not isinstance(sender_fault, bool):
+            raise ValueError("sender_fault must be true or false")
         return cls(
+            entries=entries,
+            sender_fault=sender_fault,
             times=times,
             kind=kind,
             service=_SERVICE_ALIASES.get(service, service) if service else None,
@@ -239,6 +256,8 @@ class Rule:
             "when": self.when,
             "username": self.username,
             "times": self.times,
+            "entries": self.entries,
+            "sender_fault": self.sender_fault,
             "hits": self.hits,
         }
 
@@ -454,6 +473,8 @@ class FaultProxyServer:
         call = identify(request.headers, request.query, body)
         self.stats.record(call)
         rule = self._pick(call)
+        if rule is not None and rule.kind in ENTRY_FAULTS:
+            return await self._fail_entries(rule, call, request, body)
         if rule is not None and rule.when == "before":
             if rule.kind != "latency":
                 return await self._inject(rule, call, request)
@@ -498,6 +519,39 @@ class FaultProxyServer:
         if rule.kind == "timeout":
             await asyncio.sleep(rule.latency_s or 0.0)
         return _abort(request)
+
+    async def _fail_entries(
+        self, rule: Rule, call: Call, request: web.Request, body: bytes
+    ) -> web.Response:
+        """Forward the batch without its first ``rule.entries`` entries; list those as Failed."""
+        try:
+            document = json.loads(body)
+            entries = document["Entries"]
+            if not call.json_protocol or not isinstance(entries, list):
+                raise ValueError("not a JSON-protocol batch call")
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "fail_entries needs a JSON batch call"}, status=400)
+        self._count(rule)
+        failing, kept = entries[: rule.entries], entries[rule.entries :]
+        code = "InvalidMessageContents" if rule.sender_fault else "InternalError"
+        failed = [
+            {"Id": entry["Id"], "SenderFault": rule.sender_fault, "Code": code,
+             "Message": "injected by the fault proxy"}
+            for entry in failing
+        ]  # fmt: skip
+        answer: dict[str, Any] = {"Successful": [], "Failed": []}
+        if kept:
+            forwarded = await self._forward(
+                request, json.dumps({**document, "Entries": kept}).encode(), call
+            )
+            if not 200 <= forwarded.status < 300:
+                return forwarded
+            answer = json.loads(forwarded.body)
+        answer["Failed"] = [*answer.get("Failed", []), *failed]
+        return web.Response(
+            body=json.dumps(answer).encode(),
+            headers={"Content-Type": "application/x-amz-json-1.0"},
+        )
 
     async def _forward(self, request: web.Request, body: bytes, call: Call) -> web.Response:
         assert self._session is not None, "the session opens on startup"
@@ -628,6 +682,8 @@ class FaultProxy:
         when: str = "before",
         username: str | None = None,
         times: int | None = None,
+        entries: int = 1,
+        sender_fault: bool = False,
     ) -> int:
         """Add a fault rule (after the existing ones); return its id."""
         rule = {
@@ -639,6 +695,8 @@ class FaultProxy:
             "when": when,
             "username": username,
             "times": times,
+            "entries": entries,
+            "sender_fault": sender_fault,
         }
         return int(self._call("POST", "rules", rule)["id"])
 

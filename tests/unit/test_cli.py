@@ -38,19 +38,26 @@ def test_secret_hash_without_secret_names_the_variable() -> None:
 
 
 def test_schema_lists_every_job_type_and_the_result() -> None:
-    done = cli("schema")
-    schema = json.loads(done.stdout)
+    job = json.loads(cli("schema", "job").stdout)
     job_types = {
         definition["properties"]["type"]["const"]
-        for definition in schema["job"]["$defs"].values()
+        for definition in job["$defs"].values()
         if "type" in definition.get("properties", {})
     }
     assert job_types == {
         "sign_up", "confirm_sign_up", "resend_confirmation_code", "forgot_password",
         "confirm_forgot_password", "import_user",
     }  # fmt: skip
-    assert set(schema["result"]["properties"]["status"]["$ref"].split("/")[-1:]) == {"ResultStatus"}
-    assert schema["result"]["$defs"]["ResultStatus"]["enum"] == ["succeeded", "failed", "rejected"]
+    result = json.loads(cli("schema", "result").stdout)
+    assert result["properties"]["status"]["$ref"].split("/")[-1] == "ResultStatus"
+    assert result["$defs"]["ResultStatus"]["enum"] == ["succeeded", "failed", "rejected"]
+
+
+def test_schema_without_a_contract_says_which_there_are() -> None:
+    done = cli("schema")
+    assert done.returncode == 2
+    assert "job" in done.stderr
+    assert "result" in done.stderr
 
 
 GOOD_ENV = {

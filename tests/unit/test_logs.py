@@ -96,7 +96,7 @@ def test_a_secret_cut_short_for_display_is_still_masked(json_lines) -> None:  # 
         reprlib.repr(secret),  # the start and the end, with "..." between
         secret[:12],  # a prefix alone
     ]
-    with job_secrets([secret]):
+    with masking([secret]):
         get_logger("t").error("invalid input", shown=shown, detail=f"input_value={shown[1]}")
     (line,) = json_lines()
     text = json.dumps(line)
@@ -108,7 +108,7 @@ def test_a_secret_cut_short_for_display_is_still_masked(json_lines) -> None:  # 
 
 
 def test_short_words_of_a_secret_are_not_masked(json_lines) -> None:  # type: ignore[no-untyped-def]
-    with job_secrets(["Leak-Passw0rd-Alpha!"]):
+    with masking(["Leak-Passw0rd-Alpha!"]):
         get_logger("t").info("Leak: the word alone is no secret")
     (line,) = json_lines()
     assert line["event"] == "Leak: the word alone is no secret"

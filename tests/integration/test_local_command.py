@@ -1,0 +1,111 @@
+"""`cognito-worker local`: one command gives a developer a provisioned local AWS and the
+environment to use it, for a producer and for the worker."""
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.harness import wait_for
+from worker.local_aws import free_port
+from worker.producer import JobProducer, ResultFollower
+
+
+def _exports(text: str) -> dict[str, str]:
+    variables = {}
+    for line in text.splitlines():
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").partition("=")
+            (variables[name],) = shlex.split(value)
+    return variables
+
+
+def test_local_provisions_prints_the_environment_and_serves_until_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    while not _bindable(port + 1):  # the Cognito front takes the next port
+        port = free_port()
+    env_file = tmp_path / "local.env"
+    output = tmp_path / "local.out"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COGNITO_"))}
+    with output.open("w") as out:
+        local = subprocess.Popen(
+            [sys.executable, "-m", "worker", "local", "--port", str(port),
+             "--env-file", str(env_file)],
+            stdout=out, stderr=subprocess.STDOUT, env=base,
+        )  # fmt: skip
+    try:
+        wait_for(
+            lambda: "Serving until Ctrl-C" in output.read_text() or local.poll() is not None,
+            timeout_s=120,
+        )
+        assert local.poll() is None, output.read_text()
+        printed = output.read_text()
+        assert f"http://127.0.0.1:{port}" in printed
+        assert f"http://127.0.0.1:{port + 1}" in printed
+        variables = _exports(env_file.read_text())
+        assert _exports(printed) == variables
+        for name in (
+            "JOBS_QUEUE_URL",
+            "RESULTS_QUEUE_URL",
+            "COGNITO_CLIENT_SECRET",
+            "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER",
+            "COGNITO_USER_POOL_ID",
+        ):
+            assert variables[name], name  # fmt: skip
+
+        # A producer with nothing but the printed environment, then the worker with it too.
+        env = {**base, **variables}
+        os.environ.update({k: v for k, v in variables.items() if k.startswith("AWS_")})
+        try:
+            producer = JobProducer(env["JOBS_QUEUE_URL"], region_name=env["AWS_REGION"])
+            sent = producer.send({"version": 1, "type": "sign_up", "username": "Zoë",
+                                  "password": "Corr3ct-Horse!"})  # fmt: skip
+            worker = subprocess.run(
+                [sys.executable, "-m", "worker", "run", "--exit-when-idle"],
+                env={**env, "HEALTH_PORT": "0", "RECEIVE_WAIT_S": "1"},
+                capture_output=True, text=True, timeout=90, check=False,
+            )  # fmt: skip
+            assert worker.returncode == 0, worker.stderr[-2000:]
+            follower = ResultFollower(env["RESULTS_QUEUE_URL"], region_name=env["AWS_REGION"])
+            outcome = follower.wait_for([sent.job_id], timeout_s=20)
+        finally:
+            for name in variables:
+                if name.startswith("AWS_"):
+                    os.environ.pop(name, None)
+        assert outcome.results[sent.job_id].status.value == "succeeded"
+    finally:
+        local.send_signal(signal.SIGINT)
+        code = local.wait(timeout=20)
+    assert code == 0
+    # Both ports are free again: nothing is left running.
+    assert wait_for(lambda: _bindable(port) and _bindable(port + 1), timeout_s=10)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_local_help_explains_and_a_busy_port_is_refused() -> None:
+    helped = subprocess.run([sys.executable, "-m", "worker", "local", "--help"],
+                            capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    assert helped.returncode == 0
+    assert "--port" in helped.stdout
+    assert "provision" in helped.stdout
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        refused = subprocess.run(
+            [sys.executable, "-m", "worker", "local", "--port", str(port)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    assert refused.returncode == 1
+    assert f"port {port} is in use" in refused.stderr

@@ -1,0 +1,221 @@
+"""The asynchronous producer (aioboto3): the same surface as :class:`JobProducer`, awaited, with
+up to ``max_concurrency`` SendMessageBatch requests in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+
+from worker.producer.batches import Batch, GroupId, backoff_s, is_fifo, message_group, settle
+from worker.producer.client import DEFAULT_MAX_ATTEMPTS
+from worker.producer.jobs import (
+    DEFAULT_MAX_BYTES,
+    FailedJob,
+    InvalidJob,
+    JobInput,
+    SendReport,
+    SentJob,
+    prepare_job,
+    sqs_id,
+)
+
+#: ``on_batch(sent, failed)``: a function or a coroutine function, called after each batch.
+AsyncOnBatch = Callable[[list[SentJob], list[FailedJob]], Awaitable[object] | object]
+
+
+class AsyncJobProducer:
+    """Sends jobs to the worker's queue from asyncio code.
+
+    Use it as ``async with AsyncJobProducer(url) as producer:``; with a ``client`` of your own
+    (an aioboto3 SQS client already entered) the ``async with`` is optional.
+    """
+
+    def __init__(
+        self,
+        queue_url: str,
+        *,
+        client: Any = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_concurrency: int = 8,
+    ) -> None:
+        if max_attempts < 1 or max_concurrency < 1:
+            raise ValueError("max_attempts and max_concurrency must be at least 1")
+        self.queue_url = queue_url
+        self.fifo = is_fifo(queue_url)
+        self.max_attempts = max_attempts
+        self.max_bytes = max_bytes
+        self.max_concurrency = max_concurrency
+        self._client = client
+        self._client_options = {"region_name": region_name, "endpoint_url": endpoint_url}
+        self._exit_stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> AsyncJobProducer:
+        if self._client is None:
+            config = Config(retries={"mode": "standard", "max_attempts": self.max_attempts})
+            self._client = await self._exit_stack.enter_async_context(
+                aioboto3.Session().client("sqs", config=config, **self._client_options)
+            )
+        return self
+
+    async def __aexit__(self, *_exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close a client this producer made (not one it was given)."""
+        await self._exit_stack.aclose()
+
+    def _sqs(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("use `async with AsyncJobProducer(...)`, or pass client=")
+        return self._client
+
+    async def send(
+        self,
+        job: JobInput,
+        *,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+    ) -> SentJob:
+        """Send one job: see :meth:`JobProducer.send`."""
+        prepared = prepare_job(job, max_bytes=self.max_bytes)
+        request: dict[str, Any] = {"QueueUrl": self.queue_url, "MessageBody": prepared.body}
+        if self.fifo:
+            request["MessageGroupId"] = message_group(prepared.job, group_id)
+            request["MessageDeduplicationId"] = sqs_id(deduplication_id or prepared.job_id)
+        answer = await self._sqs().send_message(**request)
+        return SentJob(
+            job_id=prepared.job_id,
+            message_id=answer["MessageId"],
+            sequence_number=answer.get("SequenceNumber"),
+        )
+
+    async def send_many(
+        self,
+        jobs: Iterable[JobInput] | AsyncIterable[JobInput],
+        *,
+        group_id: GroupId = None,
+        on_batch: AsyncOnBatch | None = None,
+        skip_invalid: bool = False,
+        keep_sent: bool = False,
+    ) -> SendReport:
+        """Send jobs in batches of up to ten, ``max_concurrency`` batches at a time.
+
+        The same guarantees as :meth:`JobProducer.send_many`. The input is read only as fast as
+        batches leave, so memory holds at most ``max_concurrency + 1`` batches. ``on_batch`` is
+        called as each batch completes (not necessarily in input order). On a FIFO queue a job
+        waits for the batch in flight that holds its group, so a group's jobs keep their order.
+        """
+        sqs = self._sqs()
+        report = SendReport()
+        slots = asyncio.Semaphore(self.max_concurrency)
+        in_flight: set[asyncio.Task[None]] = set()
+        group_tasks: dict[str, asyncio.Task[None]] = {}
+        errors: list[BaseException] = []
+        batch = Batch(self.fifo, self.max_bytes)
+        refused: list[FailedJob] = []
+
+        async def deliver(sent: list[SentJob], failed: list[FailedJob]) -> None:
+            report.add(sent, failed, keep_sent=keep_sent)
+            if on_batch is not None:
+                outcome = on_batch(sent, failed)
+                if inspect.isawaitable(outcome):
+                    await outcome
+
+        async def run(this: Batch, refused_here: list[FailedJob]) -> None:
+            try:
+                sent, failed = await self._send_batch(sqs, this)
+                await deliver(sent, refused_here + failed)
+            except Exception as error:  # raised from send_many once the others have finished
+                errors.append(error)
+            finally:
+                slots.release()
+
+        async def launch() -> None:
+            nonlocal batch, refused
+            this, refused_here = batch, refused
+            batch, refused = Batch(self.fifo, self.max_bytes), []
+            if not this.jobs:
+                if refused_here:
+                    await deliver([], refused_here)
+                return
+            await slots.acquire()  # back-pressure: the input waits for a free slot
+            task = asyncio.create_task(run(this, refused_here))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            for group in this.groups.values():
+                group_tasks[group] = task
+
+        try:
+            index = 0
+            async for job in _each(jobs):
+                if errors:
+                    break
+                try:
+                    prepared = prepare_job(job, index=index, max_bytes=self.max_bytes)
+                except InvalidJob as invalid:
+                    if not skip_invalid:
+                        await launch()
+                        await _settle_all(in_flight)
+                        raise
+                    refused.append(
+                        FailedJob(invalid.job_id, "InvalidJob", invalid.reason, True, index)
+                    )
+                    continue
+                finally:
+                    index += 1
+                group = message_group(prepared.job, group_id) if self.fifo else None
+                if not batch.has_room(prepared, group):
+                    await launch()
+                earlier = group_tasks.get(group) if group is not None else None
+                if earlier is not None and not earlier.done():
+                    await launch()
+                    await asyncio.wait([earlier])
+                batch.add(prepared, group)
+            if not errors:
+                await launch()
+        finally:
+            await _settle_all(in_flight)
+        if errors:
+            raise errors[0]
+        return report
+
+    async def _send_batch(self, sqs: Any, batch: Batch) -> tuple[list[SentJob], list[FailedJob]]:
+        sent: list[SentJob] = []
+        failed: list[FailedJob] = []
+        positions = list(range(len(batch.jobs)))
+        for attempt in range(1, self.max_attempts + 1):
+            answer = await sqs.send_message_batch(
+                QueueUrl=self.queue_url, Entries=batch.entries(positions)
+            )
+            settled = settle(batch, positions, answer, last_attempt=attempt == self.max_attempts)
+            sent += settled.sent
+            failed += settled.failed
+            positions = settled.retry
+            if not positions:
+                break
+            await asyncio.sleep(backoff_s(attempt))
+        return sent, failed
+
+
+async def _each(jobs: Iterable[JobInput] | AsyncIterable[JobInput]) -> AsyncIterator[JobInput]:
+    if isinstance(jobs, AsyncIterable):
+        async for job in jobs:
+            yield job
+    else:
+        for job in jobs:
+            yield job
+
+
+async def _settle_all(tasks: set[asyncio.Task[None]]) -> None:
+    """Wait for the batches in flight: a job on its way is accounted for, never abandoned."""
+    if tasks:
+        await asyncio.wait(set(tasks))
