@@ -363,11 +363,3 @@ def _reveal(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _reveal(item) for key, item in value.items()}
     return value
-
-
-def json_schemas() -> dict[str, Any]:
-    """The JSON Schemas of the job (one of five types) and of the result."""
-    return {
-        "job": JOB_ADAPTER.json_schema(),
-        "result": JobResult.model_json_schema(),
-    }

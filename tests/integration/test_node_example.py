@@ -47,10 +47,10 @@ def lines(objects: list[dict[str, Any]]) -> str:
 def test_ajv_accepts_the_example_jobs_and_results(node_example: Path) -> None:
     jobs = node(node_example, "validate.mjs", "job", stdin=lines(examples("jobs")))
     assert jobs.returncode == 0, jobs.stdout + jobs.stderr
-    assert jobs.stdout.split() == ["ok"] * 5
+    assert jobs.stdout.split() == ["ok"] * len(examples("jobs"))
     results = node(node_example, "validate.mjs", "result", stdin=lines(examples("results")))
     assert results.returncode == 0, results.stdout + results.stderr
-    assert results.stdout.split() == ["ok"] * 3
+    assert results.stdout.split() == ["ok"] * len(examples("results"))
 
 
 def test_ajv_refuses_what_the_worker_refuses(node_example: Path) -> None:

@@ -86,9 +86,9 @@ _TRACEBACK_SCRIPT = """
 import asyncio, json, sys
 import aioboto3
 from aiobotocore.config import AioConfig
-from worker.cognito import CognitoGateway, job_secrets as secrets_of
+from worker.cognito import CognitoGateway, request_secrets
 from worker.jobs import decode_job
-from worker.logs import configure_logging, get_logger, job_secrets, register_secret
+from worker.logs import configure_logging, get_logger, masking, register_secret
 from worker.settings import AppClient
 
 endpoint, body, client_secret = sys.argv[1:4]
@@ -105,7 +105,7 @@ async def main() -> None:
     )
     config = AioConfig(retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=1)
     async with session.client("cognito-idp", endpoint_url=endpoint, config=config) as client:
-        gateway = CognitoGateway(client)
+        gateway = CognitoGateway({"eu-west-1": client})
         # What a frame reading a job holds: the password alone, and in a request dict.
         password = json.loads(body)["password"]
         request = {"Password": password, "Username": "ann"}
@@ -114,7 +114,7 @@ async def main() -> None:
             await gateway.execute(job, app_client, "tb-1")
         except Exception:
             log.exception("sign-up failed, outside the job's registration")
-        with job_secrets(secrets_of(job, app_client)):
+        with masking(request_secrets(job, app_client)):
             try:
                 await gateway.execute(job, app_client, "tb-1")
             except Exception:
