@@ -138,7 +138,8 @@ class CognitoGateway:
         ConfirmSignUp for a username that cannot exist: Cognito checks the client, the pool and
         the SecretHash before it looks for the user, so a configuration error surfaces as such and
         a sound configuration answers UserNotFoundException (or CodeMismatchException). Raise the
-        :class:`ConfigurationError` if there is one.
+        :class:`ConfigurationError` if there is one, and the :class:`TransientError` when the
+        probe proves nothing either way (Cognito unreachable, throttled, failing).
         """
         probe = ConfirmSignUpJob.model_validate(
             {
@@ -150,7 +151,7 @@ class CognitoGateway:
         )
         try:
             await self.execute(probe, app_client, "configuration-probe")
-        except ConfigurationError:
+        except (ConfigurationError, TransientError):
             raise
         except CognitoError:
             return

@@ -98,6 +98,11 @@ class JobQueue:
 
     async def is_drained(self) -> bool:
         """Whether the queue holds no message at all: visible, in flight or delayed."""
+        return not any((await self.message_counts()).values())
+
+    async def message_counts(self) -> dict[str, int]:
+        """The queue's approximate counts: ``ApproximateNumberOfMessages`` (visible),
+        ``...NotVisible`` (in flight) and ``...Delayed``."""
         answer = await self._client.get_queue_attributes(
             QueueUrl=self._queue_url,
             AttributeNames=[
@@ -107,7 +112,7 @@ class JobQueue:
             ],
         )
         self._observe("GetQueueAttributes", 1)
-        return all(int(count) == 0 for count in answer.get("Attributes", {}).values())
+        return {name: int(count) for name, count in answer.get("Attributes", {}).items()}
 
     async def delete(self, message: ReceivedMessage) -> None:
         """Delete a message whose result is published; raise if SQS refused this entry."""

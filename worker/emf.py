@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client.metrics import MetricWrapperBase
 
+from worker.logs import write_line
 from worker.metrics import Metrics
 
 NAMESPACE = "CognitoWorker"
@@ -58,8 +58,8 @@ class EmfEmitter:
 
     @staticmethod
     def _to_stdout(line: str) -> None:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        # The log lines' writer: never interleaved with them, and safe when stdout's reader is gone.
+        write_line(line)
 
     def start(self) -> None:
         """Emit every interval from now on."""

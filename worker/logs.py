@@ -14,8 +14,10 @@ knows, and before a job registers its secrets (a request dict while parsing, for
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
+import threading
 from collections.abc import Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -115,15 +117,84 @@ _DICT_TRACEBACKS_WITHOUT_LOCALS = structlog.processors.ExceptionRenderer(
 )
 
 
+_write_lock = threading.Lock()
+
+
+def write_line(line: str) -> None:
+    """Write one line to the stdout of the moment; never raise, never wedge on a broken pipe.
+
+    When stdout's reader is gone (``| head -1`` exited, a FIFO's reader closed), the write fails
+    with EPIPE. Logging must not take the worker down with it, nor stop a signal from acting:
+    stdout is pointed at /dev/null from then on, so later lines (and the interpreter's own flush
+    at exit) go nowhere quietly instead of raising again.
+    """
+    with _write_lock:
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except (OSError, ValueError):  # ValueError: stdout already closed
+            _discard_stdout()
+
+
+def _discard_stdout() -> None:
+    stream = sys.stdout
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+        # What the failed write left in the buffer now goes to /dev/null.
+        stream.flush()
+    except (OSError, ValueError, AttributeError):
+        # Not a real file (a test's capture): leave it alone; the line is dropped either way.
+        pass
+
+
+class _LineLogger:
+    """structlog's logger: each rendered line through :func:`write_line`."""
+
+    def msg(self, message: str) -> None:
+        write_line(message)
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = failure = msg
+
+
+def _line_logger_factory(*_args: Any) -> _LineLogger:
+    return _LineLogger()
+
+
+class _StdoutHandler(logging.Handler):
+    """The stdlib handler for library log records: same lines, same stdout, same EPIPE safety."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # a broken record must not break the caller; say so on stderr
+            self.handleError(record)
+            return
+        write_line(line)
+
+
+def _drop_empty_fields(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Console only: leave out fields that are None, so a terminal line says what happened."""
+    return {key: value for key, value in event_dict.items() if value is not None}
+
+
 def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
     """Set up structlog (and the stdlib loggers of our libraries) to write to stdout."""
     use_console = log_format == "console" or (log_format == "auto" and sys.stdout.isatty())
-    renderer: Any = (
-        # Plain tracebacks: rich's, the default where rich is installed, print each frame's locals.
-        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
-        if use_console
-        else structlog.processors.JSONRenderer()
-    )
+    renderer: Any = structlog.processors.JSONRenderer()
+    console_only: list[Any] = []
+    if use_console:
+        renderer = structlog.dev.ConsoleRenderer(
+            # Plain tracebacks: rich's, the default where rich is installed, print each frame's
+            # locals.
+            exception_formatter=structlog.dev.plain_traceback,
+            # https://no-color.org: any non-empty NO_COLOR turns colours off.
+            colors=not os.environ.get("NO_COLOR"),
+        )
+        console_only = [_drop_empty_fields]
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -139,20 +210,21 @@ def configure_logging(level: str = "INFO", log_format: str = "auto") -> None:
         finishing.insert(0, _DICT_TRACEBACKS_WITHOUT_LOCALS)
         finishing.remove(structlog.processors.format_exc_info)
     structlog.configure(
-        processors=[*shared, *finishing, renderer],
+        processors=[*shared, *finishing, *console_only, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         # No file bound: each line goes to the sys.stdout of the moment it is written.
-        logger_factory=structlog.PrintLoggerFactory(),
+        logger_factory=_line_logger_factory,
         cache_logger_on_first_use=True,
     )
     # Libraries log through the stdlib: render them the same way, through the same redaction.
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _StdoutHandler()
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 *finishing,
+                *console_only,
                 renderer,
             ],
         )

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
+import errno
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +19,7 @@ from typing import Any, Protocol
 import aioboto3
 from aiobotocore.config import AioConfig
 from aiohttp import web
+from botocore.exceptions import ClientError
 
 from worker.aws_retries import AWS_ERRORS
 from worker.breaker import CircuitBreakers, ConfigurationGuard
@@ -34,15 +34,19 @@ from worker.metrics import Metrics
 from worker.processor import Disposition, JobProcessor, ProcessorStats
 from worker.ratelimit import QuotaCategory, RateLimiter
 from worker.results import ResultPublisher
-from worker.settings import IdempotencyBackend, Settings
+from worker.settings import IdempotencyBackend, Settings, SettingsError
+from worker.signals import StopSignals
 
 log = get_logger("service")
 
 # How long an SDK call may take before it counts as a transient failure.
 CONNECT_TIMEOUT_S = 3
 AWS_READ_TIMEOUT_S = 10
-# Time left after the drain for flushing results, deletes and hand-backs.
+# Time after the grace period for handing back unfinished jobs and flushing results, deletes and
+# hand-backs: a hard bound, so a stop fits ECS's stopTimeout even while SQS or SNS hang (their
+# read timeouts are 10-30 s). The final flush gets at least FLUSH_MIN_S of it.
 FLUSH_BUDGET_S = 5.0
+FLUSH_MIN_S = 1.0
 # Exit codes (2, a bad setting, is the command line's).
 EXIT_OK = 0
 EXIT_LOOP_DIED = 1
@@ -55,6 +59,11 @@ STOP_RECEIVE_GRACE_S = 1.0
 RECEIVE_BACKOFF_CAP_S = 5.0
 # Liveness fails when the loop has not gone round for this long beyond a long poll.
 LIVENESS_SLACK_S = 60.0
+# Readiness fails after this many receives in a row failed; liveness when they fail this long.
+RECEIVE_FAILURES_NOT_READY = 2
+RECEIVE_FAILING_UNHEALTHY_S = 120.0
+# Burst mode: how often it says what it is still waiting for.
+BURST_WAITING_LOG_EVERY_S = 10.0
 
 
 class MessageSource(Protocol):
@@ -68,8 +77,8 @@ class MessageSource(Protocol):
         """Make the message visible again after ``delay_s``."""
         ...
 
-    async def is_drained(self) -> bool:
-        """Whether the queue holds nothing at all, visible, in flight or delayed."""
+    async def message_counts(self) -> dict[str, int]:
+        """The queue's approximate counts: visible, in flight (not visible) and delayed."""
         ...
 
 
@@ -119,6 +128,11 @@ class Worker:
         self._loop_task: asyncio.Task[None] | None = None
         self._last_loop_at = time.monotonic()
         self._last_receive_error: str | None = None
+        self._receive_failures = 0
+        self._receive_failing_since: float | None = None
+        self._started_at = time.monotonic()
+        self._burst_waiting_logged_at = 0.0
+        self.flush_deadline: float | None = None
         self._ready = False
         self._gave_up_on_configuration = False
 
@@ -146,6 +160,18 @@ class Worker:
                 False,
                 {"status": "stale", "reason": f"the receive loop last ran {age:.0f} s ago"},
             )
+        failing_s = self._receive_failing_s()
+        if failing_s is not None and failing_s > RECEIVE_FAILING_UNHEALTHY_S:
+            # Running but useless (no credentials, no permission, no queue): a new task may get
+            # what this one lacks, and a deployment that never gets healthy is rolled back.
+            return Check(
+                False,
+                {
+                    "status": "receive failing",
+                    "reason": f"every receive for {failing_s:.0f} s failed",
+                    "last_receive_error": self._last_receive_error,
+                },
+            )
         body: dict[str, Any] = {
             "status": "ok",
             "last_loop_s_ago": round(age, 1),
@@ -153,10 +179,18 @@ class Worker:
         }
         if self._last_receive_error:
             body["last_receive_error"] = self._last_receive_error
+            if failing_s is not None:
+                body["receive_failing_s"] = round(failing_s, 1)
         return Check(True, body)
 
+    def _receive_failing_s(self) -> float | None:
+        if self._receive_failing_since is None:
+            return None
+        return time.monotonic() - self._receive_failing_since
+
     def readiness(self) -> Check:
-        """Ready once the clients are up, until the drain begins."""
+        """Ready once the clients are up, until the drain begins; not while receives keep failing
+        or an app client's breaker is open."""
         if self._stopping.is_set():
             return Check(False, {"status": "draining", "jobs_in_flight": self.jobs_in_flight})
         if not self._ready:
@@ -164,6 +198,15 @@ class Worker:
         broken = self._guard.reasons()
         if broken:
             return Check(False, {"status": "configuration error", "clients": broken})
+        if self._receive_failures >= RECEIVE_FAILURES_NOT_READY:
+            return Check(
+                False,
+                {
+                    "status": "receive failing",
+                    "reason": self._last_receive_error,
+                    "failed_receives": self._receive_failures,
+                },
+            )
         return Check(True, {"status": "ready", "jobs_in_flight": self.jobs_in_flight})
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -171,12 +214,13 @@ class Worker:
         """Stop receiving; the drain of jobs in flight follows in :meth:`run`."""
         if self._stopping.is_set():
             return
-        log.info("stopping", reason=reason, jobs_in_flight=self.jobs_in_flight)
+        # Act first, log after: a log line that cannot be written must not keep the worker going.
         self._stopping.set()
         # Jobs that have not reached Cognito yet go straight back to the queue.
         for task, lane in self._jobs.items():
             if not lane.called_cognito:
                 task.cancel()
+        log.info("stopping", reason=reason, jobs_in_flight=self.jobs_in_flight)
 
     async def run(self) -> int:
         """Receive and process until stopped (or idle, in burst mode); return the exit code."""
@@ -195,14 +239,21 @@ class Worker:
         await self._drain()
         if exit_code == EXIT_OK and self._gave_up_on_configuration:
             exit_code = EXIT_CONFIGURATION
-        log.info(
-            "worker stopped",
-            exit_code=exit_code,
-            **{
-                disposition.value: n
-                for disposition, n in self._processor.stats.by_disposition.items()
-            },
-        )
+        by_disposition = {
+            disposition.value: n for disposition, n in self._processor.stats.by_disposition.items()
+        }
+        if self._exit_when_idle:
+            duration_s = time.monotonic() - self._started_at
+            jobs = sum(by_disposition.get(status, 0) for status in _FINAL_STATUSES)
+            log.info(
+                "burst summary",
+                jobs=jobs,
+                **{status: by_disposition.get(status, 0) for status in _FINAL_STATUSES},
+                handed_back=by_disposition.get("handed_back", 0),
+                duration_s=round(duration_s, 1),
+                jobs_per_s=round(jobs / duration_s, 1) if duration_s > 0 else 0.0,
+            )
+        log.info("worker stopped", exit_code=exit_code, **by_disposition)
         return exit_code
 
     async def _receive_loop(self) -> None:
@@ -226,10 +277,20 @@ class Worker:
                 messages = await self._receive_unless_stopped(free)
             except AWS_ERRORS as error:
                 failures += 1
-                self._last_receive_error = f"{type(error).__name__}: {error}"
+                # The code or class name only: SDK texts can carry the role ARN and account id,
+                # and this goes to the health endpoints.
+                self._last_receive_error = error_code(error)
+                self._receive_failures = failures
+                if self._receive_failing_since is None:
+                    self._receive_failing_since = time.monotonic()
                 self._last_loop_at = time.monotonic()
                 delay = min(RECEIVE_BACKOFF_CAP_S, 0.5 * 2**failures)
-                log.warning("receive failed", error=self._last_receive_error, retry_in_s=delay)
+                log.warning(
+                    "receive failed",
+                    error=self._last_receive_error,
+                    failed_in_a_row=failures,
+                    retry_in_s=delay,
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
                 continue
@@ -239,6 +300,8 @@ class Worker:
                 await self._hand_back_all(messages)
                 return
             self._last_receive_error = None
+            self._receive_failures = 0
+            self._receive_failing_since = None
             self._last_loop_at = time.monotonic()
             self._start(messages)
             # Burst mode ends when nothing is left anywhere, not merely nothing visible: a message
@@ -247,6 +310,21 @@ class Worker:
                 log.info("queue drained", mode="exit-when-idle")
                 self.stop("the queue is empty")
                 return
+
+    def _say_what_burst_waits_for(self, counts: dict[str, int]) -> None:
+        """Burst mode: now and then, say which messages keep it from ending."""
+        now = time.monotonic()
+        if now - self._burst_waiting_logged_at < BURST_WAITING_LOG_EVERY_S:
+            return
+        self._burst_waiting_logged_at = now
+        log.info(
+            "burst mode waiting",
+            in_flight_elsewhere=counts.get("ApproximateNumberOfMessagesNotVisible", 0),
+            delayed=counts.get("ApproximateNumberOfMessagesDelayed", 0),
+            visible=counts.get("ApproximateNumberOfMessages", 0),
+            hint="messages held by another consumer or handed back for later; "
+            "burst mode ends once none is left",
+        )
 
     async def _receive_unless_stopped(self, free: int) -> list[ReceivedMessage]:
         """Receive; when told to stop during a long poll, give it a moment, then abandon it.
@@ -274,10 +352,14 @@ class Worker:
 
     async def _drained(self) -> bool:
         try:
-            return await self._queue.is_drained()
+            counts = await self._queue.message_counts()
         except AWS_ERRORS as error:
-            log.warning("could not tell whether the queue is drained", error=str(error))
+            log.warning("could not tell whether the queue is drained", error=error_code(error))
             return False
+        if any(counts.values()):
+            self._say_what_burst_waits_for(counts)
+            return False
+        return True
 
     async def _free_slots(self) -> int:
         """Wait for free job slots: enough for a full receive, or a few after a short while.
@@ -362,11 +444,27 @@ class Worker:
         if self._jobs:
             log.info("draining", jobs_in_flight=self.jobs_in_flight, grace_s=grace)
             _, pending = await asyncio.wait(list(self._jobs), timeout=grace)
+            self.flush_deadline = time.monotonic() + FLUSH_BUDGET_S
             if pending:
                 log.warning("grace period over: handing back unfinished jobs", jobs=len(pending))
                 for task in pending:
                     task.cancel()
                 await asyncio.wait(pending, timeout=FLUSH_BUDGET_S)
+        if self.flush_deadline is None:
+            self.flush_deadline = time.monotonic() + FLUSH_BUDGET_S
+
+
+_FINAL_STATUSES = ("succeeded", "failed", "rejected")
+
+
+def error_code(error: BaseException) -> str:
+    """An AWS error's code (``AccessDenied``), else its class name (``NoCredentialsError``).
+
+    Never the message: SDK messages can name the role ARN, the account id or an endpoint.
+    """
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code") or type(error).__name__)
+    return type(error).__name__
 
 
 def _sdk_config(read_timeout_s: float, pool_size: int) -> AioConfig:
@@ -380,21 +478,62 @@ def _sdk_config(read_timeout_s: float, pool_size: int) -> AioConfig:
 
 
 @asynccontextmanager
-async def _health_server(worker: Worker, port: int) -> AsyncIterator[None]:
+async def _health_server(worker: Worker, host: str, port: int) -> AsyncIterator[None]:
     runner = web.AppRunner(health_app(worker, worker.metrics), access_log=None)
     await runner.setup()
-    # All interfaces: the ECS health check and the load balancer reach the task from outside.
-    site = web.TCPSite(runner, "0.0.0.0", port)  # noqa: S104
-    await site.start()
-    log.info("health endpoints listening", port=site.port)  # the bound port, even for 0
+    # Loopback by default: the ECS container health check runs inside the container and a
+    # sidecar scraper shares the task's network namespace; HEALTH_HOST opens it wider.
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        raise _listen_error(error, host, port) from None
+    log.info("health endpoints listening", host=host, port=site.port)  # the bound port, even for 0
     try:
         yield
     finally:
         await runner.cleanup()
 
 
-async def serve(settings: Settings, *, exit_when_idle: bool = False) -> int:
-    """Build the worker from ``settings``, run it until stopped, and return the exit code."""
+def _listen_error(error: OSError, host: str, port: int) -> SettingsError:
+    """One line an operator can act on, naming the setting to change."""
+    if error.errno == errno.EADDRINUSE:
+        return SettingsError("HEALTH_PORT", f"port {port} on {host} is already in use")
+    if error.errno == errno.EACCES:
+        return SettingsError("HEALTH_PORT", f"no permission to listen on port {port}")
+    reason = error.strerror or type(error).__name__
+    return SettingsError("HEALTH_HOST", f"cannot listen on {host} port {port} ({reason})")
+
+
+async def serve(
+    settings: Settings, *, exit_when_idle: bool = False, signals: StopSignals | None = None
+) -> int:
+    """Build the worker from ``settings``, run it until stopped, and return the exit code.
+
+    Stop signals are heard from the start: one that comes while the clients are being created
+    ends the start-up with exit code 0 (there is nothing to drain yet).
+    """
+    signals = signals or StopSignals()
+    signals.attach(asyncio.get_running_loop())
+    starting = asyncio.current_task()
+    assert starting is not None  # serve() always runs in a task
+
+    def cancel_start_up(_reason: str) -> None:
+        starting.cancel()
+
+    signals.on_stop(cancel_start_up)
+    try:
+        return await _build_and_run(settings, exit_when_idle, signals)
+    except asyncio.CancelledError:
+        if not signals.received or starting.cancelling() > 1:
+            raise
+        starting.uncancel()
+        log.info("stopped during start-up", reason=signals.reason, exit_code=EXIT_OK)
+        return EXIT_OK
+
+
+async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: StopSignals) -> int:
     session = aioboto3.Session(region_name=settings.aws_region)
     pool = settings.max_jobs_in_flight + 4
     async with AsyncExitStack() as stack:
@@ -465,16 +604,18 @@ async def serve(settings: Settings, *, exit_when_idle: bool = False) -> int:
             metrics,
         )
         worker = Worker(settings, queue, processor, guard, metrics, exit_when_idle=exit_when_idle)
-        # Flushed on the way out, after the drain: results first, then the deletes they allow.
-        stack.push_async_callback(queue.close)
-        stack.push_async_callback(publisher.close)
-        await stack.enter_async_context(_health_server(worker, settings.health_port))
+        # Flushed on the way out, after the drain, within what is left of the flush budget.
+        stack.push_async_callback(_flush, worker, queue, publisher)
+        await stack.enter_async_context(
+            _health_server(worker, settings.health_host, settings.health_port)
+        )
         if _writes_json_logs(settings):
             # CloudWatch metrics through the log pipeline; the last line is written after the drain.
             emitter = EmfEmitter(metrics)
             emitter.start()
             stack.push_async_callback(emitter.close)
-        _install_signal_handlers(worker)
+        # From here on a signal stops the worker (drain, flush) instead of the start-up.
+        signals.on_stop(worker.stop)
         log.info(
             "worker started",
             queue=settings.jobs_queue_url,
@@ -491,17 +632,24 @@ def _writes_json_logs(settings: Settings) -> bool:
     return log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
 
 
-def _install_signal_handlers(worker: Worker) -> None:
-    loop = asyncio.get_running_loop()
-    received: list[int] = []
+async def _flush(worker: Worker, queue: JobQueue, publisher: ResultPublisher) -> None:
+    """Publish pending results, then send the deletes they allow; give up at the deadline.
 
-    def on_signal(signum: int) -> None:
-        received.append(signum)
-        if len(received) > 1:
-            # A second signal means "now": no drain, no flush. SQS redelivers what was in flight.
-            log.warning("second signal: exiting at once", signal=signal.Signals(signum).name)
-            os._exit(128 + signum)
-        worker.stop(f"{signal.Signals(signum).name} received")
+    Whatever is not sent by then is not lost: an unpublished result's message is not deleted
+    either, so SQS redelivers it and the idempotency store answers for it.
+    """
+    deadline = worker.flush_deadline or time.monotonic() + FLUSH_BUDGET_S
+    budget = max(FLUSH_MIN_S, deadline - time.monotonic())
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal, signum)
+    async def flush_in_order() -> None:
+        await publisher.close()
+        await queue.close()
+
+    try:
+        await asyncio.wait_for(flush_in_order(), budget)
+    except TimeoutError:
+        log.warning(
+            "flush cut short",
+            budget_s=round(budget, 1),
+            note="a result not published was not deleted either: SQS redelivers its message",
+        )

@@ -6,6 +6,7 @@ carries a setting's value, since some of them are secrets.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping
 from enum import StrEnum
@@ -71,62 +72,245 @@ class AppClient(BaseModel):
 
 
 class SettingsError(Exception):
-    """Raised by :meth:`Settings.from_env` for a missing or bad setting; names the variable."""
+    """Raised by :meth:`Settings.from_env` for missing or bad settings; names each variable.
 
-    def __init__(self, variable: str, problem: str) -> None:
-        super().__init__(f"{variable}: {problem}")
+    ``problems`` lists every bad setting found, one ``(variable, problem)`` pair each; no problem
+    text carries a value, since some settings are secrets.
+    """
+
+    def __init__(self, variable: str, problem: str, *more: tuple[str, str]) -> None:
+        self.problems = [(variable, problem), *more]
+        super().__init__("; ".join(f"{name}: {text}" for name, text in self.problems))
         self.variable = variable
         self.problem = problem
 
 
+_REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d$"
+
+
 class Settings(BaseModel):
-    """Everything the worker reads from its environment. Field aliases are the variable names."""
+    """Everything the worker reads from its environment. Field aliases are the variable names.
+
+    Each field's ``description`` is the one line ``run --help`` and docs/settings.md show.
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=False)
 
-    aws_region: str = Field(alias="AWS_REGION", pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
-    jobs_queue_url: QueueUrl = Field(alias="JOBS_QUEUE_URL")
-    results_topic_arn: TopicArn = Field(alias="RESULTS_TOPIC_ARN")
-    dead_letter_queue_url: QueueUrl | None = Field(default=None, alias="DEAD_LETTER_QUEUE_URL")
+    aws_region: str = Field(
+        alias="AWS_REGION",
+        pattern=_REGION_PATTERN,
+        description="the Region; else AWS_DEFAULT_REGION, else the AWS_PROFILE's region, "
+        "as the SDK finds it",
+    )
+    jobs_queue_url: QueueUrl = Field(
+        alias="JOBS_QUEUE_URL", description="the jobs queue (`.fifo` for per-group order)"
+    )
+    results_topic_arn: TopicArn = Field(
+        alias="RESULTS_TOPIC_ARN",
+        description="the results topic (`.fifo` for ordered, deduplicated results)",
+    )
+    dead_letter_queue_url: QueueUrl | None = Field(
+        default=None,
+        alias="DEAD_LETTER_QUEUE_URL",
+        description="where the worker moves malformed messages itself; without it they stay "
+        "for the queue's redrive policy",
+    )
 
-    cognito_clients: tuple[AppClient, ...] = Field(alias="COGNITO_CLIENTS", min_length=1)
+    cognito_clients: tuple[AppClient, ...] = Field(
+        alias="COGNITO_CLIENTS",
+        min_length=1,
+        description='several app clients as JSON: `{"<client id>": {"user_pool_id": "...", '
+        '"client_secret": "..."}, ...}`; the first is the default',
+    )
 
-    max_jobs_in_flight: int = Field(default=64, alias="MAX_JOBS_IN_FLIGHT", ge=1, le=1000)
-    receive_wait_s: int = Field(default=20, alias="RECEIVE_WAIT_S", ge=0, le=20)
-    visibility_timeout_s: int = Field(default=60, alias="VISIBILITY_TIMEOUT_S", ge=10, le=43200)
-    job_timeout_s: float = Field(default=30.0, alias="JOB_TIMEOUT_S", gt=0)
-    retry_max_attempts: int = Field(default=5, alias="RETRY_MAX_ATTEMPTS", ge=1, le=20)
-    retry_backoff_cap_s: int = Field(default=900, alias="RETRY_BACKOFF_CAP_S", ge=0, le=43200)
-    deferred_delay_s: int = Field(default=900, alias="DEFERRED_DELAY_S", ge=0, le=43200)
-    deferred_max_receives: int = Field(default=3, alias="DEFERRED_MAX_RECEIVES", ge=1, le=100)
-    retry_max_deliveries: int = Field(default=5, alias="RETRY_MAX_DELIVERIES", ge=1, le=100)
-    cognito_read_timeout_s: float = Field(default=10.0, alias="COGNITO_READ_TIMEOUT_S", gt=0, le=60)
+    max_jobs_in_flight: int = Field(
+        default=64,
+        alias="MAX_JOBS_IN_FLIGHT",
+        ge=1,
+        le=1000,
+        description="messages worked on at once",
+    )
+    receive_wait_s: int = Field(
+        default=20, alias="RECEIVE_WAIT_S", ge=0, le=20, description="long-poll wait"
+    )
+    visibility_timeout_s: int = Field(
+        default=60,
+        alias="VISIBILITY_TIMEOUT_S",
+        ge=10,
+        le=43200,
+        description="set on every receive; a heartbeat extends it for jobs still running",
+    )
+    job_timeout_s: float = Field(
+        default=30.0,
+        alias="JOB_TIMEOUT_S",
+        gt=0,
+        description="a job's Cognito time, retries and limiter waits included; at least 10 s "
+        "under VISIBILITY_TIMEOUT_S",
+    )
+    retry_max_attempts: int = Field(
+        default=5,
+        alias="RETRY_MAX_ATTEMPTS",
+        ge=1,
+        le=20,
+        description="Cognito calls per delivery for transient errors",
+    )
+    retry_backoff_cap_s: int = Field(
+        default=900,
+        alias="RETRY_BACKOFF_CAP_S",
+        ge=0,
+        le=43200,
+        description="longest hand-back delay after retries ran out (5 * 2^failures s)",
+    )
+    deferred_delay_s: int = Field(
+        default=900,
+        alias="DEFERRED_DELAY_S",
+        ge=0,
+        le=43200,
+        description="hand-back delay after a per-user limit (LimitExceededException)",
+    )
+    deferred_max_receives: int = Field(
+        default=3,
+        alias="DEFERRED_MAX_RECEIVES",
+        ge=1,
+        le=100,
+        description="deliveries of the job that meet a per-user limit before it becomes a "
+        "`failed` result",
+    )
+    retry_max_deliveries: int = Field(
+        default=5,
+        alias="RETRY_MAX_DELIVERIES",
+        ge=1,
+        le=100,
+        description="deliveries of the job that end in transient errors before it becomes a "
+        "retryable `failed` result and a DLQ copy",
+    )
+    cognito_read_timeout_s: float = Field(
+        default=10.0,
+        alias="COGNITO_READ_TIMEOUT_S",
+        gt=0,
+        le=60,
+        description="read timeout of each Cognito call",
+    )
     idempotency_store: IdempotencyBackend = Field(
-        default=IdempotencyBackend.MEMORY, alias="IDEMPOTENCY_STORE"
+        default=IdempotencyBackend.MEMORY,
+        alias="IDEMPOTENCY_STORE",
+        description="`memory` (one process) or `dynamodb` (shared by every task)",
     )
     idempotency_table: str | None = Field(
-        default=None, alias="IDEMPOTENCY_TABLE", pattern=r"^[a-zA-Z0-9_.-]{3,255}$"
+        default=None,
+        alias="IDEMPOTENCY_TABLE",
+        pattern=r"^[a-zA-Z0-9_.-]{3,255}$",
+        description="the DynamoDB table (key `pk` string, TTL attribute `expires_at`)",
     )
-    idempotency_ttl_s: int = Field(default=86400, alias="IDEMPOTENCY_TTL_S", ge=60)
-    idempotency_lease_s: float = Field(default=30.0, alias="IDEMPOTENCY_LEASE_S", ge=5, le=300)
-    breaker_cooldown_s: float = Field(default=30.0, alias="BREAKER_COOLDOWN_S", gt=0, le=3600)
+    idempotency_ttl_s: int = Field(
+        default=86400,
+        alias="IDEMPOTENCY_TTL_S",
+        ge=60,
+        description="how long a finished job's result is kept for duplicate deliveries",
+    )
+    idempotency_lease_s: float = Field(
+        default=30.0,
+        alias="IDEMPOTENCY_LEASE_S",
+        ge=5,
+        le=300,
+        description="a running job's claim; a crashed worker's claim lapses after this",
+    )
+    breaker_cooldown_s: float = Field(
+        default=30.0,
+        alias="BREAKER_COOLDOWN_S",
+        gt=0,
+        le=3600,
+        description="first wait before probing a broken configuration (doubles while it lasts)",
+    )
     breaker_max_cooldown_s: float = Field(
-        default=900.0, alias="BREAKER_MAX_COOLDOWN_S", gt=0, le=43200
+        default=900.0,
+        alias="BREAKER_MAX_COOLDOWN_S",
+        gt=0,
+        le=43200,
+        description="longest such wait",
     )
     rate_user_creation_rps: float = Field(
-        default=50.0, alias="RATE_USER_CREATION_RPS", gt=0, le=10000
+        default=50.0,
+        alias="RATE_USER_CREATION_RPS",
+        gt=0,
+        le=10000,
+        description="this process's budget for SignUp and ConfirmSignUp (Cognito's default "
+        "quota: 50)",
     )
     rate_user_account_recovery_rps: float = Field(
-        default=30.0, alias="RATE_USER_ACCOUNT_RECOVERY_RPS", gt=0, le=10000
+        default=30.0,
+        alias="RATE_USER_ACCOUNT_RECOVERY_RPS",
+        gt=0,
+        le=10000,
+        description="... for ForgotPassword and ConfirmForgotPassword (quota: 30, fixed)",
     )
     rate_user_resource_read_rps: float = Field(
-        default=50.0, alias="RATE_USER_RESOURCE_READ_RPS", gt=0, le=10000
+        default=50.0,
+        alias="RATE_USER_RESOURCE_READ_RPS",
+        gt=0,
+        le=10000,
+        description="... for ResendConfirmationCode (default quota: 50)",
     )
-    batch_linger_s: float = Field(default=0.1, alias="BATCH_LINGER_S", ge=0, le=5)
-    shutdown_grace_s: float = Field(default=20.0, alias="SHUTDOWN_GRACE_S", ge=0, le=110)
-    health_port: int = Field(default=8080, alias="HEALTH_PORT", ge=0, le=65535)
-    log_level: LogLevel = Field(default=LogLevel.INFO, alias="LOG_LEVEL")
-    log_format: LogFormat = Field(default=LogFormat.AUTO, alias="LOG_FORMAT")
+    batch_linger_s: float = Field(
+        default=0.1,
+        alias="BATCH_LINGER_S",
+        ge=0,
+        le=5,
+        description="how long a delete, visibility change or result waits for companions in a "
+        "batch",
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0,
+        alias="SHUTDOWN_GRACE_S",
+        ge=0,
+        le=110,
+        description="drain time after SIGTERM; + 1 s poll + 6 s flush must fit ECS's stopTimeout",
+    )
+    health_host: str = Field(
+        default="127.0.0.1",
+        alias="HEALTH_HOST",
+        description="address the health and metrics endpoints listen on (0.0.0.0: every interface)",
+    )
+    health_port: int = Field(
+        default=8080,
+        alias="HEALTH_PORT",
+        ge=0,
+        le=65535,
+        description="port of the health and metrics endpoints (0: any free port)",
+    )
+    log_level: LogLevel = Field(
+        default=LogLevel.INFO,
+        alias="LOG_LEVEL",
+        description="DEBUG, INFO, WARNING or ERROR, any case",
+    )
+    log_format: LogFormat = Field(
+        default=LogFormat.AUTO,
+        alias="LOG_FORMAT",
+        description="json, console, or auto (console on a terminal, JSON otherwise); "
+        "NO_COLOR turns colours off",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case_level(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            upper = value.strip().upper()
+            return "WARNING" if upper == "WARN" else upper
+        return value
+
+    @field_validator("log_format", "idempotency_store", mode="before")
+    @classmethod
+    def _any_case_choice(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("health_host")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("expected an IP address (127.0.0.1, 0.0.0.0, ::)") from None
+        return value
 
     @field_validator("cognito_clients", mode="before")
     @classmethod
@@ -152,17 +336,21 @@ class Settings(BaseModel):
 
     @model_validator(mode="after")
     def _check_budgets(self) -> Self:
+        # Each problem is one line starting with the variable it blames (see _problems).
+        problems = []
         # A job's retries must end well before SQS shows its message to another consumer.
         if self.job_timeout_s + 10 > self.visibility_timeout_s:
-            raise ValueError(
+            problems.append(
                 "JOB_TIMEOUT_S must be at least 10 s shorter than VISIBILITY_TIMEOUT_S "
                 f"({self.job_timeout_s:g} s vs {self.visibility_timeout_s} s)"
             )
         if self.idempotency_store is IdempotencyBackend.DYNAMODB and not self.idempotency_table:
-            raise ValueError("IDEMPOTENCY_TABLE is required when IDEMPOTENCY_STORE=dynamodb")
+            problems.append("IDEMPOTENCY_TABLE is required when IDEMPOTENCY_STORE=dynamodb")
         ids = [client.client_id for client in self.cognito_clients]
         if len(set(ids)) != len(ids):
-            raise ValueError("COGNITO_CLIENTS names a client twice")
+            problems.append("COGNITO_CLIENTS names a client twice")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @property
@@ -178,15 +366,53 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Build the settings from environment variables; raise :class:`SettingsError`."""
+        """Build the settings from environment variables.
+
+        Raise :class:`SettingsError` listing every bad setting at once, not just the first.
+        """
         values: dict[str, Any] = {k: v for k, v in environ.items() if v != ""}
-        if "AWS_REGION" not in values and "AWS_DEFAULT_REGION" in values:
-            values["AWS_REGION"] = values["AWS_DEFAULT_REGION"]
-        values["COGNITO_CLIENTS"] = _clients_from_env(values)
+        problems: list[tuple[str, str]] = []
+        if "AWS_REGION" not in values:
+            try:
+                region = values.get("AWS_DEFAULT_REGION") or sdk_region(values.get("AWS_PROFILE"))
+            except SettingsError as error:
+                problems += error.problems
+                region = None
+            if region:
+                values["AWS_REGION"] = region
         try:
-            return cls.model_validate(values)
+            values["COGNITO_CLIENTS"] = _clients_from_env(values)
+            clients_ok = True
+        except SettingsError as error:
+            problems += error.problems
+            clients_ok = False
+        try:
+            settings = cls.model_validate(values)
         except ValidationError as error:
-            raise _first_problem(error) from None
+            for variable, problem in _problems(error):
+                if variable == "COGNITO_CLIENTS" and not clients_ok:
+                    continue  # already said, in terms of the variables that were set
+                problems.append((variable, problem))
+        else:
+            if not problems:
+                return settings
+        first, *more = _one_per_variable(problems)
+        raise SettingsError(*first, *more)
+
+
+def sdk_region(profile: str | None) -> str | None:
+    """The Region the AWS SDK would use without AWS_REGION: AWS_DEFAULT_REGION, then the
+    profile's ``region`` in the shared config file (``AWS_PROFILE``, ``AWS_CONFIG_FILE``)."""
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        region = botocore.session.Session(profile=profile).get_config_variable("region")
+    except botocore.exceptions.ProfileNotFound:
+        raise SettingsError("AWS_PROFILE", "no such profile in the AWS config files") from None
+    except botocore.exceptions.BotoCoreError as error:
+        raise SettingsError("AWS_CONFIG_FILE", f"unreadable ({type(error).__name__})") from None
+    return str(region) if region else None
 
 
 _SINGLE_CLIENT_VARIABLES = ("COGNITO_USER_POOL_ID", "COGNITO_CLIENT_ID", "COGNITO_CLIENT_SECRET")
@@ -199,11 +425,13 @@ def _clients_from_env(values: Mapping[str, str]) -> Any:
                 "COGNITO_CLIENTS", "set either COGNITO_CLIENTS or COGNITO_CLIENT_ID, not both"
             )
         return values["COGNITO_CLIENTS"]
-    for variable in _SINGLE_CLIENT_VARIABLES[:2]:
-        if variable not in values:
-            raise SettingsError(
-                variable, "required (or configure several clients in COGNITO_CLIENTS)"
-            )
+    missing = [
+        (variable, "required (or configure several clients in COGNITO_CLIENTS)")
+        for variable in _SINGLE_CLIENT_VARIABLES[:2]
+        if variable not in values
+    ]
+    if missing:
+        raise SettingsError(*missing[0], *missing[1:])
     client = {
         "client_id": values["COGNITO_CLIENT_ID"],
         "user_pool_id": values["COGNITO_USER_POOL_ID"],
@@ -212,27 +440,41 @@ def _clients_from_env(values: Mapping[str, str]) -> Any:
     try:
         AppClient.model_validate(client)
     except ValidationError as error:
-        field = str(error.errors()[0]["loc"][0])
-        variable = {
-            "client_id": "COGNITO_CLIENT_ID",
-            "user_pool_id": "COGNITO_USER_POOL_ID",
-        }.get(field, "COGNITO_CLIENT_SECRET")
-        raise SettingsError(variable, _message(error.errors()[0])) from None
+        problems = []
+        for detail in error.errors(include_url=False, include_input=False):
+            variable = {
+                "client_id": "COGNITO_CLIENT_ID",
+                "user_pool_id": "COGNITO_USER_POOL_ID",
+            }.get(str(detail["loc"][0]), "COGNITO_CLIENT_SECRET")
+            problems.append((variable, _message(detail)))
+        raise SettingsError(*problems[0], *problems[1:]) from None
     return [client]
 
 
-def _first_problem(error: ValidationError) -> SettingsError:
-    detail = error.errors(include_url=False, include_input=False)[0]
-    location = [str(part) for part in detail["loc"]]
-    variable = location[0] if location else "settings"
-    if variable == "settings" or not location:
-        # Cross-field checks start their message with the variable they blame.
-        variable, _, problem = _message(detail).partition(" ")
-        return SettingsError(variable, problem)
-    if variable == "COGNITO_CLIENTS" and len(location) > 1:
-        field = ".".join(location[2:])
-        return SettingsError(variable, f"client #{location[1]}: {field}: {_message(detail)}")
-    return SettingsError(variable, _message(detail))
+def _problems(error: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for detail in error.errors(include_url=False, include_input=False):
+        location = [str(part) for part in detail["loc"]]
+        variable = location[0] if location else "settings"
+        if variable == "settings" or not location:
+            # Cross-field checks write one line per problem, each starting with its variable.
+            for line in _message(detail).splitlines():
+                name, _, problem = line.partition(" ")
+                problems.append((name, problem))
+        elif variable == "COGNITO_CLIENTS" and len(location) > 1:
+            field = ".".join(location[2:])
+            problems.append((variable, f"client #{location[1]}: {field}: {_message(detail)}"))
+        else:
+            problems.append((variable, _message(detail)))
+    return problems
+
+
+def _one_per_variable(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The first problem of each variable (a union type reports one per alternative)."""
+    seen: dict[str, str] = {}
+    for variable, problem in problems:
+        seen.setdefault(variable, problem)
+    return list(seen.items())
 
 
 def _message(detail: Any) -> str:

@@ -99,3 +99,44 @@ def test_bad_clients_json_does_not_echo_the_secret() -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("cognito-worker: bad setting COGNITO_CLIENTS: not valid JSON")
     assert "s3cr3t-v" not in done.stderr
+
+
+def test_several_bad_settings_are_each_reported_on_their_line() -> None:
+    env = {**GOOD_ENV, "JOBS_QUEUE_URL": "", "MAX_JOBS_IN_FLIGHT": "many", "LOG_LEVEL": "loud"}
+    done = cli("run", env=env)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert [line.split(":")[0:2] for line in lines] == [
+        ["cognito-worker", " bad setting JOBS_QUEUE_URL"],
+        ["cognito-worker", " bad setting MAX_JOBS_IN_FLIGHT"],
+        ["cognito-worker", " bad setting LOG_LEVEL"],
+    ]
+    assert "many" not in done.stderr
+    assert "loud" not in done.stderr
+    assert "very-secret-client-secret" not in done.stderr + done.stdout
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    done = cli("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"cognito-worker {version('cognito-worker')}"
+
+
+def test_run_help_lists_every_setting_one_line_each() -> None:
+    from worker.settings import Settings
+
+    done = cli("run", "--help")
+    assert done.returncode == 0
+    table = done.stdout.split("settings (environment")[1].splitlines()[1:]
+    listed = [line.split()[0] for line in table if line.strip()]
+    for field in Settings.model_fields.values():
+        assert str(field.alias) in listed
+    assert listed.count("HEALTH_PORT") == 1
+
+
+def test_secret_hash_help_says_where_the_secret_comes_from() -> None:
+    done = cli("secret-hash", "--help")
+    assert done.returncode == 0
+    assert "COGNITO_CLIENT_SECRET environment variable" in " ".join(done.stdout.split())

@@ -3,6 +3,8 @@
 import asyncio
 from collections.abc import Callable, Sequence
 
+import pytest
+
 from worker.breaker import CircuitBreakers, ConfigurationGuard
 from worker.consumer import ReceivedMessage
 from worker.metrics import Metrics
@@ -36,8 +38,8 @@ class ScriptedQueue:
         self.asked: list[int] = []
         self.handed_back: list[str] = []
 
-    async def is_drained(self) -> bool:
-        return not self.batches
+    async def message_counts(self) -> dict[str, int]:
+        return {"ApproximateNumberOfMessages": len(self.batches)}
 
     async def receive(self, max_messages: int, wait_s: int) -> list[ReceivedMessage]:
         self.asked.append(max_messages)
@@ -128,3 +130,50 @@ async def test_jobs_past_the_grace_period_are_cancelled() -> None:
     loop.stop("test")
     assert await asyncio.wait_for(running, 5) == 0
     assert processor.finished == []
+
+
+async def test_receives_that_keep_failing_turn_readiness_then_liveness(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    import worker.service as service
+
+    monkeypatch.setattr(service, "RECEIVE_BACKOFF_CAP_S", 0.05)
+    monkeypatch.setattr(service, "RECEIVE_FAILING_UNHEALTHY_S", 0.5)
+    denied = ClientError(
+        {"Error": {"Code": "AccessDenied", "Message": "User: arn:aws:sts::123456789012:x"}},
+        "ReceiveMessage",
+    )
+    queue = ScriptedQueue([NoCredentialsError()] * 3 + [denied] * 100)
+    worker = build_worker(queue, SlowProcessor(0))
+    run = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.2)
+    ready = worker.readiness()
+    assert not ready.ok
+    assert ready.body["status"] == "receive failing"
+    assert worker.liveness().ok
+    await asyncio.sleep(0.6)
+    live = worker.liveness()
+    assert not live.ok
+    assert live.body["status"] == "receive failing"
+    # The code only: the SDK's text names the account and role.
+    assert live.body["last_receive_error"] == "AccessDenied"
+    assert "123456789012" not in str(live.body) + str(worker.readiness().body)
+    worker.stop("test over")
+    assert await run == 0
+
+
+async def test_one_good_receive_makes_the_worker_ready_again() -> None:
+    from botocore.exceptions import NoCredentialsError
+
+    queue = ScriptedQueue([NoCredentialsError(), NoCredentialsError(), [], [], [], []])
+    worker = build_worker(queue, SlowProcessor(0))
+    run = asyncio.create_task(worker.run())
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        if len(queue.asked) >= 4:
+            break
+    assert worker.readiness().ok
+    worker.stop("test over")
+    assert await run == 0

@@ -1,0 +1,91 @@
+"""`cognito-worker check` against the local AWS: what an operator reads before a deploy."""
+
+import subprocess
+import sys
+
+from tests.support.harness import worker_env
+from worker.local_aws import Stack, create_idempotency_table
+
+
+def check(stack: Stack, **overrides: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "worker", "check"],
+        env=worker_env(stack, **overrides),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def lines_about(output: str, name: str) -> list[str]:
+    return [line for line in output.splitlines() if f" {name}:" in line or f" {name} " in line]
+
+
+def test_a_sound_configuration_passes_every_check(stack: Stack) -> None:
+    table = create_idempotency_table(stack.endpoints)
+    done = check(stack, IDEMPOTENCY_STORE="dynamodb", IDEMPOTENCY_TABLE=table)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert not [line for line in lines if line.startswith("FAIL")], done.stdout
+    names = " ".join(lines)
+    for expected in (
+        "credentials:",
+        "jobs queue:",
+        "jobs queue redrive:",
+        "dead-letter queue:",
+        "results topic:",
+        "idempotency table:",
+        f"app client {stack.client_id}:",
+        "quota RATE_USER_CREATION_RPS:",
+        "quota RATE_USER_ACCOUNT_RECOVERY_RPS:",
+    ):
+        assert expected in names, f"{expected!r} missing from:\n{done.stdout}"
+    assert lines[-1].endswith("0 failed")
+    assert stack.client_secret not in done.stdout + done.stderr
+
+
+def test_a_wrong_client_secret_fails_its_line_without_printing_a_secret(stack: Stack) -> None:
+    wrong = "wrong-" + stack.client_secret[6:]
+    done = check(stack, COGNITO_CLIENT_SECRET=wrong)
+    assert done.returncode == 1, done.stdout
+    (line,) = [line for line in done.stdout.splitlines() if "app client" in line]
+    assert line.startswith("FAIL app client"), line
+    assert "NotAuthorizedException" in line
+    # The rest of the deployment is still checked and reported.
+    assert "ok   jobs queue:" in done.stdout
+    assert wrong not in done.stdout + done.stderr
+    assert stack.client_secret not in done.stdout + done.stderr
+    # Nothing was created in the pool by the check.
+    from worker.local_aws import aws_client
+
+    users = aws_client("cognito-idp", stack.endpoints.moto).list_users(
+        UserPoolId=stack.user_pool_id
+    )["Users"]
+    assert users == []
+
+
+def test_a_missing_queue_fails_with_a_clear_line(stack: Stack) -> None:
+    missing = stack.jobs_queue_url.rsplit("/", 1)[0] + "/no-such-queue"
+    done = check(stack, JOBS_QUEUE_URL=missing)
+    assert done.returncode == 1, done.stdout
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("FAIL")]
+    assert line.startswith("FAIL jobs queue: ")
+    assert "NonExistentQueue" in line
+    assert stack.client_secret not in done.stdout + done.stderr
+
+
+def test_an_unchangeable_quota_exceeded_fails(stack: Stack) -> None:
+    done = check(stack, RATE_USER_ACCOUNT_RECOVERY_RPS="40")
+    assert done.returncode == 1
+    assert "FAIL quota RATE_USER_ACCOUNT_RECOVERY_RPS: 40 per task is above" in done.stdout
+
+
+def test_a_bad_setting_stops_check_like_run(stack: Stack) -> None:
+    done = check(stack, JOBS_QUEUE_URL="", LOG_LEVEL="loud")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "cognito-worker: bad setting JOBS_QUEUE_URL: required",
+        "cognito-worker: bad setting LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING' or "
+        "'ERROR'",
+    ]
