@@ -66,7 +66,8 @@ class CircuitBreakers:
         trips = self._trips.get(client_id, 0) + 1
         self._trips[client_id] = trips
         cooldown = min(self._max_cooldown_s, self._cooldown_s * float(2 ** (trips - 1)))
-        reason = f"{error.code}: {error.message} ({hint(error)})"
+        # Codes and hints only: an SDK message can carry a role ARN or an account id.
+        reason = f"{error.code} ({hint(error)})"
         self._open[client_id] = _Open(reason, time.monotonic() + cooldown)
         return cooldown
 
