@@ -1,4 +1,5 @@
-"""Command line: ``run`` (the production entry point), ``secret-hash``, ``schema`` and ``demo``."""
+"""Command line: ``run`` (the production entry point), ``secret-hash``, ``schema``, ``demo``,
+``local`` and ``import``."""
 
 from __future__ import annotations
 
@@ -123,6 +124,10 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     local.set_defaults(handler=_local, local_arguments=[])
+
+    from worker.importer.cli import add_import_parser
+
+    add_import_parser(commands)
     return parser
 
 
