@@ -18,7 +18,9 @@ def write(tmp_path: Path, name: str, data: bytes) -> Path:
     return path
 
 
-def rows(path: Path, file_format: FileFormat = FileFormat.CSV) -> list[tuple[int, dict, str | None]]:
+def rows(
+    path: Path, file_format: FileFormat = FileFormat.CSV
+) -> list[tuple[int, dict, str | None]]:
     return [(r.line, r.fields, r.problem) for r in read_rows(path, file_format)]
 
 
@@ -65,7 +67,9 @@ def test_rows_that_cannot_be_read_say_why_without_their_values(tmp_path: Path) -
         (b"username,,email\n", r"column\(s\) 2 have no name"),
     ],
 )
-def test_a_file_without_a_usable_header_is_refused(tmp_path: Path, data: bytes, problem: str) -> None:
+def test_a_file_without_a_usable_header_is_refused(
+    tmp_path: Path, data: bytes, problem: str
+) -> None:
     path = write(tmp_path, "u.csv", data)
     with pytest.raises(UnreadableFile, match=problem):
         read_rows(path, FileFormat.CSV)

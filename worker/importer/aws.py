@@ -51,9 +51,7 @@ class QueueSender:
                 [SendFailure(job.job_id or "", job.code, job.message) for job in failed],
             )
 
-        async with AsyncJobProducer(
-            self._queue_url, max_concurrency=self._concurrency
-        ) as producer:
+        async with AsyncJobProducer(self._queue_url, max_concurrency=self._concurrency) as producer:
             await producer.send_many(jobs, on_batch=delivered)
 
 
