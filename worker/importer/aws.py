@@ -36,8 +36,11 @@ class AwsSettingsError(Exception):
 class QueueSender:
     """Sends an import's jobs to the jobs queue."""
 
-    def __init__(self, queue_url: str, *, concurrency: int = SEND_CONCURRENCY) -> None:
+    def __init__(
+        self, queue_url: str, *, region: str | None, concurrency: int = SEND_CONCURRENCY
+    ) -> None:
         self._queue_url = queue_url
+        self._region = region
         self._concurrency = concurrency
 
     def send_many(self, jobs: Iterable[Job], on_batch: BatchCallback) -> None:
@@ -51,7 +54,9 @@ class QueueSender:
                 [SendFailure(job.job_id or "", job.code, job.message) for job in failed],
             )
 
-        async with AsyncJobProducer(self._queue_url, max_concurrency=self._concurrency) as producer:
+        async with AsyncJobProducer(
+            self._queue_url, region_name=self._region, max_concurrency=self._concurrency
+        ) as producer:
             await producer.send_many(jobs, on_batch=delivered)
 
 
@@ -66,12 +71,12 @@ class TopicResults:
         return self._follower.follow(timeout_s=wait_s, poll_s=wait_s)
 
 
-def results_follower(topic_arn: str) -> ResultFollower:
+def results_follower(topic_arn: str, *, region: str | None) -> ResultFollower:
     """Follows one batch's results through a temporary queue subscribed to ``topic_arn``."""
 
     @contextmanager
     def follow(batch: str) -> Iterator[TopicResults]:
-        with temporary_results_queue(topic_arn, batch=batch) as follower:
+        with temporary_results_queue(topic_arn, batch=batch, region_name=region) as follower:
             yield TopicResults(follower)
 
     def factory(batch: str) -> AbstractContextManager[TopicResults]:
@@ -85,8 +90,10 @@ def aws_endpoints_from_env(
 ) -> tuple[JobSender, ResultFollower | None]:
     """The sender (``JOBS_QUEUE_URL``) and, for ``--wait``, the follower (``RESULTS_TOPIC_ARN``).
 
-    AWS credentials, region and endpoints come from the SDK's usual variables.
+    The region is the worker's ``AWS_REGION`` (else the SDK's ``AWS_DEFAULT_REGION``);
+    credentials and endpoints come from the SDK's usual variables.
     """
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
     queue_url = environ.get("JOBS_QUEUE_URL", "")
     if not queue_url:
         raise AwsSettingsError("JOBS_QUEUE_URL is required: the queue the worker reads")
@@ -95,5 +102,5 @@ def aws_endpoints_from_env(
         topic_arn = environ.get("RESULTS_TOPIC_ARN", "")
         if not topic_arn:
             raise AwsSettingsError("RESULTS_TOPIC_ARN is required with --wait")
-        follower = results_follower(topic_arn)
-    return QueueSender(queue_url), follower
+        follower = results_follower(topic_arn, region=region)
+    return QueueSender(queue_url, region=region), follower
