@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.support.harness import finish, start_worker, user_status, wait_for, worker_env
 from worker.local_aws import Stack, aws_client
+from worker.secret_hash import secret_hash
 
 PASSWORDS = ["Imp0rt-Secret-ann!", "Imp0rt-Secret-bob!", "Imp0rt-Secret-zoe!", "bad pass word"]
 
@@ -238,3 +239,44 @@ def test_a_large_file_is_validated_in_bounded_memory(tmp_path: Path) -> None:
     large = peak_rss_mib(100_000)
     # 50 times the rows: a list of them would be ~60 MB more; streaming stays within noise.
     assert large < small + 25, (small, large)
+
+
+def test_import_user_leaves_users_ready_to_sign_in(stack: Stack, tmp_path: Path) -> None:
+    path = tmp_path / "migration.jsonl"
+    lines = [
+        {"username": "ann", "password": PASSWORDS[0], "email": "ann@example.com"},
+        {"username": "zoë", "password": PASSWORDS[2], "email": "zoe@example.com"},
+    ]
+    path.write_text(
+        "\n".join(json.dumps({**line, "email_verified": True}) for line in lines) + "\n",
+        encoding="utf-8",
+    )
+    worker = start_worker(stack)
+    try:
+        done = run_import(
+            stack, tmp_path, path.name, "--type", "import_user", "--wait", "--report", "r.csv"
+        )
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        finish(worker)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [r["status"] for r in report_rows(tmp_path / "r.csv")] == ["succeeded", "succeeded"]
+    idp = aws_client("cognito-idp", stack.endpoints.moto)
+    for username in ("ann", "zoë"):
+        user = idp.admin_get_user(UserPoolId=stack.user_pool_id, Username=username)
+        assert user["UserStatus"] == "CONFIRMED"
+        attributes = {a["Name"]: a["Value"] for a in user["UserAttributes"]}
+        assert attributes["email_verified"] == "true"
+    # The password is the one in the file, set as permanent: the user can sign in with it.
+    # (moto's USER_PASSWORD_AUTH checks the password; the hash is not what this test is about.)
+    answer = idp.admin_initiate_auth(
+        UserPoolId=stack.user_pool_id,
+        ClientId=stack.client_id,
+        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+        AuthParameters={
+            "USERNAME": "ann",
+            "PASSWORD": PASSWORDS[0],
+            "SECRET_HASH": secret_hash("ann", stack.client_id, stack.client_secret),
+        },
+    )
+    assert "AccessToken" in answer["AuthenticationResult"]
