@@ -1,4 +1,5 @@
-"""Command line: ``run`` (production), ``check``, ``secret-hash``, ``schema`` and ``demo``.
+"""Command line: ``run`` (production), ``check``, ``import``, ``local``, ``secret-hash``,
+``schema`` and ``demo``.
 
 Only the standard library is imported here: ``--help``, ``--version`` and a stop signal during
 start-up do not wait for the SDK to load.
@@ -193,6 +194,10 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     local.set_defaults(handler=_local, local_arguments=[])
+
+    from worker.importer.cli import add_import_parser
+
+    add_import_parser(commands)
     return parser
 
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from worker.importer.demo import run_import_demo
 from worker.local_aws import Stack, aws_client, local_aws, provision
 
 _PASSWORD = "Demo-Passw0rd!"  # noqa: S105 - a throwaway password for local users
@@ -160,6 +161,7 @@ def run_demo() -> int:
             user["Username"]: user["UserStatus"]
             for user in idp.list_users(UserPoolId=stack.user_pool_id)["Users"]
         }
+        import_ok = run_import_demo(stack)
     print()
     print(f"worker exit code: {worker.returncode}")
     print(f"messages left on the jobs queue: {left}; on the dead-letter queue: {dead}")
@@ -171,6 +173,7 @@ def run_demo() -> int:
         and dead == 1
         and users.get("ann") == "UNCONFIRMED"
         and users.get("carl") == "CONFIRMED"
+        and import_ok
     )
     print("\ndemo " + ("passed: every job reached its expected outcome" if ok else "FAILED"))
     return 0 if ok else 1

@@ -1,0 +1,1 @@
+"""``cognito-worker import FILE``: a file of users made into jobs, sent, followed and reported."""

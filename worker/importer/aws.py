@@ -1,0 +1,106 @@
+"""The import's seams implemented with the producer library: jobs to SQS, results from SNS.
+
+Sending uses :class:`~worker.producer.AsyncJobProducer`: several SendMessageBatch requests in
+flight keep sending far ahead of what the worker can do at Cognito's quotas. Results come through
+:func:`~worker.producer.temporary_results_queue`: a queue of the import's own, subscribed to the
+results topic with a filter on the import's ``batch`` attribute, deleted when the import ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+
+from worker.importer.sending import BatchCallback, JobSender, ResultFollower, SendFailure
+from worker.jobs import Job, JobResult
+from worker.producer import (
+    AsyncJobProducer,
+    FailedJob,
+    SentJob,
+    temporary_results_queue,
+)
+from worker.producer import (
+    ResultFollower as ProducerFollower,
+)
+
+# Batches in flight at once: enough to hide SQS's latency, few enough that a Ctrl-C lands
+# after a handful of batches.
+SEND_CONCURRENCY = 8
+
+
+class AwsSettingsError(Exception):
+    """Raised when a variable the import needs is missing; the message names it."""
+
+
+class QueueSender:
+    """Sends an import's jobs to the jobs queue."""
+
+    def __init__(
+        self, queue_url: str, *, region: str | None, concurrency: int = SEND_CONCURRENCY
+    ) -> None:
+        self._queue_url = queue_url
+        self._region = region
+        self._concurrency = concurrency
+
+    def send_many(self, jobs: Iterable[Job], on_batch: BatchCallback) -> None:
+        """Send every job; ``on_batch`` gets each batch's accepted ids and failures."""
+        asyncio.run(self._send_many(jobs, on_batch))
+
+    async def _send_many(self, jobs: Iterable[Job], on_batch: BatchCallback) -> None:
+        def delivered(sent: list[SentJob], failed: list[FailedJob]) -> None:
+            on_batch(
+                [job.job_id for job in sent],
+                [SendFailure(job.job_id or "", job.code, job.message) for job in failed],
+            )
+
+        async with AsyncJobProducer(
+            self._queue_url, region_name=self._region, max_concurrency=self._concurrency
+        ) as producer:
+            await producer.send_many(jobs, on_batch=delivered)
+
+
+class TopicResults:
+    """An import's results, read from its temporary queue."""
+
+    def __init__(self, follower: ProducerFollower) -> None:
+        self._follower = follower
+
+    def poll(self, wait_s: float) -> Iterator[JobResult]:
+        """The results that arrive within ``wait_s`` seconds."""
+        return self._follower.follow(timeout_s=wait_s, poll_s=wait_s)
+
+
+def results_follower(topic_arn: str, *, region: str | None) -> ResultFollower:
+    """Follows one batch's results through a temporary queue subscribed to ``topic_arn``."""
+
+    @contextmanager
+    def follow(batch: str) -> Iterator[TopicResults]:
+        with temporary_results_queue(topic_arn, batch=batch, region_name=region) as follower:
+            yield TopicResults(follower)
+
+    def factory(batch: str) -> AbstractContextManager[TopicResults]:
+        return follow(batch)
+
+    return factory
+
+
+def aws_endpoints_from_env(
+    environ: Mapping[str, str], *, wait: bool
+) -> tuple[JobSender, ResultFollower | None]:
+    """The sender (``JOBS_QUEUE_URL``) and, for ``--wait``, the follower (``RESULTS_TOPIC_ARN``).
+
+    The region is the worker's ``AWS_REGION`` (else the SDK's ``AWS_DEFAULT_REGION``);
+    credentials and endpoints come from the SDK's usual variables.
+    """
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
+    queue_url = environ.get("JOBS_QUEUE_URL", "")
+    if not queue_url:
+        raise AwsSettingsError("JOBS_QUEUE_URL is required: the queue the worker reads")
+    follower = None
+    if wait:
+        topic_arn = environ.get("RESULTS_TOPIC_ARN", "")
+        if not topic_arn:
+            raise AwsSettingsError("RESULTS_TOPIC_ARN is required with --wait")
+        follower = results_follower(topic_arn, region=region)
+    return QueueSender(queue_url, region=region), follower

@@ -1,0 +1,145 @@
+"""The ``import`` subcommand's arguments, and the one place that turns them into an import run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+# Standard library only at module level: the CLI builds this parser for every command, and
+# `--help` or `--version` should not wait for pydantic and the SDK to load.
+from worker.importer.reading import FileFormat, UnreadableFile, detect_format
+
+EXIT_USAGE = 2
+#: The job types a file can become (each needs only what a row of users holds).
+IMPORTABLE_TYPES = ("sign_up", "import_user", "forgot_password", "resend_confirmation_code")
+
+_EPILOG = """\
+columns: username, password, validation_data.NAME, client_metadata.NAME; every other column is
+a user attribute (email, given_name, custom:NAME ...). Settings from the environment:
+JOBS_QUEUE_URL, RESULTS_TOPIC_ARN (for --wait), AWS_REGION and the usual AWS credentials.
+See docs/imports.md.
+"""
+
+
+def add_import_parser(commands: Any) -> None:
+    """Add ``import`` to the CLI's subcommands."""
+    parser = commands.add_parser(
+        "import",
+        help="send a CSV or JSON Lines file of users as jobs, with progress, resume and a report",
+        description="Validate every row of FILE, send the rows as jobs of one type, and report.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", type=Path, metavar="FILE")
+    parser.add_argument(
+        "--type",
+        dest="job_type",
+        required=True,
+        choices=IMPORTABLE_TYPES,
+        help="the job every row becomes: import_user (a migration: users ready to sign in, no "
+        "message sent), sign_up (each user gets a confirmation message), forgot_password, "
+        "resend_confirmation_code",
+    )
+    parser.add_argument(
+        "--format", choices=[f.value for f in FileFormat], help="default: by extension"
+    )
+    parser.add_argument(
+        "--import-id",
+        help="names this import (job ids are IMPORT_ID:TYPE:LINE); default: the file's name and "
+        "the first 12 hex digits of its SHA-256",
+    )
+    parser.add_argument(
+        "--client-id", help="the app client of every job (default: the worker's first)"
+    )
+    parser.add_argument(
+        "--skip-invalid", action="store_true", help="send the valid rows even if some are invalid"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="skip the rows the checkpoint says were sent"
+    )
+    parser.add_argument(
+        "--validate-only", action="store_true", help="check every row, send nothing"
+    )
+    parser.add_argument(
+        "--wait", action="store_true", help="follow the results of this import until all arrive"
+    )
+    parser.add_argument(
+        "--wait-timeout-s",
+        type=float,
+        default=300.0,
+        help="with --wait, give up when no result has arrived for this long (default 300)",
+    )
+    parser.add_argument(
+        "--report", type=Path, help="the report CSV (default IMPORT_ID.TYPE.report.csv)"
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, help="the checkpoint (default IMPORT_ID.TYPE.checkpoint.json)"
+    )
+    parser.add_argument(
+        "--progress-interval-s",
+        type=float,
+        default=10.0,
+        help="when stdout is not a terminal, one progress line per this many seconds",
+    )
+    parser.set_defaults(handler=run_import_command)
+
+
+def _usage_error(message: str) -> int:
+    print(f"cognito-worker import: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run_import_command(args: argparse.Namespace) -> int:
+    """Run ``import`` with the parsed arguments; return the exit code."""
+    from worker.importer.checkpoint import CheckpointMismatch
+    from worker.importer.command import EXIT_INTERRUPTED, ImportOptions, ImportRun
+    from worker.importer.mapping import IMPORT_ID_PATTERN, MappingError
+    from worker.importer.progress import progress_factory
+
+    if args.import_id is not None and not IMPORT_ID_PATTERN.match(args.import_id):
+        return _usage_error("--import-id: 1-64 letters, digits, '_', '.' or '-'")
+    if not args.file.is_file():
+        return _usage_error(f"{args.file}: no such file")
+    try:
+        file_format = detect_format(args.file, FileFormat(args.format) if args.format else None)
+    except UnreadableFile as error:
+        return _usage_error(str(error))
+    options = ImportOptions(
+        file=args.file,
+        job_type=args.job_type,
+        file_format=file_format,
+        import_id=args.import_id,
+        client_id=args.client_id,
+        skip_invalid=args.skip_invalid,
+        resume=args.resume,
+        validate_only=args.validate_only,
+        wait=args.wait,
+        wait_timeout_s=args.wait_timeout_s,
+        report=args.report,
+        checkpoint=args.checkpoint,
+    )
+    sender = follower = None
+    if not options.validate_only:
+        from worker.importer.aws import AwsSettingsError, aws_endpoints_from_env
+
+        try:
+            sender, follower = aws_endpoints_from_env(os.environ, wait=options.wait)
+        except AwsSettingsError as error:
+            return _usage_error(str(error))
+    run = ImportRun(
+        options,
+        sender=sender,
+        follower=follower,
+        progress=progress_factory(sys.stdout, args.progress_interval_s),
+        output=sys.stdout,
+    )
+    try:
+        return run.execute()
+    except (UnreadableFile, MappingError, CheckpointMismatch) as error:
+        return _usage_error(str(error))
+    except KeyboardInterrupt:
+        print("\ncognito-worker import: stopped at once (second Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED

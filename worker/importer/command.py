@@ -1,0 +1,411 @@
+"""``cognito-worker import FILE``: validate every row, send them as jobs, follow their results,
+write the report.
+
+The file is read in passes, each streamed: its digest (the import id and the checkpoint's
+guard), validation (nothing is sent while any row is invalid, unless told), sending, and the
+report. Ctrl-C stops after the batch in flight, saves the checkpoint and prints how to resume.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import signal
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from worker.importer.checkpoint import Checkpoint
+from worker.importer.mapping import JobMapper
+from worker.importer.progress import ProgressFactory
+from worker.importer.reading import FileFormat, Row, file_digest, read_header, read_rows
+from worker.importer.report import (
+    INVALID_JOB_CODE,
+    Outcome,
+    OutcomeLedger,
+    ReportRow,
+    RowStatus,
+    Summary,
+    outcome_of,
+    print_summary,
+    write_report,
+)
+from worker.importer.sending import JobSender, ResultFollower, ResultStream, SendFailure
+from worker.jobs import Job
+
+EXIT_OK = 0
+EXIT_ROWS_NOT_DONE = 1  # a row invalid, not sent, failed, rejected, or without a result
+EXIT_INTERRUPTED = 130  # the shell's code for a stop by SIGINT
+_SHOWN_INVALID_ROWS = 20
+_RESULT_POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """What the operator asked for."""
+
+    file: Path
+    job_type: str
+    file_format: FileFormat
+    import_id: str | None = None
+    client_id: str | None = None
+    skip_invalid: bool = False
+    resume: bool = False
+    validate_only: bool = False
+    wait: bool = False
+    wait_timeout_s: float = 300.0
+    report: Path | None = None
+    checkpoint: Path | None = None
+
+
+def derived_import_id(file: Path, sha256: str) -> str:
+    """``<file name>-<12 hex digits of the content's SHA-256>``: the same file, the same id."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", file.stem).strip("-_")[:40] or "import"
+    return f"{stem}-{sha256[:12]}"
+
+
+class StopRequest:
+    """Ctrl-C once: finish the batch in flight and stop. Twice: stop at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextmanager
+    def installed(self) -> Iterator[StopRequest]:
+        """Catch SIGINT for the duration of the block."""
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+class ImportRun:
+    """One run of the command."""
+
+    def __init__(
+        self,
+        options: ImportOptions,
+        *,
+        sender: JobSender | None,
+        follower: ResultFollower | None,
+        progress: ProgressFactory,
+        output: TextIO,
+    ) -> None:
+        self.options = options
+        self._sender = sender
+        self._follower = follower
+        self._progress = progress
+        self._out = output
+        self._stop = StopRequest()
+        self.sha256 = ""
+        self.import_id = ""
+        self._invalid = 0
+        self._sendable = 0
+        self._sent_now = 0
+        self._not_sent = 0
+        self._interrupted = False
+
+    def _say(self, text: str = "") -> None:
+        print(text, file=self._out, flush=True)
+
+    def execute(self) -> int:
+        """Run the import; return the process exit code."""
+        options = self.options
+        self.sha256 = file_digest(options.file)
+        self.import_id = options.import_id or derived_import_id(options.file, self.sha256)
+        mapper = JobMapper(options.job_type, self.import_id, options.client_id)
+        header = read_header(options.file, options.file_format)
+        if header is not None:
+            mapper.check_columns(header)
+        name = f"{self.import_id}.{options.job_type}"
+        report_path = options.report or Path(f"{name}.report.csv")
+        checkpoint_path = options.checkpoint or Path(f"{name}.checkpoint.json")
+        if options.resume:
+            checkpoint = Checkpoint.load(
+                checkpoint_path, self.import_id, options.job_type, self.sha256
+            )
+        else:
+            checkpoint = Checkpoint(checkpoint_path, self.import_id, options.job_type, self.sha256)
+        earlier = Checkpoint(
+            checkpoint_path,
+            self.import_id,
+            options.job_type,
+            self.sha256,
+            [list(r) for r in checkpoint.ranges],
+        )
+        self._say(
+            f"import {self.import_id}: {options.file.name} ({options.file_format.value}) "
+            f"as {options.job_type} jobs"
+        )
+        with (
+            tempfile.TemporaryDirectory(prefix="cognito-import-") as scratch,
+            self._stop.installed(),
+        ):
+            ledger = OutcomeLedger(Path(scratch))
+            try:
+                return self._phases(mapper, checkpoint, earlier, ledger, report_path)
+            finally:
+                ledger.close()
+
+    def _phases(
+        self,
+        mapper: JobMapper,
+        checkpoint: Checkpoint,
+        earlier: Checkpoint,
+        ledger: OutcomeLedger,
+        report_path: Path,
+    ) -> int:
+        options = self.options
+        self._validate(mapper, earlier, ledger)
+        if mapper.ignored_columns:
+            ignored = ", ".join(sorted(mapper.ignored_columns))
+            self._say(f"note: {options.job_type} jobs do not use column(s) {ignored}: ignored")
+        if self._stop.requested:
+            self._say("interrupted while validating: nothing was sent")
+            return EXIT_INTERRUPTED
+        if options.validate_only:
+            self._say(f"valid rows: {self._sendable}; invalid rows: {self._invalid}")
+            return self._finish(mapper, earlier, checkpoint, ledger, report_path, checked=True)
+        if self._invalid and not options.skip_invalid:
+            self._say(
+                f"{self._invalid} invalid row(s): nothing was sent. Fix them, or pass "
+                "--skip-invalid to send the valid rows only."
+            )
+            return self._finish(mapper, earlier, checkpoint, ledger, report_path, checked=True)
+        if earlier.ranges:
+            self._say(f"resuming: {earlier.sent_count} row(s) were sent by an earlier run")
+        with ExitStack() as stack:
+            stream: ResultStream | None = None
+            if options.wait:
+                if self._follower is None or mapper.batch_label is None:
+                    raise RuntimeError("--wait needs the results topic and the batch field")
+                stream = stack.enter_context(self._follower(mapper.batch_label))
+            self._send(mapper, checkpoint, earlier, ledger)
+            if self._interrupted:
+                self._say_how_to_resume()
+            elif stream is not None:
+                self._follow(stream, mapper, earlier, ledger)
+        code = self._finish(mapper, earlier, checkpoint, ledger, report_path, checked=False)
+        if self._interrupted:
+            return EXIT_INTERRUPTED
+        return code
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def _validate(self, mapper: JobMapper, earlier: Checkpoint, ledger: OutcomeLedger) -> None:
+        progress = self._progress("validating", None)
+        shown = 0
+        pending: list[tuple[int, Outcome]] = []
+        for row in read_rows(self.options.file, self.options.file_format):
+            if self._stop.requested:
+                break
+            problem = row.problem or mapper.map(row.line, row.fields).problem
+            if problem is not None:
+                self._invalid += 1
+                pending.append((row.line, Outcome(RowStatus.INVALID, INVALID_JOB_CODE, problem)))
+                if shown < _SHOWN_INVALID_ROWS:
+                    shown += 1
+                    self._say(f"line {row.line}: {problem}")
+            elif not earlier.was_sent(row.line):
+                self._sendable += 1
+            if len(pending) >= 1000:
+                ledger.record(pending)
+                pending.clear()
+            progress.advance(1)
+        ledger.record(pending)
+        progress.close()
+        if self._invalid > shown:
+            self._say(f"... and {self._invalid - shown} more invalid row(s): see the report")
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def _jobs(self, mapper: JobMapper, earlier: Checkpoint) -> Iterator[Job]:
+        for row in read_rows(self.options.file, self.options.file_format):
+            if self._stop.requested:
+                self._interrupted = True
+                return
+            if row.problem is not None or earlier.was_sent(row.line):
+                continue
+            mapped = mapper.map(row.line, row.fields)
+            if mapped.job is not None:
+                yield mapped.job
+
+    def _send(
+        self,
+        mapper: JobMapper,
+        checkpoint: Checkpoint,
+        earlier: Checkpoint,
+        ledger: OutcomeLedger,
+    ) -> None:
+        if self._sender is None:
+            raise RuntimeError("sending needs the jobs queue")
+        progress = self._progress("sending", self._sendable)
+
+        def on_batch(sent: list[str], failed: list[SendFailure]) -> None:
+            checkpoint.mark_sent([line_of(job_id) for job_id in sent])
+            checkpoint.save()
+            self._sent_now += len(sent)
+            if failed:
+                self._not_sent += len(failed)
+                ledger.record(
+                    (line_of(f.job_id), Outcome(RowStatus.NOT_SENT, f.code, f.message))
+                    for f in failed
+                )
+            counts = {"sent": self._sent_now, "not sent": self._not_sent}
+            progress.advance(len(sent) + len(failed), counts if self._not_sent else None)
+
+        self._sender.send_many(self._jobs(mapper, earlier), on_batch)
+        checkpoint.save()
+        progress.close()
+
+    def _say_how_to_resume(self) -> None:
+        options = self.options
+        command = [
+            "cognito-worker import",
+            _quote(str(options.file)),
+            f"--type {options.job_type}",
+            f"--import-id {self.import_id}",
+            "--resume",
+        ]
+        if options.checkpoint is not None:
+            command.append(f"--checkpoint {_quote(str(options.checkpoint))}")
+        if options.skip_invalid:
+            command.append("--skip-invalid")
+        if options.wait:
+            command.append("--wait")
+        self._say(
+            f"interrupted: {self._sent_now} row(s) sent by this run, the checkpoint is saved. "
+            "To go on where it stopped:"
+        )
+        self._say("  " + " ".join(command))
+
+    # -- results ------------------------------------------------------------------------------
+
+    def _follow(
+        self,
+        stream: ResultStream,
+        mapper: JobMapper,
+        earlier: Checkpoint,
+        ledger: OutcomeLedger,
+    ) -> None:
+        expected = self._sent_now
+        counts: Counter[str] = Counter()
+        progress = self._progress("results", expected)
+        prefix = mapper.job_id(0)[:-1]
+        idle_since = time.monotonic()
+        received = 0
+        while received < expected and not self._stop.requested:
+            if time.monotonic() - idle_since > self.options.wait_timeout_s:
+                self._say(
+                    f"no result for {self.options.wait_timeout_s:g} s: "
+                    f"{expected - received} row(s) have none (status no_result in the report)"
+                )
+                break
+            for result in stream.poll(_RESULT_POLL_S):
+                job_id = result.job_id or ""
+                if not job_id.startswith(prefix):
+                    continue  # another import under the same label
+                line = line_of(job_id)
+                first = not ledger.has(line)
+                outcome = outcome_of(result)
+                ledger.record([(line, outcome)])
+                if first and not earlier.was_sent(line):
+                    received += 1
+                    counts[outcome.status.value] += 1
+                    progress.advance(1, counts)
+                    idle_since = time.monotonic()
+        progress.close()
+        if self._stop.requested:
+            self._say(
+                f"interrupted while following results: {expected - received} row(s) have none "
+                "yet; their jobs are queued and will be done. The worker's idempotency store "
+                "answers them again if the import is run again."
+            )
+
+    # -- report -------------------------------------------------------------------------------
+
+    def _finish(
+        self,
+        mapper: JobMapper,
+        earlier: Checkpoint,
+        checkpoint: Checkpoint,
+        ledger: OutcomeLedger,
+        report_path: Path,
+        *,
+        checked: bool,
+    ) -> int:
+        rows = self._report_rows(mapper, earlier, checkpoint, ledger, checked=checked)
+        summary = write_report(rows, report_path)
+        self._say()
+        print_summary(summary, self._out)
+        self._say(f"\nreport: {report_path}")
+        return self._exit_code(summary, checked=checked)
+
+    def _exit_code(self, summary: Summary, *, checked: bool) -> int:
+        if checked:
+            return (
+                EXIT_OK if self.options.validate_only and not self._invalid else EXIT_ROWS_NOT_DONE
+            )
+        return EXIT_OK if summary.all_good else EXIT_ROWS_NOT_DONE
+
+    def _report_rows(
+        self,
+        mapper: JobMapper,
+        earlier: Checkpoint,
+        checkpoint: Checkpoint,
+        ledger: OutcomeLedger,
+        *,
+        checked: bool,
+    ) -> Iterator[ReportRow]:
+        outcomes = ledger.in_line_order()
+        next_outcome = next(outcomes, None)
+        for row in read_rows(self.options.file, self.options.file_format):
+            while next_outcome is not None and next_outcome[0] < row.line:
+                next_outcome = next(outcomes, None)
+            if next_outcome is not None and next_outcome[0] == row.line:
+                outcome = next_outcome[1]
+            else:
+                outcome = self._default_outcome(row, earlier, checkpoint, checked=checked)
+            username = "" if outcome.status is RowStatus.INVALID else _username(row)
+            yield ReportRow(row.line, username, mapper.job_id(row.line), outcome)
+
+    def _default_outcome(
+        self, row: Row, earlier: Checkpoint, checkpoint: Checkpoint, *, checked: bool
+    ) -> Outcome:
+        if checked:
+            if self.options.validate_only:
+                return Outcome(RowStatus.VALID)
+            return Outcome(RowStatus.NOT_SENT, "", "not sent: the file has invalid rows")
+        if earlier.was_sent(row.line):
+            return Outcome(RowStatus.SENT_EARLIER, "", "sent by an earlier run of this import")
+        if checkpoint.was_sent(row.line):
+            if self.options.wait:
+                return Outcome(RowStatus.NO_RESULT, "", "sent; no result arrived in time")
+            return Outcome(RowStatus.SENT)
+        return Outcome(RowStatus.NOT_SENT, "", "interrupted before this row was sent: --resume")
+
+
+def line_of(job_id: str) -> int:
+    """The file line a job id of an import names (its last ``:`` part)."""
+    return int(job_id.rsplit(":", 1)[1])
+
+
+def _username(row: Row) -> str:
+    value = row.fields.get("username")
+    return value if isinstance(value, str) else ""
+
+
+def _quote(text: str) -> str:
+    return shlex.quote(text)
