@@ -190,17 +190,23 @@ class CognitoFront:
             self._refresh_region(region)
 
     def _refresh_region(self, region: str) -> None:
+        """Learn the clients of every pool of the Region (all pages), describing only new ones."""
         idp = self._idp(region)
-        pools = idp.list_user_pools(MaxResults=60)["UserPools"]
-        for pool in pools:
-            listed = idp.list_user_pool_clients(UserPoolId=pool["Id"], MaxResults=60)
-            for summary in listed["UserPoolClients"]:
-                described = idp.describe_user_pool_client(
-                    UserPoolId=pool["Id"], ClientId=summary["ClientId"]
-                )["UserPoolClient"]
-                self._clients[summary["ClientId"]] = _Client(
-                    pool["Id"], described.get("ClientSecret")
+        for pools in idp.get_paginator("list_user_pools").paginate(MaxResults=60):
+            for pool in pools["UserPools"]:
+                pages = idp.get_paginator("list_user_pool_clients").paginate(
+                    UserPoolId=pool["Id"], MaxResults=60
                 )
+                for listed in pages:
+                    for summary in listed["UserPoolClients"]:
+                        if summary["ClientId"] in self._clients:
+                            continue
+                        described = idp.describe_user_pool_client(
+                            UserPoolId=pool["Id"], ClientId=summary["ClientId"]
+                        )["UserPoolClient"]
+                        self._clients[summary["ClientId"]] = _Client(
+                            pool["Id"], described.get("ClientSecret")
+                        )
 
     def _resend(self, client: _Client, parameters: dict[str, Any]) -> dict[str, Any]:
         idp = self._idp(client.user_pool_id.split("_", 1)[0])
