@@ -399,11 +399,12 @@ def _wait_until_up(url: str, timeout_s: float = 30.0) -> None:
 
 
 async def _serve_front(
-    moto_endpoint: str, front_port: int, on_ready: Callable[[Endpoints], None]
+    moto_endpoint: str, front_socket: socket.socket, on_ready: Callable[[Endpoints], None]
 ) -> None:
     runner = web.AppRunner(CognitoFront(moto_endpoint).app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, LOOPBACK, front_port).start()
+    await web.SockSite(runner, front_socket).start()
+    front_port = front_socket.getsockname()[1]
     endpoints = Endpoints(moto=moto_endpoint, cognito=f"http://{LOOPBACK}:{front_port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -491,11 +492,18 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m worker.local_
     """Run moto server and the Cognito front until SIGTERM or Ctrl-C."""
     arguments = _arguments(argv, prog)
     moto_port = arguments.port or free_port()
-    front_port = moto_port + 1 if arguments.port else free_port()
-    for port in (moto_port, front_port):
-        if not _port_free(port):
-            print(f"local_aws: port {port} is in use; choose another --port", file=sys.stderr)
-            return 1
+    if not _port_free(moto_port):
+        print(f"local_aws: port {moto_port} is in use; choose another --port", file=sys.stderr)
+        return 1
+    # The front's port is taken at once, before moto starts (which takes a while), so nothing
+    # else can take it meanwhile.
+    front_socket = socket.socket()
+    try:
+        front_socket.bind((LOOPBACK, moto_port + 1 if arguments.port else 0))
+    except OSError:
+        front_socket.close()
+        print(f"local_aws: port {moto_port + 1} is in use; choose another --port", file=sys.stderr)
+        return 1
     moto_endpoint = f"http://{LOOPBACK}:{moto_port}"
     moto = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
         [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(moto_port)],
@@ -511,7 +519,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m worker.local_
 
     try:
         _wait_until_up(moto_endpoint)
-        asyncio.run(_serve_front(moto_endpoint, front_port, ready))
+        asyncio.run(_serve_front(moto_endpoint, front_socket, ready))
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         pass
     finally:

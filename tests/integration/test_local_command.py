@@ -2,6 +2,7 @@
 environment to use it, for a producer and for the worker."""
 
 import os
+import random
 import shlex
 import signal
 import socket
@@ -10,7 +11,6 @@ import sys
 from pathlib import Path
 
 from tests.support.harness import wait_for
-from worker.local_aws import free_port
 from worker.producer import JobProducer, ResultFollower
 
 
@@ -24,9 +24,7 @@ def _exports(text: str) -> dict[str, str]:
 
 
 def test_local_provisions_prints_the_environment_and_serves_until_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
-    while not _bindable(port + 1):  # the Cognito front takes the next port
-        port = free_port()
+    port = unused_pair_below_the_ephemeral_range()
     env_file = tmp_path / "local.env"
     output = tmp_path / "local.out"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COGNITO_"))}
@@ -82,6 +80,15 @@ def test_local_provisions_prints_the_environment_and_serves_until_ctrl_c(tmp_pat
     assert code == 0
     # Both ports are free again: nothing is left running.
     assert wait_for(lambda: _bindable(port) and _bindable(port + 1), timeout_s=10)
+
+
+def unused_pair_below_the_ephemeral_range() -> int:
+    """A port whose next one is free too, below Linux's ephemeral range (32768 and up), so no
+    outgoing connection of this machine takes either while the command starts."""
+    for port in random.sample(range(20000, 32000, 2), 200):
+        if _bindable(port) and _bindable(port + 1):
+            return port
+    raise AssertionError("no free pair of ports between 20000 and 32000")
 
 
 def _bindable(port: int) -> bool:
