@@ -25,6 +25,9 @@ from tests.support.harness import (
 from worker.local_aws import Endpoints, Stack, aws_client, provision
 from worker.secret_hash import secret_hash
 
+from .conftest import BOTH_EMULATORS
+
+pytestmark = BOTH_EMULATORS
 PASSWORD = "Valid-Passw0rd!"
 
 
@@ -166,7 +169,7 @@ def test_malformed_messages_are_rejected_and_moved_to_the_dlq(stack: Stack) -> N
     assert all(r.body["error"]["code"] == "InvalidJob" for r in results)
     assert user_status(stack, "ann") is None
     # Nothing lost: every body is on the DLQ, with the reason; the jobs queue is empty.
-    sqs = aws_client("sqs", stack.endpoints.moto)
+    sqs = aws_client("sqs", stack.endpoints.queues_and_topics)
     dead = sqs.receive_message(
         QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10,
         MessageAttributeNames=["All"],
