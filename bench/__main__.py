@@ -565,6 +565,12 @@ def main() -> None:
     parser.add_argument("--ceiling-jobs", type=int, default=6000)
     parser.add_argument("--latency-ms", type=float, default=80)
     parser.add_argument("--only", help="comma-separated scenario names (default: all)")
+    parser.add_argument(
+        "--quota-scale",
+        type=float,
+        default=1.0,
+        help="scale the quotas, budgets and live traffic of every scenario (to fit a busy machine)",
+    )
     args = parser.parse_args()
     chosen = set(args.only.split(",")) if args.only else None
 
@@ -573,8 +579,9 @@ def main() -> None:
 
     OUT.mkdir(exist_ok=True)
     latency = args.latency_ms / 1000
-    quotas = dict(DEFAULT_QUOTAS)
-    live_budgets = {"UserCreation": 40.0, "UserAccountRecovery": 30.0}
+    k = args.quota_scale
+    quotas = {name: rps * k for name, rps in DEFAULT_QUOTAS.items()}
+    live_budgets = {"UserCreation": 40.0 * k, "UserAccountRecovery": 30.0 * k}
     results: list[Scenario] = []
     load_at_start = os.getloadavg()
     with local_aws() as local, running_fauxqs() as fauxqs_url:
@@ -599,7 +606,7 @@ def main() -> None:
                       f"{args.jobs} jobs ...", flush=True)  # fmt: skip
                 with configured(proxy, latency_s=latency, quotas=quotas):
                     live = Scenario("live-app", args.jobs, 3, budgets=live_budgets)
-                    results.append(run_fleet(endpoints, proxy, live, live_rps=LIVE_APP_RPS))
+                    results.append(run_fleet(endpoints, proxy, live, live_rps=LIVE_APP_RPS * k))
             if want("scale"):
                 print(f"scale 1 -> 3 -> 1 with a kill, {args.scale_jobs} jobs ...", flush=True)
                 plan = [(12.0, "scale out to 3"), (27.0, "kill one (SIGKILL)"),
@@ -619,9 +626,10 @@ def main() -> None:
                         run_fleet(endpoints, proxy, ceiling, profile_s=10, shared_store=False)
                     )
                     ceiling.bound_jobs_per_s = ceiling.share_of_budget = None
-    report(results, load_at_start)
+    prefix = "" if chosen is None and k == 1.0 else f"partial-{k:g}-"
+    report(results, load_at_start, prefix)
     if chosen is None:
-        plot(results, OUT / "throughput.png")
+        plot(results, OUT / f"{prefix}throughput.png")
 
 
 def machine() -> str:
@@ -657,7 +665,9 @@ def markdown_table(date: str, results: list[Scenario]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(results: list[Scenario], load_at_start: tuple[float, float, float]) -> None:
+def report(
+    results: list[Scenario], load_at_start: tuple[float, float, float], prefix: str = ""
+) -> None:
     by_name = {r.name: r for r in results}
     date = datetime.now(UTC).isoformat(timespec="seconds")
     summary: dict[str, Any] = {
@@ -672,8 +682,8 @@ def report(results: list[Scenario], load_at_start: tuple[float, float, float]) -
         ),
         "scenarios": [asdict(r) | {"timeline": None} for r in results],
     }
-    (OUT / "results.json").write_text(json.dumps(summary, indent=2))
-    (OUT / "table.md").write_text(markdown_table(date, results))
+    (OUT / f"{prefix}results.json").write_text(json.dumps(summary, indent=2))
+    (OUT / f"{prefix}table.md").write_text(markdown_table(date, results))
     print()
     print(f"{date}  {machine()}")
     print(f"load average at start {load_at_start}, at end {os.getloadavg()}")
@@ -722,7 +732,8 @@ def plot(results: list[Scenario], path: Path) -> None:
         right.axhspan(0.95 * scale.bound_jobs_per_s, scale.bound_jobs_per_s, color="C3", alpha=0.1)
     for moment, action in scale.events:
         right.axvline(moment, color="grey", linestyle="--")
-        right.annotate(action, (moment, 5), rotation=90, fontsize=8, va="bottom", ha="right")
+        right.text(moment, 0.03, action, transform=right.get_xaxis_transform(), rotation=90,
+                   fontsize=8, va="bottom", ha="right")  # fmt: skip
     right.set_xlabel("seconds since the first job was received")
     right.set_title("scale 1 → 3 → 1, one task killed; band: within 5 % of the budget")
     figure.tight_layout()
