@@ -249,7 +249,7 @@ def test_transient_errors_are_retried_then_handed_back_then_failed_and_dead_lett
     assert {event["error_class"] for event in handed_back} == {"TransientError"}
     assert len(run.events("cognito call will be retried")) == 2 * 5
     assert queue_depth(stack, stack.jobs_queue_url) == 0
-    sqs = aws_client("sqs", stack.endpoints.moto)
+    sqs = aws_client("sqs", stack.endpoints.queues_and_topics)
     (copy,) = sqs.receive_message(
         QueueUrl=stack.dead_letter_queue_url, MessageAttributeNames=["All"]
     )["Messages"]
