@@ -5,8 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Every install comes from the lock files in requirements/, each package checked against its hash.
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes
+# fauxqs, the fast SQS and SNS emulator of the integration tests and the benchmark (Node 20),
+# installed from its package-lock.
+FAUXQS_DIR := tests/support/fauxqs
+FAUXQS := $(FAUXQS_DIR)/node_modules/.installed
 
-.PHONY: demo test lint lock lock-check unit integration bench soak clean
+.PHONY: demo test lint lock lock-check unit integration bench soak clean fauxqs
 
 $(STAMP): pyproject.toml requirements/dev.txt requirements/build.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +21,16 @@ $(STAMP): pyproject.toml requirements/dev.txt requirements/build.txt
 		--no-build-isolation --editable .
 	touch $(STAMP)
 
+$(FAUXQS): $(FAUXQS_DIR)/package-lock.json
+	npm ci --prefix $(FAUXQS_DIR) --no-audit --no-fund --loglevel=error
+	touch $(FAUXQS)
+
+fauxqs: $(FAUXQS)
+
 demo: $(STAMP)
 	$(BIN)/python -m worker demo
 
-test: lint lock-check
+test: lint lock-check $(FAUXQS)
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -40,15 +50,15 @@ lock-check: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) $(FAUXQS)
 	$(BIN)/pytest tests/integration
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info $(FAUXQS_DIR)/node_modules
 
-bench: $(STAMP)
+bench: $(STAMP) $(FAUXQS)
 	$(PIP) --requirement requirements/bench.txt
 	$(BIN)/python -m bench
 
-soak: $(STAMP)
+soak: $(STAMP) $(FAUXQS)
 	SOAK_JOBS=20000 $(BIN)/pytest -s tests/integration/test_soak.py

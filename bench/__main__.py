@@ -1,29 +1,38 @@
-"""``make bench``: throughput at the Cognito quota, against a naive baseline, with costs per job.
+"""``make bench``: the worker at the Cognito quota, alone and as a fleet, against a naive baseline.
 
-It starts the local AWS behind the fault proxy, which adds Cognito's latency and enforces a
-per-category quota (answering TooManyRequestsException above it, as Cognito does), then runs:
+SQS and SNS are served by fauxqs (fast enough not to be the limit); moto keeps Cognito (behind the
+Cognito front, which checks SecretHash) and DynamoDB. The fault proxy sits in front of Cognito
+only: it adds Cognito's latency and enforces the quota per category, answering
+TooManyRequestsException above it as Cognito does. All scenarios run in one go, so their ratios
+compare like with like:
 
-1. one worker on N jobs (60 % sign-ups, 40 % password resets) at the default quotas;
-2. the naive baseline (one message at a time, the seed's way) on the same proxy and quotas;
-3. one worker at the quotas scaled down (default 40 %), below what the emulator can serve on
-   this machine, to show how closely the worker tracks a quota;
-4. three worker processes sharing that scaled quota;
-5. the quota lifted and no added latency: the ceiling of worker plus emulator here, where the
-   CPU goes, and the worker's memory at 2,000 jobs and at the end.
+1. ``one-worker``: one task (memory store) at the default quotas (UserCreation 50,
+   UserAccountRecovery 30 RPS);
+2. ``baseline``: the seed's way (bench/baseline.py), one message at a time;
+3. ``fleet-of-3``: three tasks on one fleet budget (the quota) through one DynamoDB table;
+4. ``live-app``: three tasks on a fleet budget of 40 of the 50 UserCreation RPS, while a simulated
+   application sends its own sign-ups at 10 RPS on the same quota;
+5. ``scale``: one task, then three, one of them killed (SIGKILL), another stopped, back to one;
+6. ``quota-lifted``: no quota, no added latency: the worker's own ceiling, profiled with py-spy.
 
-A producer keeps a few hundred jobs queued and a reader drains the results as they come: moto's
-SQS answers in time proportional to queue depth, so holding all N jobs at once would measure moto.
-Figures go to stdout, bench/results/results.json and bench/results/throughput.png.
+Figures go to stdout, bench/results/results.json, table.md and throughput.png.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import collections
 import json
 import os
 import platform
+import re
 import signal
+import subprocess
+import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -31,40 +40,65 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aioboto3
+from aiobotocore.config import AioConfig
+
 from bench.baseline import run_baseline
 from tests.support.fault_proxy import FaultProxy, running_proxy
+from tests.support.fauxqs import running_fauxqs
 from tests.support.harness import Traffic, finish, job, start_worker
-from worker.local_aws import Endpoints, create_idempotency_table, local_aws, provision
+from worker.local_aws import (
+    REGION,
+    Endpoints,
+    Stack,
+    create_idempotency_table,
+    free_port,
+    local_aws,
+    provision,
+)
+from worker.secret_hash import secret_hash
 
 OUT = Path(__file__).parent / "results"
-QUOTAS = {  # category -> (operations, default quota in requests per second)
-    "UserCreation": (["SignUp", "ConfirmSignUp"], 50.0),
-    "UserAccountRecovery": (["ForgotPassword", "ConfirmForgotPassword"], 30.0),
+QUOTA_OPERATIONS = {
+    "UserCreation": ["SignUp", "ConfirmSignUp"],
+    "UserAccountRecovery": ["ForgotPassword", "ConfirmForgotPassword"],
 }
+DEFAULT_QUOTAS = {"UserCreation": 50.0, "UserAccountRecovery": 30.0}
 SIGN_UP_SHARE = 0.6
 PASSWORD = "Bench-Passw0rd!"
+LIVE_APP_RPS = 10.0
 
 
 @dataclass
 class Scenario:
-    """One run's figures."""
+    """One scenario's figures."""
 
     name: str
     jobs: int
     workers: int
+    budgets: dict[str, float] = field(default_factory=dict)  # the fleet's RATE_* budgets
     seconds: float = 0.0
     jobs_per_s: float = 0.0
-    bound_jobs_per_s: float | None = None  # what the quota allows for this mix
-    ratio_to_quota: float | None = None
+    bound_jobs_per_s: float | None = None  # what the budgets allow for this mix
+    share_of_budget: float | None = None
     failed: int = 0
     failures: dict[str, int] = field(default_factory=dict)  # error code -> jobs
-    throttles: int = 0
+    failed_examples: list[dict[str, Any]] = field(default_factory=list)
+    fleet_calls: int = 0  # the fleet's Cognito calls that reached the proxy
+    fleet_throttles: int = 0
+    fleet_throttled_share: float = 0.0
+    live_calls: int = 0
+    live_throttles: int = 0
+    live_throttled_share: float | None = None
     sqs_sns_requests_per_job: float = 0.0
     worker_cpu_ms_per_job: float = 0.0
     worker_peak_rss_mb: float = 0.0
-    worker_rss_mb_at_2000: float | None = None
+    events: list[tuple[float, str]] = field(default_factory=list)  # (second, what happened)
+    recovery_s: dict[str, float | None] = field(default_factory=dict)  # event -> seconds
     cpu_s: dict[str, float] = field(default_factory=dict)
-    timeline: list[tuple[float, int]] = field(default_factory=list)  # (second, results)
+    profile: list[tuple[str, float]] = field(default_factory=list)  # (function, share of samples)
+    load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    timeline: list[tuple[float, float]] = field(default_factory=list)  # (second, jobs/s)
 
 
 def mixed_jobs(count: int, prefix: str) -> list[str]:
@@ -79,11 +113,22 @@ def mixed_jobs(count: int, prefix: str) -> list[str]:
     return bodies
 
 
-def quota_bound(scale: float = 1.0) -> float:
-    """The highest job rate the quotas allow for the mix: its scarcest category decides."""
-    creation = QUOTAS["UserCreation"][1] * scale / SIGN_UP_SHARE
-    recovery = QUOTAS["UserAccountRecovery"][1] * scale / (1 - SIGN_UP_SHARE)
-    return min(creation, recovery)
+def budget_bound(budgets: dict[str, float]) -> float:
+    """The highest job rate the budgets allow for the mix: its scarcest category decides."""
+    return min(
+        budgets["UserCreation"] / SIGN_UP_SHARE,
+        budgets["UserAccountRecovery"] / (1 - SIGN_UP_SHARE),
+    )
+
+
+def rate_settings(budgets: dict[str, float]) -> dict[str, str]:
+    return {
+        "RATE_USER_CREATION_RPS": str(budgets["UserCreation"]),
+        "RATE_USER_ACCOUNT_RECOVERY_RPS": str(budgets["UserAccountRecovery"]),
+    }
+
+
+# ------------------------------------------------------------------------------ process figures
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -98,250 +143,601 @@ def _proc_peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _pids(marker: str) -> list[int]:
-    found = []
+def _descendants() -> set[int]:
+    """This process's children, grandchildren and so on (the machine may run other benches)."""
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if marker in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
-                    found.append(int(entry.name))
-            except OSError:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
+            except (OSError, IndexError, ValueError):
                 continue
+    mine = {os.getpid()}
+    grew = True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in mine} - mine
+        grew = bool(more)
+        mine |= more
+    return mine - {os.getpid()}
+
+
+def _pids(marker: str) -> list[int]:
+    found = []
+    for pid in _descendants():
+        try:
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode():
+                found.append(pid)
+        except OSError:
+            continue
     return found
 
 
 def _cpu_by_role() -> dict[str, float]:
-    roles = {"emulator (moto)": "moto.server", "Cognito front": "worker.local_aws",
-             "proxy": "tests.support.fault_proxy"}  # fmt: skip
-    return {role: sum(_proc_cpu_s(pid) for pid in _pids(marker)) for role, marker in roles.items()}
+    roles = {
+        "moto (Cognito, DynamoDB)": "moto.server",
+        "Cognito front": "worker.local_aws",
+        "fault proxy": "tests.support.fault_proxy",
+        "fauxqs (SQS, SNS)": "serve.mjs",
+    }
+    total = {}
+    for role, marker in roles.items():
+        seconds = 0.0
+        for pid in _pids(marker):
+            try:
+                seconds += _proc_cpu_s(pid)
+            except OSError:
+                continue
+        total[role] = seconds
+    return total
+
+
+def _metrics(port: int) -> dict[str, float]:
+    """The worker's counters from /metrics: SQS+SNS requests, summed."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return {}
+    requests = sum(
+        float(value)
+        for value in re.findall(r"^cognito_worker_aws_requests_total\{[^}]*\} (\S+)$", text, re.M)
+    )
+    return {"sqs_sns_requests": requests}
+
+
+class Worker:
+    """One worker process, its health port, and its last-sampled figures (kept after it dies)."""
+
+    def __init__(self, stack: Stack, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.process = start_worker(stack, **env, HEALTH_PORT=str(self.port))
+        self.cpu_s = 0.0
+        self.peak_rss_mb = 0.0
+        self.requests = 0.0
+        self.finished = False
+
+    def sample(self, scrape: bool) -> None:
+        if self.finished:
+            return
+        try:
+            self.cpu_s = _proc_cpu_s(self.process.pid)
+            self.peak_rss_mb = max(self.peak_rss_mb, _proc_peak_rss_mb(self.process.pid))
+        except OSError:
+            return
+        if scrape:
+            self.requests = _metrics(self.port).get("sqs_sns_requests", self.requests)
+
+    def kill(self) -> None:
+        """Make sure the process is gone (after a failed scenario)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self, how: int = signal.SIGTERM) -> None:
+        self.sample(scrape=True)
+        self.process.send_signal(how)
+        finish(self.process)
+        self.finished = True
+
+
+# ------------------------------------------------------------------------------ the live app
+
+
+class LiveApp:
+    """The application's own sign-ups at a steady rate on the same quota, no retries."""
+
+    def __init__(self, stack: Stack, cognito_url: str, rps: float) -> None:
+        self.stack, self.url, self.rps = stack, cognito_url, rps
+        self.calls = 0
+        self.throttled = 0
+        self.other_errors: collections.Counter[str] = collections.Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def __enter__(self) -> LiveApp:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    async def _run(self) -> None:
+        session = aioboto3.Session(
+            region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
+        )
+        config = AioConfig(retries={"total_max_attempts": 1}, max_pool_connections=50)
+        async with session.client("cognito-idp", endpoint_url=self.url, config=config) as idp:
+            pending: set[asyncio.Task[None]] = set()
+            started = time.monotonic()
+            n = 0
+            while not self._stop.is_set():
+                task = asyncio.create_task(self._sign_up(idp, f"live-{os.getpid()}-{n}"))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                n += 1
+                await asyncio.sleep(max(0.0, started + n / self.rps - time.monotonic()))
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _sign_up(self, idp: Any, username: str) -> None:
+        self.calls += 1
+        try:
+            await idp.sign_up(
+                ClientId=self.stack.client_id,
+                Username=username,
+                Password=PASSWORD,
+                SecretHash=secret_hash(username, self.stack.client_id, self.stack.client_secret),
+            )
+        except idp.exceptions.TooManyRequestsException:
+            self.throttled += 1
+        except Exception as error:
+            self.other_errors[type(error).__name__] += 1
+
+
+# ------------------------------------------------------------------------------ scenarios
 
 
 @contextmanager
 def configured(
-    proxy: FaultProxy, *, latency_s: float, quota: bool, scale: float = 1.0
+    proxy: FaultProxy, *, latency_s: float, quotas: dict[str, float] | None
 ) -> Iterator[None]:
     proxy.clear_rules()
     proxy.clear_quota()
     proxy.reset_stats()
     if latency_s:
         proxy.add_rule("latency", service="cognito", latency_s=latency_s)
-    if quota:
-        for name, (operations, rps) in QUOTAS.items():
-            proxy.set_quota(name, operations, rps * scale)
+    for name, rps in (quotas or {}).items():
+        proxy.set_quota(name, QUOTA_OPERATIONS[name], rps)
     yield
     proxy.clear_rules()
     proxy.clear_quota()
 
 
-def run_workers(
-    endpoints: Endpoints, proxy: FaultProxy, scenario: Scenario, settings: dict[str, str]
+def run_fleet(
+    endpoints: Endpoints,
+    proxy: FaultProxy,
+    scenario: Scenario,
+    *,
+    extra: dict[str, str] | None = None,
+    live_rps: float = 0.0,
+    plan: list[tuple[float, str]] | None = None,
+    profile_s: float = 0.0,
+    shared_store: bool = True,
 ) -> Scenario:
+    """Run ``scenario.workers`` tasks (more or fewer, as ``plan`` says) until every job is done."""
     stack = provision(endpoints, f"bench-{scenario.name}-{int(time.time())}")
-    bodies = mixed_jobs(scenario.jobs, scenario.name)
     env = {
-        "AWS_ENDPOINT_URL": proxy.url,
+        **stack.worker_env(),
         "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": proxy.url,
         "RECEIVE_WAIT_S": "20",
-        "LOG_LEVEL": "INFO",
-        **settings,
+        "LOG_LEVEL": "WARNING",
+        **rate_settings(scenario.budgets),
+        **(extra or {}),
     }
+    if shared_store:  # a fleet counts itself, and shares its claims, through DynamoDB
+        env |= {
+            "IDEMPOTENCY_STORE": "dynamodb",
+            "IDEMPOTENCY_TABLE": create_idempotency_table(endpoints),
+        }
+    scenario.bound_jobs_per_s = budget_bound(scenario.budgets)
+    live = LiveApp(stack, proxy.url, live_rps) if live_rps else None
+    workers: list[Worker] = []
+    try:
+        _run(scenario, stack, env, proxy, workers, live, plan, profile_s)
+    finally:
+        for worker in workers:
+            worker.kill()
+        if live:
+            live.__exit__(None, None, None)
+    scenario.load_average = os.getloadavg()
+    return scenario
+
+
+def _run(
+    scenario: Scenario,
+    stack: Stack,
+    env: dict[str, str],
+    proxy: FaultProxy,
+    workers: list[Worker],
+    live: LiveApp | None,
+    plan: list[tuple[float, str]] | None,
+    profile_s: float,
+) -> None:
+    steps = list(plan or [])
     roles_before = _cpu_by_role()
-    with Traffic(stack, bodies, keep_queued=300) as traffic:
-        workers = [start_worker(stack, **env) for _ in range(scenario.workers)]
+    with Traffic(stack, mixed_jobs(scenario.jobs, scenario.name), keep_queued=3000) as traffic:
+        if live:
+            live.__enter__()
+        workers += [Worker(stack, env) for _ in range(scenario.workers)]
         started = time.monotonic()
+        wall_start = datetime.now(UTC)
+        last_scrape = 0.0
+        profiler: subprocess.Popen[bytes] | None = None
         while len(traffic.results) < scenario.jobs:
-            time.sleep(0.2)
-            if scenario.worker_rss_mb_at_2000 is None and len(traffic.results) >= 2000:
-                scenario.worker_rss_mb_at_2000 = max(_proc_peak_rss_mb(w.pid) for w in workers)
-            if time.monotonic() - started > 1800:
+            time.sleep(0.25)
+            now = time.monotonic() - started
+            scrape = now - last_scrape >= 2.0
+            last_scrape = now if scrape else last_scrape
+            for worker in workers:
+                worker.sample(scrape)
+            if profile_s and profiler is None and len(traffic.results) >= scenario.jobs // 5:
+                profiler = _start_profiler(workers[0].process.pid, profile_s)
+            while steps and now >= steps[0][0]:
+                _, action = steps.pop(0)
+                scenario.events.append(((datetime.now(UTC) - wall_start).total_seconds(), action))
+                alive = [w for w in workers if not w.finished]
+                if action == "scale out to 3":
+                    workers += [Worker(stack, env) for _ in range(3 - len(alive))]
+                elif action == "kill one (SIGKILL)":
+                    alive[-1].stop(signal.SIGKILL)
+                elif action.startswith("stop one"):
+                    alive[-1].stop(signal.SIGTERM)
+            crashed = [w for w in workers if not w.finished and w.process.poll() not in (None, 0)]
+            if crashed:
+                run = finish(crashed[0].process)
+                raise RuntimeError(f"{scenario.name}: a worker exited: {run.stderr[-2000:]}")
+            if scrape and int(now) % 10 == 0:
+                alive = sum(1 for w in workers if not w.finished and w.process.poll() is None)
+                print(f"  {now:5.0f} s: {len(traffic.results)} results, {alive} tasks", flush=True)
+            if now > 900:
                 raise RuntimeError(f"{scenario.name}: only {len(traffic.results)} results")
-        worker_cpu = sum(_proc_cpu_s(w.pid) for w in workers)
-        scenario.worker_peak_rss_mb = max(_proc_peak_rss_mb(w.pid) for w in workers)
+        if live:
+            live.__exit__(None, None, None)
+        for worker in workers:
+            worker.sample(scrape=True)
         roles_after = _cpu_by_role()
         for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            finish(worker)
-    stats = proxy.stats()
-    bodies_out = [r.body for r in traffic.results]
-    first = min(datetime.fromisoformat(b["received_at"]) for b in bodies_out)
-    finished = sorted(datetime.fromisoformat(b["finished_at"]) for b in bodies_out)
-    scenario.seconds = (finished[-1] - first).total_seconds()
-    scenario.jobs_per_s = scenario.jobs / scenario.seconds
-    scenario.failed = sum(1 for b in bodies_out if b["status"] != "succeeded")
-    for body in bodies_out:
-        if body["status"] != "succeeded":
-            code = (body.get("error") or {}).get("code", "unknown")
-            scenario.failures[code] = scenario.failures.get(code, 0) + 1
-    scenario.throttles = stats["faults"].get("quota_throttle", 0)
-    requests = stats["requests"]
-    scenario.sqs_sns_requests_per_job = (requests.get("sqs", 0) + requests.get("sns", 0)) / (
-        scenario.jobs
-    )
-    scenario.worker_cpu_ms_per_job = worker_cpu * 1000 / scenario.jobs
-    scenario.cpu_s = {"worker": round(worker_cpu, 1)} | {
+            if not worker.finished:
+                worker.stop()
+        if profiler is not None:
+            scenario.profile = _read_profile(profiler)
+    _figures(scenario, traffic, proxy.stats(), workers, live)
+    scenario.cpu_s = {"workers": round(sum(w.cpu_s for w in workers), 1)} | {
         role: round(roles_after[role] - roles_before.get(role, 0.0), 1) for role in roles_after
     }
-    per_second: dict[int, int] = {}
-    for moment in finished:
-        second = int((moment - first).total_seconds())
-        per_second[second] = per_second.get(second, 0) + 1
-    scenario.timeline = sorted(per_second.items())
-    return scenario
+
+
+def _figures(
+    scenario: Scenario,
+    traffic: Traffic,
+    stats: dict[str, Any],
+    workers: list[Worker],
+    live: LiveApp | None,
+) -> None:
+    bodies = [r.body for r in traffic.results]
+    first = min(datetime.fromisoformat(b["received_at"]) for b in bodies)
+    finished = sorted(datetime.fromisoformat(b["finished_at"]) for b in bodies)
+    done = {b["job_id"] for b in bodies}
+    scenario.seconds = (finished[-1] - first).total_seconds()
+    scenario.jobs_per_s = len(done) / scenario.seconds
+    for body in bodies:
+        if body["status"] != "succeeded":
+            scenario.failed += 1
+            code = (body.get("error") or {}).get("code", "unknown")
+            scenario.failures[code] = scenario.failures.get(code, 0) + 1
+            if len(scenario.failed_examples) < 5:
+                scenario.failed_examples.append(body)
+    if scenario.bound_jobs_per_s:
+        scenario.share_of_budget = scenario.jobs_per_s / scenario.bound_jobs_per_s
+    cognito = stats["calls"].get("cognito-idp", {})
+    all_calls = sum(cognito.get(op, 0) for ops in QUOTA_OPERATIONS.values() for op in ops)
+    throttles = stats["faults"].get("quota_throttle", 0)
+    if live:
+        scenario.live_calls, scenario.live_throttles = live.calls, live.throttled
+        scenario.live_throttled_share = live.throttled / max(1, live.calls)
+    scenario.fleet_calls = all_calls - scenario.live_calls
+    scenario.fleet_throttles = throttles - scenario.live_throttles
+    scenario.fleet_throttled_share = scenario.fleet_throttles / max(1, scenario.fleet_calls)
+    scenario.sqs_sns_requests_per_job = sum(w.requests for w in workers) / scenario.jobs
+    scenario.worker_cpu_ms_per_job = sum(w.cpu_s for w in workers) * 1000 / scenario.jobs
+    scenario.worker_peak_rss_mb = max(w.peak_rss_mb for w in workers)
+    # Jobs per second over a sliding 2 s window, every half second.
+    offsets = [(moment - first).total_seconds() for moment in finished]
+    window = 2.0
+    timeline = []
+    t = window
+    while t <= offsets[-1]:
+        count = sum(1 for o in offsets if t - window < o <= t)
+        timeline.append((round(t, 1), count / window))
+        t += 0.5
+    scenario.timeline = timeline
+    bound = scenario.bound_jobs_per_s
+    if scenario.events and bound:
+        # An event's clock starts at the workers' start, the timeline's at the first receive:
+        # both are within a second of each other; recovery is read on the timeline.
+        lead = (first - datetime.fromisoformat(bodies[0]["received_at"])).total_seconds()
+        for moment, action in scenario.events:
+            scenario.recovery_s[action] = _recovery(timeline, moment - lead, bound)
+
+
+def _recovery(timeline: list[tuple[float, float]], at: float, bound: float) -> float | None:
+    """Seconds after ``at`` until the rate is within 5 % of the bound and stays there 3 s."""
+    after = [(t, rate) for t, rate in timeline if t >= at]
+    for i, (t, _) in enumerate(after):
+        following = [rate for u, rate in after[i:] if u <= t + 3]
+        if len(following) >= 6 and all(rate >= 0.95 * bound for rate in following):
+            return round(max(0.0, t - at), 1)
+    return None
+
+
+def _start_profiler(pid: int, seconds: float) -> subprocess.Popen[bytes]:
+    output = OUT / "profile.txt"
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid),
+         "--duration", str(int(seconds)), "--format", "raw", "--output", str(output),
+         "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _read_profile(profiler: subprocess.Popen[bytes]) -> list[tuple[str, float]]:
+    """Where the samples were, by the worker's (or library's) module: the top ten by share."""
+    try:
+        profiler.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
+        return []
+    path = OUT / "profile.txt"
+    if not path.exists():
+        return []
+    by_module: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        total += int(count)
+        by_module[_owner(frames)] += int(count)
+    path.unlink()
+    return [(name, round(n / total, 3)) for name, n in by_module.most_common(10)] if total else []
+
+
+def _owner(frames: list[str]) -> str:
+    """Name a sample by its innermost frame, as ``package.module: function``."""
+    leaf = frames[-1]
+    function, _, where = leaf.partition(" (")
+    where = where.rstrip(")")
+    path = where.rsplit(":", 1)[0]
+    marker = "site-packages/"
+    if marker in path:
+        path = path.split(marker, 1)[1]
+    elif "/worker/" in path:
+        path = "worker/" + path.split("/worker/", 1)[1]
+    elif "/lib/python" in path:
+        path = "stdlib/" + path.split("/lib/python", 1)[1].split("/", 1)[-1]
+    return f"{path.removesuffix('.py')}: {function}"
 
 
 def bench_baseline(endpoints: Endpoints, proxy: FaultProxy, jobs: int) -> Scenario:
     stack = provision(endpoints, f"bench-baseline-{int(time.time())}")
-    scenario = Scenario("baseline", jobs, 1)
-    with Traffic(stack, mixed_jobs(jobs, "baseline"), keep_queued=100) as traffic:
+    scenario = Scenario("baseline", jobs, 1, budgets=dict(DEFAULT_QUOTAS))
+    scenario.bound_jobs_per_s = budget_bound(scenario.budgets)
+    with Traffic(stack, mixed_jobs(jobs, "baseline"), keep_queued=1000):
         time.sleep(0.5)
         started = time.monotonic()
         # Its CPU is not measured: it runs in this process, beside the producer thread.
         done = run_baseline(stack, proxy.url, jobs)
         scenario.seconds = time.monotonic() - started
-        del traffic
     scenario.jobs = done
     scenario.jobs_per_s = done / scenario.seconds
+    scenario.share_of_budget = scenario.jobs_per_s / scenario.bound_jobs_per_s
     stats = proxy.stats()
-    scenario.throttles = stats["faults"].get("quota_throttle", 0)
-    requests = stats["requests"]
-    scenario.sqs_sns_requests_per_job = (requests.get("sqs", 0) + requests.get("sns", 0)) / done
+    scenario.fleet_throttles = stats["faults"].get("quota_throttle", 0)
+    scenario.fleet_calls = sum(stats["calls"].get("cognito-idp", {}).values())
+    scenario.fleet_throttled_share = scenario.fleet_throttles / max(1, scenario.fleet_calls)
+    scenario.sqs_sns_requests_per_job = 3.0  # receive, publish, delete: one each per job
+    scenario.load_average = os.getloadavg()
     return scenario
 
 
-def plot(scenarios: list[Scenario], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 4))
-    for scenario in scenarios:
-        seconds = [s for s, _ in scenario.timeline]
-        counts = [c for _, c in scenario.timeline]
-        line = axes.plot(
-            seconds, counts, label=f"{scenario.name} ({scenario.jobs_per_s:.1f} jobs/s)"
-        )[0]
-        if scenario.bound_jobs_per_s:
-            axes.axhline(scenario.bound_jobs_per_s, color=line.get_color(), linestyle=":")
-    axes.set_xlabel("seconds since the first job was received")
-    axes.set_ylabel("results per second")
-    axes.set_title("results per second; dotted: the quota's bound for the job mix")
-    axes.legend(loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-
-
-def budgets(scale: float) -> dict[str, str]:
-    """The worker's rate budgets: the quota it is given."""
-    return {
-        "RATE_USER_CREATION_RPS": str(QUOTAS["UserCreation"][1] * scale),
-        "RATE_USER_ACCOUNT_RECOVERY_RPS": str(QUOTAS["UserAccountRecovery"][1] * scale),
-    }
+# ------------------------------------------------------------------------------ the run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--jobs", type=int, default=2000)
-    parser.add_argument("--baseline-jobs", type=int, default=300)
-    parser.add_argument("--ceiling-jobs", type=int, default=5000)
+    parser.add_argument("--baseline-jobs", type=int, default=200)
+    parser.add_argument("--scale-jobs", type=int, default=4500)
+    parser.add_argument("--ceiling-jobs", type=int, default=6000)
     parser.add_argument("--latency-ms", type=float, default=80)
-    parser.add_argument("--quota-scale", type=float, default=0.4)
+    parser.add_argument("--only", help="comma-separated scenario names (default: all)")
+    parser.add_argument(
+        "--quota-scale",
+        type=float,
+        default=1.0,
+        help="scale the quotas, budgets and live traffic of every scenario (to fit a busy machine)",
+    )
     args = parser.parse_args()
+    chosen = set(args.only.split(",")) if args.only else None
+
+    def want(name: str) -> bool:
+        return chosen is None or name in chosen
+
     OUT.mkdir(exist_ok=True)
     latency = args.latency_ms / 1000
-    scale = args.quota_scale
+    k = args.quota_scale
+    quotas = {name: rps * k for name, rps in DEFAULT_QUOTAS.items()}
+    live_budgets = {"UserCreation": 40.0 * k, "UserAccountRecovery": 30.0 * k}
     results: list[Scenario] = []
-    with local_aws() as endpoints, running_proxy(endpoints.moto, endpoints.cognito) as proxy:
-        with configured(proxy, latency_s=latency, quota=True):
-            print(f"1/5 one worker, {args.jobs} jobs at the default quota ...", flush=True)
-            one = Scenario("default-quota", args.jobs, 1, bound_jobs_per_s=quota_bound())
-            results.append(run_workers(endpoints, proxy, one, budgets(1.0)))
-        with configured(proxy, latency_s=latency, quota=True):
-            print(f"2/5 naive baseline, {args.baseline_jobs} jobs ...", flush=True)
-            results.append(bench_baseline(endpoints, proxy, args.baseline_jobs))
-        with configured(proxy, latency_s=latency, quota=True, scale=scale):
-            print(f"3/5 one worker, {args.jobs} jobs at {scale:.0%} of the quota ...", flush=True)
-            scaled = Scenario("scaled-quota", args.jobs, 1, bound_jobs_per_s=quota_bound(scale))
-            results.append(run_workers(endpoints, proxy, scaled, budgets(scale)))
-        with configured(proxy, latency_s=latency, quota=True, scale=scale):
-            print(f"4/5 three workers sharing {scale:.0%} of the quota ...", flush=True)
-            three = Scenario("three-workers", args.jobs, 3, bound_jobs_per_s=quota_bound(scale))
-            # Several tasks share their claims through DynamoDB, as in production.
-            shared = {
-                "IDEMPOTENCY_STORE": "dynamodb",
-                "IDEMPOTENCY_TABLE": create_idempotency_table(endpoints),
-            }
-            results.append(run_workers(endpoints, proxy, three, budgets(scale) | shared))
-        with configured(proxy, latency_s=0, quota=False):
-            print(f"5/5 quota lifted, {args.ceiling_jobs} jobs ...", flush=True)
-            ceiling = Scenario("quota-lifted", args.ceiling_jobs, 1)
-            results.append(run_workers(endpoints, proxy, ceiling, budgets(200.0)))
-    for scenario in results:
-        if scenario.bound_jobs_per_s:
-            scenario.ratio_to_quota = scenario.jobs_per_s / scenario.bound_jobs_per_s
-    report(results)
-    plot([r for r in results if r.name in ("default-quota", "scaled-quota", "three-workers")],
-         OUT / "throughput.png")  # fmt: skip
+    load_at_start = os.getloadavg()
+    with local_aws() as local, running_fauxqs() as fauxqs_url:
+        endpoints = Endpoints(local.moto, local.cognito, sqs_sns=fauxqs_url)
+        with running_proxy(endpoints.moto, endpoints.cognito) as proxy:
+            if want("one-worker"):
+                print(f"one worker, {args.jobs} jobs at the default quota ...", flush=True)
+                with configured(proxy, latency_s=latency, quotas=quotas):
+                    one = Scenario("one-worker", args.jobs, 1, budgets=quotas)
+                    results.append(run_fleet(endpoints, proxy, one, shared_store=False))
+            if want("baseline"):
+                print(f"naive baseline, {args.baseline_jobs} jobs ...", flush=True)
+                with configured(proxy, latency_s=latency, quotas=quotas):
+                    results.append(bench_baseline(endpoints, proxy, args.baseline_jobs))
+            if want("fleet-of-3"):
+                print(f"three workers on one fleet budget, {args.jobs} jobs ...", flush=True)
+                with configured(proxy, latency_s=latency, quotas=quotas):
+                    three = Scenario("fleet-of-3", args.jobs, 3, budgets=quotas)
+                    results.append(run_fleet(endpoints, proxy, three))
+            if want("live-app"):
+                print(f"three workers, fleet budget 40 of 50, live app at {LIVE_APP_RPS:g} RPS, "
+                      f"{args.jobs} jobs ...", flush=True)  # fmt: skip
+                with configured(proxy, latency_s=latency, quotas=quotas):
+                    live = Scenario("live-app", args.jobs, 3, budgets=live_budgets)
+                    results.append(run_fleet(endpoints, proxy, live, live_rps=LIVE_APP_RPS * k))
+            if want("scale"):
+                print(f"scale 1 -> 3 -> 1 with a kill, {args.scale_jobs} jobs ...", flush=True)
+                plan = [(12.0, "scale out to 3"), (27.0, "kill one (SIGKILL)"),
+                        (42.0, "stop one (SIGTERM)")]  # fmt: skip
+                # A killed task's messages come back after the visibility timeout: a short one.
+                short = {"VISIBILITY_TIMEOUT_S": "20", "JOB_TIMEOUT_S": "10",
+                         "IDEMPOTENCY_LEASE_S": "10"}  # fmt: skip
+                with configured(proxy, latency_s=latency, quotas=quotas):
+                    scale = Scenario("scale", args.scale_jobs, 1, budgets=quotas)
+                    results.append(run_fleet(endpoints, proxy, scale, extra=short, plan=plan))
+            if want("quota-lifted"):
+                print(f"quota lifted, {args.ceiling_jobs} jobs, profiled ...", flush=True)
+                with configured(proxy, latency_s=0, quotas=None):
+                    lifted = {"UserCreation": 10000.0, "UserAccountRecovery": 10000.0}
+                    ceiling = Scenario("quota-lifted", args.ceiling_jobs, 1, budgets=lifted)
+                    results.append(
+                        run_fleet(endpoints, proxy, ceiling, profile_s=10, shared_store=False)
+                    )
+                    ceiling.bound_jobs_per_s = ceiling.share_of_budget = None
+    prefix = "" if chosen is None and k == 1.0 else f"partial-{k:g}-"
+    report(results, load_at_start, prefix)
+    if chosen is None:
+        plot(results, OUT / f"{prefix}throughput.png")
 
 
-def markdown_table(date: str, machine: str, results: list[Scenario]) -> str:
-    """The table for the README."""
+def machine() -> str:
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def markdown_table(date: str, results: list[Scenario]) -> str:
+    """The table for docs/benchmark.md."""
     lines = [
-        f"Measured {date} on {machine}.",
+        f"Measured {date} on {machine()}.",
         "",
-        "| scenario | jobs | jobs/s | quota bound | of bound | failed | throttles "
-        "| SQS+SNS requests/job | worker CPU ms/job | worker peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | tasks | jobs | jobs/s | budget bound | of budget | failed | fleet throttled "
+        "| live app throttled | SQS+SNS requests/job | worker CPU ms/job | peak RSS MB "
+        "| load avg (1 min) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        bound = f"{r.bound_jobs_per_s:.0f}" if r.bound_jobs_per_s else "—"
-        share = f"{r.ratio_to_quota:.1%}" if r.ratio_to_quota is not None else "—"
+        bound = f"{r.bound_jobs_per_s:.1f}" if r.bound_jobs_per_s else "—"
+        share = f"{r.share_of_budget:.1%}" if r.share_of_budget is not None else "—"
+        live = f"{r.live_throttled_share:.2%}" if r.live_throttled_share is not None else "—"
         rss = f"{r.worker_peak_rss_mb:.1f}" if r.worker_peak_rss_mb else "—"
         cpu = f"{r.worker_cpu_ms_per_job:.2f}" if r.worker_cpu_ms_per_job else "—"
+        tasks = "1→3→1" if r.name == "scale" else str(r.workers)
         lines.append(
-            f"| {r.name} | {r.jobs:,} | {r.jobs_per_s:.1f} | {bound} | {share} | {r.failed} "
-            f"| {r.throttles} | {r.sqs_sns_requests_per_job:.3f} | {cpu} | {rss} |"
+            f"| {r.name} | {tasks} | {r.jobs:,} | {r.jobs_per_s:.1f} | {bound} | {share} "
+            f"| {r.failed} | {r.fleet_throttled_share:.2%} ({r.fleet_throttles}/{r.fleet_calls}) "
+            f"| {live} | {r.sqs_sns_requests_per_job:.3f} | {cpu} | {rss} "
+            f"| {r.load_average[0]:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def report(results: list[Scenario]) -> None:
+def report(
+    results: list[Scenario], load_at_start: tuple[float, float, float], prefix: str = ""
+) -> None:
     by_name = {r.name: r for r in results}
-    one, base = by_name["default-quota"], by_name["baseline"]
+    date = datetime.now(UTC).isoformat(timespec="seconds")
     summary: dict[str, Any] = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {platform.system()} {platform.release()}",
-        "worker_vs_baseline": one.jobs_per_s / base.jobs_per_s,
+        "date": date,
+        "machine": machine(),
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": os.getloadavg(),
+        "worker_vs_baseline": (
+            by_name["one-worker"].jobs_per_s / by_name["baseline"].jobs_per_s
+            if "one-worker" in by_name and "baseline" in by_name
+            else None
+        ),
         "scenarios": [asdict(r) | {"timeline": None} for r in results],
     }
-    (OUT / "results.json").write_text(json.dumps(summary, indent=2))
-    (OUT / "table.md").write_text(markdown_table(summary["date"], summary["machine"], results))
+    (OUT / f"{prefix}results.json").write_text(json.dumps(summary, indent=2))
+    (OUT / f"{prefix}table.md").write_text(markdown_table(date, results))
     print()
-    print(f"{summary['date']}  {summary['machine']}")
-    print(f"worker / baseline at the default quota: {summary['worker_vs_baseline']:.1f}x")
-    header = (
-        f"{'scenario':<15}{'jobs':>7}{'jobs/s':>9}{'bound':>7}{'of bound':>10}{'failed':>8}"
-        f"{'throttles':>11}"
-        f"{'SQS+SNS/job':>13}{'CPU ms/job':>12}{'peak RSS MB':>13}"
-    )
-    print(header)
-    print("-" * len(header))
+    print(f"{date}  {machine()}")
+    print(f"load average at start {load_at_start}, at end {os.getloadavg()}")
+    print(markdown_table(date, results))
+    if summary["worker_vs_baseline"]:
+        print(f"one worker / baseline: {summary['worker_vs_baseline']:.1f}x")
     for r in results:
-        share = f"{r.ratio_to_quota:.1%}" if r.ratio_to_quota is not None else "-"
-        bound = f"{r.bound_jobs_per_s:.0f}" if r.bound_jobs_per_s else "-"
-        print(
-            f"{r.name:<15}{r.jobs:>7}{r.jobs_per_s:>9.1f}{bound:>7}{share:>10}{r.failed:>8}"
-            f"{r.throttles:>11}{r.sqs_sns_requests_per_job:>13.3f}"
-            f"{r.worker_cpu_ms_per_job:>12.2f}{r.worker_peak_rss_mb:>13.1f}"
-        )
-    lifted = by_name["quota-lifted"]
-    print(
-        f"\nquota lifted: worker peak RSS at 2,000 results "
-        f"{lifted.worker_rss_mb_at_2000 or 0:.1f} MB, at {lifted.jobs:,} "
-        f"{lifted.worker_peak_rss_mb:.1f} MB; CPU seconds by process: {lifted.cpu_s}"
-    )
+        print(f"{r.name}: CPU seconds by process {r.cpu_s}; failures {r.failures}")
+        for example in r.failed_examples:
+            print(f"  failed: {json.dumps(example)[:400]}")
+    if "scale" in by_name:
+        scale = by_name["scale"]
+        print(f"scale events (s): {scale.events}; back within 5 % after: {scale.recovery_s}")
+    if "live-app" in by_name:
+        live = by_name["live-app"]
+        print(f"live app: {live.live_calls} calls, {live.live_throttles} throttled")
+    if "quota-lifted" in by_name:
+        print("where the worker's CPU goes (py-spy samples, innermost frame):")
+        for name, share in by_name["quota-lifted"].profile:
+            print(f"  {share:6.1%}  {name}")
+
+
+def plot(results: list[Scenario], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for scenario in results:
+        if scenario.name not in ("one-worker", "fleet-of-3", "live-app"):
+            continue
+        seconds = [s for s, _ in scenario.timeline]
+        rates = [r for _, r in scenario.timeline]
+        line = left.plot(seconds, rates, label=f"{scenario.name} ({scenario.share_of_budget:.0%})")
+        if scenario.bound_jobs_per_s:
+            left.axhline(scenario.bound_jobs_per_s, color=line[0].get_color(), linestyle=":")
+    left.set_xlabel("seconds since the first job was received")
+    left.set_ylabel("jobs per second (2 s window)")
+    left.set_title("at the quota; dotted: the budget's bound for the mix")
+    left.legend(loc="lower right")
+    scale = next(r for r in results if r.name == "scale")
+    right.plot([s for s, _ in scale.timeline], [r for _, r in scale.timeline], color="C3")
+    if scale.bound_jobs_per_s:
+        right.axhline(scale.bound_jobs_per_s, color="C3", linestyle=":")
+        right.axhspan(0.95 * scale.bound_jobs_per_s, scale.bound_jobs_per_s, color="C3", alpha=0.1)
+    for moment, action in scale.events:
+        right.axvline(moment, color="grey", linestyle="--")
+        right.text(moment, 0.03, action, transform=right.get_xaxis_transform(), rotation=90,
+                   fontsize=8, va="bottom", ha="right")  # fmt: skip
+    right.set_xlabel("seconds since the first job was received")
+    right.set_title("scale 1 → 3 → 1, one task killed; band: within 5 % of the budget")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

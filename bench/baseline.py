@@ -1,7 +1,7 @@
 """The naive baseline, the seed's way: one message at a time, start to finish.
 
 Receive one, compute the hash, call Cognito, publish the result, delete the message; repeat.
-No concurrency, no batching. Measured on the same proxy, quota and latency as the worker.
+No concurrency, no batching. Measured on the same proxy, quota, latency and emulators as the worker.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ def _client(service: str, endpoint: str) -> Any:
     )
 
 
-def run_baseline(stack: Stack, proxy_url: str, jobs: int, timeout_s: float = 600) -> int:
+def run_baseline(stack: Stack, cognito_url: str, jobs: int, timeout_s: float = 600) -> int:
     """Process ``jobs`` messages one by one; return how many were done."""
-    sqs = _client("sqs", proxy_url)
-    sns = _client("sns", proxy_url)
-    idp = _client("cognito-idp", proxy_url)
+    sqs = _client("sqs", stack.endpoints.queues_and_topics)
+    sns = _client("sns", stack.endpoints.queues_and_topics)
+    idp = _client("cognito-idp", cognito_url)
     done = 0
     deadline = time.monotonic() + timeout_s
     while done < jobs and time.monotonic() < deadline:

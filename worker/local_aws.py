@@ -65,6 +65,12 @@ class Endpoints:
 
     moto: str  # every service, as moto implements it
     cognito: str  # Cognito through the front (hash checks, ResendConfirmationCode)
+    sqs_sns: str | None = None  # SQS and SNS when another emulator serves them (else moto)
+
+    @property
+    def queues_and_topics(self) -> str:
+        """Where SQS and SNS answer."""
+        return self.sqs_sns or self.moto
 
 
 def _hash(username: str, client_id: str, secret: str) -> str:
@@ -294,7 +300,7 @@ class Stack:
 
     def queue_depth(self, queue_url: str) -> int:
         """Messages on a queue, visible, in flight or delayed."""
-        attributes = aws_client("sqs", self.endpoints.moto).get_queue_attributes(
+        attributes = aws_client("sqs", self.endpoints.queues_and_topics).get_queue_attributes(
             QueueUrl=queue_url,
             AttributeNames=[
                 "ApproximateNumberOfMessages",
@@ -305,13 +311,24 @@ class Stack:
         return sum(int(count) for count in attributes.values())
 
     def worker_env(self, **overrides: str) -> dict[str, str]:
-        """The environment a worker needs to serve this stack."""
+        """The environment a worker needs to serve this stack.
+
+        The endpoints are the SDK's own variables: ``AWS_ENDPOINT_URL`` for every service, and
+        ``AWS_ENDPOINT_URL_<SERVICE>`` for one service served elsewhere.
+        """
+        elsewhere = {}
+        if self.endpoints.sqs_sns:
+            elsewhere = {
+                "AWS_ENDPOINT_URL_SQS": self.endpoints.sqs_sns,
+                "AWS_ENDPOINT_URL_SNS": self.endpoints.sqs_sns,
+            }
         return {
             "AWS_REGION": REGION,
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_ENDPOINT_URL": self.endpoints.moto,
             "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": self.endpoints.cognito,
+            **elsewhere,
             "JOBS_QUEUE_URL": self.jobs_queue_url,
             "DEAD_LETTER_QUEUE_URL": self.dead_letter_queue_url,
             "RESULTS_TOPIC_ARN": self.results_topic_arn,
@@ -328,8 +345,8 @@ def provision(
     """Create a user pool with a secret-bearing client, the jobs queue with its DLQ, and the
     results topic with a queue subscribed to it (raw delivery), all named after ``name``."""
     idp = aws_client("cognito-idp", endpoints.moto)
-    sqs = aws_client("sqs", endpoints.moto)
-    sns = aws_client("sns", endpoints.moto)
+    sqs = aws_client("sqs", endpoints.queues_and_topics)
+    sns = aws_client("sns", endpoints.queues_and_topics)
     pool_id = idp.create_user_pool(
         PoolName=name,
         AutoVerifiedAttributes=["email"],

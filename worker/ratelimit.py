@@ -1,11 +1,12 @@
 """Client-side rate limiting per Cognito quota category, adaptive like TCP's congestion control.
 
 Cognito counts requests per account and quota category, across every caller. Each category gets a
-pacer that spaces calls evenly at its current rate. A TooManyRequestsException cuts the rate by a
-tenth; calm raises it additively, back up to the configured budget. Several tasks that
-share one quota each back off when it is exceeded and creep back when it is not, so together they
-settle near it without anyone splitting the quota by hand (additive increase, multiplicative
-decrease).
+pacer that spaces calls evenly at its current rate. The ``RATE_*`` budgets belong to the whole
+fleet: each task paces at its share (the budget divided by the tasks alive, see
+:mod:`worker.fleet`), so the fleet together stays within the budget. What the fleet does not see
+is the rest of the quota's traffic (the application's own users): a TooManyRequestsException cuts
+the rate by a tenth, and calm raises it additively back up to the share (additive increase,
+multiplicative decrease), so the fleet yields when that traffic takes more than its headroom.
 """
 
 from __future__ import annotations
@@ -61,17 +62,36 @@ class AdaptivePacer:
         decrease_factor: float = 0.9,
         increase_rps_per_s: float | None = None,
     ) -> None:
-        self.budget_rps = budget_rps
-        ceiling_rps = budget_rps * PACING_HEADROOM
-        self.ceiling_rps = ceiling_rps
-        self.floor_rps = min(floor_rps, ceiling_rps)
-        self.rate_rps = ceiling_rps
+        self._floor_setting = floor_rps
+        self._increase_setting = increase_rps_per_s
         self._decrease_factor = decrease_factor
-        # Back from one cut to the ceiling in about three seconds of calm.
-        self._increase = increase_rps_per_s or max(0.5, ceiling_rps * (1 - decrease_factor) / 3)
+        self.rate_rps = budget_rps * PACING_HEADROOM
+        self._set_budget(budget_rps)
         self._next_slot = 0.0
         self._last_update = time.monotonic()
         self._last_cut = 0.0
+        # Callers wait their turn in order; each takes its slot only when the one before it is
+        # due, so a change of rate applies to the callers already waiting, not one queue later.
+        self._turn = asyncio.Lock()
+
+    def _set_budget(self, budget_rps: float) -> None:
+        self.budget_rps = budget_rps
+        self.ceiling_rps = budget_rps * PACING_HEADROOM
+        self.floor_rps = min(self._floor_setting, self.ceiling_rps)
+        # Back from one cut to the ceiling in about three seconds of calm.
+        self._increase = self._increase_setting or max(
+            0.5, self.ceiling_rps * (1 - self._decrease_factor) / 3
+        )
+        self.rate_rps = min(self.ceiling_rps, max(self.floor_rps, self.rate_rps))
+
+    def set_budget(self, budget_rps: float) -> None:
+        """Pace within a new budget (the share changed); a cut rate stays as far under it."""
+        if budget_rps == self.budget_rps:
+            return
+        self._recover(time.monotonic())
+        scaled = self.rate_rps * budget_rps / self.budget_rps
+        self.rate_rps = scaled
+        self._set_budget(budget_rps)
 
     def reserve(self) -> float:
         """Take the next free slot; return how long to wait for it, in seconds."""
@@ -83,10 +103,12 @@ class AdaptivePacer:
 
     async def acquire(self) -> float:
         """Wait for the next slot; return the time waited."""
-        wait = self.reserve()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        return wait
+        started = time.monotonic()
+        async with self._turn:
+            wait = self.reserve()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        return time.monotonic() - started
 
     def throttled(self) -> None:
         """Cognito said TooManyRequests: cut the rate (once per burst of such answers)."""
@@ -107,10 +129,21 @@ class AdaptivePacer:
 
 
 class RateLimiter:
-    """One :class:`AdaptivePacer` per quota category, shared by every job in flight."""
+    """One :class:`AdaptivePacer` per quota category, shared by every job in flight.
+
+    ``budgets_rps`` are the fleet's budgets; the pacers run at this task's share of them.
+    """
 
     def __init__(self, budgets_rps: dict[QuotaCategory, float]) -> None:
+        self.fleet_budgets_rps = dict(budgets_rps)
+        self.fleet_size = 1
         self.pacers = {category: AdaptivePacer(rps) for category, rps in budgets_rps.items()}
+
+    def set_fleet_size(self, tasks: int) -> None:
+        """Pace every category at its budget divided among ``tasks`` tasks."""
+        self.fleet_size = max(1, tasks)
+        for category, pacer in self.pacers.items():
+            pacer.set_budget(self.fleet_budgets_rps[category] / self.fleet_size)
 
     def pacer(self, operation: str) -> AdaptivePacer:
         """The pacer of the category ``operation`` draws on."""

@@ -27,6 +27,7 @@ from worker.cognito import CognitoGateway
 from worker.consumer import MAX_RECEIVE, JobQueue, ReceivedMessage
 from worker.decisions import RetryPolicy
 from worker.emf import EmfEmitter
+from worker.fleet import DynamoDbRoster, FleetMembership, Roster, SoloRoster, fleet_membership
 from worker.health import Check, health_app
 from worker.idempotency import DynamoDbStore, IdempotencyStore, MemoryStore
 from worker.logs import get_logger
@@ -573,12 +574,22 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
             sns, settings.results_topic_arn, linger_s=settings.batch_linger_s, observe=observe
         )
         store: IdempotencyStore = MemoryStore()
+        roster: Roster = SoloRoster()  # no shared store: a fleet of one
         if settings.idempotency_store is IdempotencyBackend.DYNAMODB:
             assert settings.idempotency_table is not None  # checked by the settings
             dynamodb = await stack.enter_async_context(
                 session.client("dynamodb", config=_sdk_config(AWS_READ_TIMEOUT_S, pool))
             )
             store = DynamoDbStore(dynamodb, settings.idempotency_table)
+            roster = DynamoDbRoster(dynamodb, settings.idempotency_table)
+        # The RATE_* settings are the fleet's budgets; the limiter paces at this task's share.
+        limiter = RateLimiter(
+            {
+                QuotaCategory.USER_CREATION: settings.rate_user_creation_rps,
+                QuotaCategory.USER_ACCOUNT_RECOVERY: settings.rate_user_account_recovery_rps,
+                QuotaCategory.USER_RESOURCE_READ: settings.rate_user_resource_read_rps,
+            }
+        )
         gateway = CognitoGateway(cognito)
         guard = ConfigurationGuard(
             settings.cognito_clients,
@@ -594,13 +605,7 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
             store,
             guard,
             RetryPolicy.from_settings(settings),
-            RateLimiter(
-                {
-                    QuotaCategory.USER_CREATION: settings.rate_user_creation_rps,
-                    QuotaCategory.USER_ACCOUNT_RECOVERY: settings.rate_user_account_recovery_rps,
-                    QuotaCategory.USER_RESOURCE_READ: settings.rate_user_resource_read_rps,
-                }
-            ),
+            limiter,
             metrics,
         )
         worker = Worker(settings, queue, processor, guard, metrics, exit_when_idle=exit_when_idle)
@@ -616,6 +621,10 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
             stack.push_async_callback(emitter.close)
         # From here on a signal stops the worker (drain, flush) instead of the start-up.
         signals.on_stop(worker.stop)
+        # Joined before the first Cognito call; left after the drain, before the final flush.
+        await stack.enter_async_context(
+            fleet_membership(FleetMembership(roster, limiter.set_fleet_size))
+        )
         log.info(
             "worker started",
             queue=settings.jobs_queue_url,

@@ -2,8 +2,13 @@
 
 It is started once per test session, in a child process on free ports; every test provisions its
 own pool, queues and topic in it, so tests do not see each other's messages.
+
+SQS and SNS come from moto unless a module parametrises ``emulator`` with ``"fauxqs"``: then a
+second emulator, fauxqs, serves them (started once, when first asked for), and moto keeps Cognito
+and DynamoDB. Behaviour that holds on both rests on SQS's contract, not on one emulator's quirks.
 """
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Iterator
@@ -11,13 +16,38 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.fault_proxy import FaultProxy, running_proxy
+from tests.support.fauxqs import running_fauxqs
 from worker.local_aws import Endpoints, Stack, local_aws, provision
+
+#: Mark a module with this to run its tests against both SQS/SNS emulators.
+BOTH_EMULATORS = pytest.mark.parametrize("emulator", ["moto", "fauxqs"], indirect=True)
 
 
 @pytest.fixture(scope="session")
-def endpoints() -> Iterator[Endpoints]:
+def local_endpoints() -> Iterator[Endpoints]:
     with local_aws() as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def fauxqs_url() -> Iterator[str]:
+    with running_fauxqs() as url:
+        yield url
+
+
+@pytest.fixture
+def emulator(request: pytest.FixtureRequest) -> str:
+    """Which emulator serves SQS and SNS: moto, unless the test is parametrised."""
+    return str(getattr(request, "param", "moto"))
+
+
+@pytest.fixture
+def endpoints(
+    local_endpoints: Endpoints, emulator: str, request: pytest.FixtureRequest
+) -> Endpoints:
+    if emulator == "fauxqs":
+        return dataclasses.replace(local_endpoints, sqs_sns=request.getfixturevalue("fauxqs_url"))
+    return local_endpoints
 
 
 @pytest.fixture
@@ -27,9 +57,9 @@ def stack(endpoints: Endpoints, request: pytest.FixtureRequest) -> Stack:
 
 
 @pytest.fixture(scope="module")
-def module_proxy(endpoints: Endpoints) -> Iterator[FaultProxy]:
+def module_proxy(local_endpoints: Endpoints) -> Iterator[FaultProxy]:
     """The fault proxy in front of the local AWS, one per test module."""
-    with running_proxy(endpoints.moto, endpoints.cognito, seed=7) as proxy:
+    with running_proxy(local_endpoints.moto, local_endpoints.cognito, seed=7) as proxy:
         yield proxy
 
 

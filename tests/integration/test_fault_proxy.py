@@ -27,13 +27,13 @@ PASSWORD = "Start-Passw0rd!"
 
 
 @pytest.fixture(scope="module")
-def stack(endpoints: Endpoints) -> Stack:
-    return provision(endpoints, f"fault-proxy-{uuid.uuid4().hex[:6]}")
+def stack(local_endpoints: Endpoints) -> Stack:
+    return provision(local_endpoints, f"fault-proxy-{uuid.uuid4().hex[:6]}")
 
 
 @pytest.fixture(scope="module")
-def running(endpoints: Endpoints) -> Iterator[FaultProxy]:
-    with running_proxy(endpoints.moto, endpoints.cognito, seed=7) as started:
+def running(local_endpoints: Endpoints) -> Iterator[FaultProxy]:
+    with running_proxy(local_endpoints.moto, local_endpoints.cognito, seed=7) as started:
         yield started
 
 

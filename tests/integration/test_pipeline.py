@@ -25,6 +25,9 @@ from tests.support.harness import (
 from worker.local_aws import Endpoints, Stack, aws_client, provision
 from worker.secret_hash import secret_hash
 
+from .conftest import BOTH_EMULATORS
+
+pytestmark = BOTH_EMULATORS
 PASSWORD = "Valid-Passw0rd!"
 
 
@@ -166,7 +169,7 @@ def test_malformed_messages_are_rejected_and_moved_to_the_dlq(stack: Stack) -> N
     assert all(r.body["error"]["code"] == "InvalidJob" for r in results)
     assert user_status(stack, "ann") is None
     # Nothing lost: every body is on the DLQ, with the reason; the jobs queue is empty.
-    sqs = aws_client("sqs", stack.endpoints.moto)
+    sqs = aws_client("sqs", stack.endpoints.queues_and_topics)
     dead = sqs.receive_message(
         QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10,
         MessageAttributeNames=["All"],
@@ -246,7 +249,7 @@ def test_transient_errors_are_retried_then_handed_back_then_failed_and_dead_lett
     assert {event["error_class"] for event in handed_back} == {"TransientError"}
     assert len(run.events("cognito call will be retried")) == 2 * 5
     assert queue_depth(stack, stack.jobs_queue_url) == 0
-    sqs = aws_client("sqs", stack.endpoints.moto)
+    sqs = aws_client("sqs", stack.endpoints.queues_and_topics)
     (copy,) = sqs.receive_message(
         QueueUrl=stack.dead_letter_queue_url, MessageAttributeNames=["All"]
     )["Messages"]

@@ -56,7 +56,7 @@ def job(job_type: str, **fields: Any) -> str:
 
 def enqueue(stack: Stack, *bodies: str) -> list[str]:
     """Send the bodies; return their SQS message ids."""
-    sqs = aws_client("sqs", stack.endpoints.moto)
+    sqs = aws_client("sqs", stack.endpoints.queues_and_topics)
     ids = []
     for start in range(0, len(bodies), 10):
         chunk = bodies[start : start + 10]
@@ -79,7 +79,7 @@ class Published:
 
 def read_results(stack: Stack) -> list[Published]:
     """Every result published so far, as the topic's subscribed queue received it."""
-    sqs = aws_client("sqs", stack.endpoints.moto)
+    sqs = aws_client("sqs", stack.endpoints.queues_and_topics)
     results: list[Published] = []
     while True:
         answer = sqs.receive_message(
@@ -136,6 +136,8 @@ def through(proxy_url: str, **overrides: str) -> dict[str, str]:
     return {
         "AWS_ENDPOINT_URL": proxy_url,
         "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": proxy_url,
+        "AWS_ENDPOINT_URL_SQS": proxy_url,
+        "AWS_ENDPOINT_URL_SNS": proxy_url,
         **overrides,
     }
 

@@ -1,5 +1,6 @@
 """The adaptive pacer: even spacing at the rate, multiplicative cuts, additive recovery."""
 
+import asyncio
 import time
 
 import pytest
@@ -53,3 +54,50 @@ def test_every_operation_has_a_category() -> None:
     limiter = RateLimiter(dict.fromkeys(QuotaCategory, 10.0))
     for operation in CATEGORY_OF_OPERATION:
         assert limiter.pacer(operation).budget_rps == 10.0
+
+
+def test_each_task_paces_at_its_share_of_the_fleet_budget() -> None:
+    limiter = RateLimiter(
+        {QuotaCategory.USER_CREATION: 40.0, QuotaCategory.USER_ACCOUNT_RECOVERY: 30.0}
+    )
+    limiter.set_fleet_size(4)
+    assert limiter.pacer("SignUp").budget_rps == 10.0
+    assert limiter.pacer("ForgotPassword").budget_rps == 7.5
+    assert limiter.pacer("SignUp").rate_rps == pytest.approx(10.0 * PACING_HEADROOM)
+    limiter.set_fleet_size(1)  # the others left: the whole budget again
+    assert limiter.pacer("SignUp").ceiling_rps == pytest.approx(40.0 * PACING_HEADROOM)
+    assert limiter.pacer("SignUp").rate_rps == pytest.approx(40.0 * PACING_HEADROOM)
+    limiter.set_fleet_size(0)  # never fewer than this task itself
+    assert limiter.pacer("SignUp").budget_rps == 40.0
+
+
+def test_a_cut_rate_stays_as_far_under_a_new_share() -> None:
+    pacer = AdaptivePacer(40, decrease_factor=0.5)
+    pacer.throttled()
+    assert pacer.rate_rps == pytest.approx(20 * PACING_HEADROOM)
+    pacer.set_budget(20)
+    assert pacer.rate_rps == pytest.approx(10 * PACING_HEADROOM)
+    pacer.set_budget(80)
+    assert pacer.rate_rps == pytest.approx(40 * PACING_HEADROOM)
+    assert pacer.ceiling_rps == pytest.approx(80 * PACING_HEADROOM)
+
+
+async def test_a_new_share_applies_to_the_callers_already_waiting() -> None:
+    pacer = AdaptivePacer(5)
+    started = time.monotonic()
+    waiting = [asyncio.ensure_future(pacer.acquire()) for _ in range(20)]
+    await asyncio.sleep(0.05)
+    pacer.set_budget(200)  # at 5 per second the twenty would need four seconds
+    await asyncio.gather(*waiting)
+    assert time.monotonic() - started < 2.0
+
+
+async def test_a_smaller_share_slows_the_callers_already_waiting() -> None:
+    pacer = AdaptivePacer(200)
+    pacer.reserve()  # the next slot is now 5 ms away
+    waiting = [asyncio.ensure_future(pacer.acquire()) for _ in range(6)]
+    await asyncio.sleep(0)
+    pacer.set_budget(5)  # 0.2 s apart from here on, not 5 ms
+    started = time.monotonic()
+    await asyncio.gather(*waiting)
+    assert time.monotonic() - started >= 0.8
