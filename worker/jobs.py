@@ -52,6 +52,11 @@ Password = Secret[Annotated[str, StringConstraints(min_length=1, max_length=256,
 ConfirmationCode = Secret[
     Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^\S+$")]
 ]
+# Standard base64's alphabet (RFC 4648 section 4): an Encryption SDK message carried in JSON. Its
+# padding and length are checked when it is decoded.
+Base64Text = Annotated[
+    str, StringConstraints(min_length=4, max_length=200_000, pattern=r"^[A-Za-z0-9+/=]+$")
+]
 
 
 class JobType(StrEnum):
@@ -68,6 +73,26 @@ class JobType(StrEnum):
 class _Strict(BaseModel):
     # Unknown fields are rejected: a typo in a producer must not silently drop data.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class EncryptedSecret(_Strict):
+    """A secret field encrypted by the producer: an AWS Encryption SDK message, in base64.
+
+    Encrypted under a KMS key the worker accepts, with the encryption context and envelope
+    :mod:`worker.fields` describes (binding it to the job's id, client and field).
+    """
+
+    encrypted: Base64Text = Field(
+        description="The AWS Encryption SDK message (base64) carrying the field's value."
+    )
+
+
+def plain_secret(value: Password | ConfirmationCode | EncryptedSecret) -> str:
+    """The plaintext of a secret field; raise ValueError if it is still encrypted."""
+    if isinstance(value, EncryptedSecret):
+        raise ValueError("the field is still encrypted: decrypt the job first")
+    secret: str = value.get_secret_value()
+    return secret
 
 
 class UserContext(_Strict):
@@ -108,7 +133,7 @@ class SignUpJob(_JobBase):
 
     type: Literal["sign_up"]
     username: Username
-    password: Password
+    password: Password | EncryptedSecret
     user_attributes: dict[AttributeName, AttributeValue] = Field(default_factory=dict)
     validation_data: dict[AttributeName, AttributeValue] = Field(default_factory=dict)
 
@@ -118,7 +143,7 @@ class ConfirmSignUpJob(_JobBase):
 
     type: Literal["confirm_sign_up"]
     username: Username
-    confirmation_code: ConfirmationCode
+    confirmation_code: ConfirmationCode | EncryptedSecret
     force_alias_creation: bool | None = None
 
 
@@ -141,8 +166,8 @@ class ConfirmForgotPasswordJob(_JobBase):
 
     type: Literal["confirm_forgot_password"]
     username: Username
-    confirmation_code: ConfirmationCode
-    password: Password
+    confirmation_code: ConfirmationCode | EncryptedSecret
+    password: Password | EncryptedSecret
 
 
 class ImportUserJob(_JobBase):
@@ -154,7 +179,7 @@ class ImportUserJob(_JobBase):
 
     type: Literal["import_user"]
     username: Username
-    password: Password
+    password: Password | EncryptedSecret
     user_attributes: dict[AttributeName, AttributeValue] = Field(
         default_factory=dict,
         description="Set as given, e.g. email_verified: 'true' (no verification message is sent).",
@@ -280,7 +305,7 @@ def decode_job(body: str) -> Job:
         return JOB_ADAPTER.validate_python(document)
     except ValueError as error:  # pydantic.ValidationError is a ValueError
         raise MalformedJob(
-            _validation_reason(error), job_id=job_id, job_type=job_type, batch=batch
+            validation_reason(error), job_id=job_id, job_type=job_type, batch=batch
         ) from None
 
 
@@ -321,8 +346,8 @@ def _readable_type(value: Any) -> JobType | None:
         return None
 
 
-def _validation_reason(error: ValueError) -> str:
-    """Field paths and rules only: pydantic's inputs could be passwords or codes."""
+def validation_reason(error: ValueError) -> str:
+    """A validation error as field paths and rules only: its inputs could be passwords or codes."""
     errors_method = getattr(error, "errors", None)
     if errors_method is None:
         return "invalid job"
