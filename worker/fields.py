@@ -28,6 +28,7 @@ import base64
 import binascii
 import json
 import logging
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +41,7 @@ from aws_encryption_sdk.identifiers import Algorithm
 from aws_encryption_sdk.key_providers.kms import StrictAwsKmsMasterKeyProvider
 from aws_encryption_sdk.materials_managers.caching import CachingCryptoMaterialsManager
 from botocore.exceptions import BotoCoreError, ClientError
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from pydantic import ValidationError
 
 from worker.jobs import JOB_ADAPTER, EncryptedSecret, Job, encode_job, validation_reason
@@ -149,7 +151,16 @@ class FieldDecryptor:
             raise _classified(error, field) from None
         except ClientError as error:
             raise _classified(error, field) from None
-        except (AWSEncryptionSDKClientError, ValueError, TypeError, KeyError, IndexError) as error:
+        except (
+            AWSEncryptionSDKClientError,
+            InvalidTag,
+            InvalidSignature,
+            ValueError,
+            TypeError,
+            KeyError,
+            IndexError,
+            struct.error,
+        ) as error:
             # Serialization and authentication failures: the message was altered or is not one.
             raise FieldUnreadable(
                 f"{field}: the encrypted value does not decrypt ({type(error).__name__})"
