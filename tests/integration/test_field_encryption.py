@@ -9,8 +9,11 @@ which is the implementation those SDKs interoperate with.
 import base64
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aws_encryption_sdk
@@ -31,6 +34,7 @@ from tests.support.harness import (
     start_worker,
     through,
     wait_for,
+    worker_env,
 )
 from worker.fields import FieldDecryptor, FieldEncryptor, encryption_context
 from worker.local_aws import REGION, Stack, aws_client
@@ -323,3 +327,30 @@ def test_kms_calls_and_cpu_per_job_for_200_jobs(stack: Stack, proxy: FaultProxy)
     assert encrypt_calls == 1  # one GenerateDataKey for the whole run
     assert decrypt_calls == 1  # one Decrypt of that data key
     assert decrypt_cpu_ms < 100  # a wide margin on a loaded machine; the figure is printed
+
+
+def test_the_import_command_encrypts_with_its_key(stack: Stack, tmp_path: Path) -> None:
+    """Under mandatory encryption, only encrypted jobs succeed: the import's were encrypted."""
+    key = new_key(stack)
+    path = tmp_path / "users.jsonl"
+    rows = [{"username": f"imp{i}", "password": PASSWORDS[i], "email": f"i{i}@example.com"}
+            for i in range(2)]  # fmt: skip
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    settings = {"FIELD_ENCRYPTION_KEY_ARNS": key, "REQUIRE_ENCRYPTED_FIELDS": "true"}
+    worker = start_worker(stack, **settings)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "worker", "import", path.name, "--type", "import_user",
+             "--kms-key-arn", key, "--wait", "--report", "r.csv"],
+            env=worker_env(stack), cwd=tmp_path, capture_output=True, text=True, timeout=120,
+            check=False,
+        )  # fmt: skip
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        run = finish(worker)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = (tmp_path / "r.csv").read_text(encoding="utf-8")
+    assert report.count("succeeded") == 2, report
+    assert signs_in(stack, "imp1", PASSWORDS[1])
+    seen = "\n".join([done.stdout, done.stderr, report, run.stdout, run.stderr])
+    assert [p for p in PASSWORDS[:2] if p in seen] == []
