@@ -17,9 +17,11 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     Secret,
     StringConstraints,
+    Tag,
     TypeAdapter,
 )
 
@@ -87,6 +89,24 @@ class EncryptedSecret(_Strict):
     )
 
 
+def _secret_form(value: Any) -> str:
+    # Decided by the value's shape, so that an error names the one form that was sent.
+    return _ENCRYPTED_TAG if isinstance(value, dict | EncryptedSecret) else _PLAIN_TAG
+
+
+_PLAIN_TAG = "plain"
+_ENCRYPTED_TAG = "encrypted"
+_SECRET_FIELDS = frozenset({"password", "confirmation_code"})
+PasswordField = Annotated[
+    Annotated[Password, Tag(_PLAIN_TAG)] | Annotated[EncryptedSecret, Tag(_ENCRYPTED_TAG)],
+    Discriminator(_secret_form),
+]
+ConfirmationCodeField = Annotated[
+    Annotated[ConfirmationCode, Tag(_PLAIN_TAG)] | Annotated[EncryptedSecret, Tag(_ENCRYPTED_TAG)],
+    Discriminator(_secret_form),
+]
+
+
 def plain_secret(value: Password | ConfirmationCode | EncryptedSecret) -> str:
     """The plaintext of a secret field; raise ValueError if it is still encrypted."""
     if isinstance(value, EncryptedSecret):
@@ -133,7 +153,7 @@ class SignUpJob(_JobBase):
 
     type: Literal["sign_up"]
     username: Username
-    password: Password | EncryptedSecret
+    password: PasswordField
     user_attributes: dict[AttributeName, AttributeValue] = Field(default_factory=dict)
     validation_data: dict[AttributeName, AttributeValue] = Field(default_factory=dict)
 
@@ -143,7 +163,7 @@ class ConfirmSignUpJob(_JobBase):
 
     type: Literal["confirm_sign_up"]
     username: Username
-    confirmation_code: ConfirmationCode | EncryptedSecret
+    confirmation_code: ConfirmationCodeField
     force_alias_creation: bool | None = None
 
 
@@ -166,8 +186,8 @@ class ConfirmForgotPasswordJob(_JobBase):
 
     type: Literal["confirm_forgot_password"]
     username: Username
-    confirmation_code: ConfirmationCode | EncryptedSecret
-    password: Password | EncryptedSecret
+    confirmation_code: ConfirmationCodeField
+    password: PasswordField
 
 
 class ImportUserJob(_JobBase):
@@ -179,7 +199,7 @@ class ImportUserJob(_JobBase):
 
     type: Literal["import_user"]
     username: Username
-    password: Password | EncryptedSecret
+    password: PasswordField
     user_attributes: dict[AttributeName, AttributeValue] = Field(
         default_factory=dict,
         description="Set as given, e.g. email_verified: 'true' (no verification message is sent).",
@@ -354,11 +374,21 @@ def validation_reason(error: ValueError) -> str:
     details = errors_method(include_url=False, include_input=False, include_context=False)
     parts = []
     for detail in details[:_MAX_REASON_ERRORS]:
-        location = ".".join(str(part)[:_MAX_LOCATION_CHARS] for part in detail["loc"]) or "body"
+        location = ".".join(_readable_location(detail["loc"])) or "body"
         parts.append(f"{location}: {detail['msg']}")
     if len(details) > _MAX_REASON_ERRORS:
         parts.append(f"and {len(details) - _MAX_REASON_ERRORS} more")
     return _printable("; ".join(parts)[:_MAX_REASON_CHARS])
+
+
+def _readable_location(location: tuple[Any, ...]) -> list[str]:
+    """The field path, without the tag naming which form of a secret field was sent."""
+    parts: list[str] = []
+    for part in location:
+        if parts and parts[-1] in _SECRET_FIELDS and part in (_PLAIN_TAG, _ENCRYPTED_TAG):
+            continue
+        parts.append(str(part)[:_MAX_LOCATION_CHARS])
+    return parts
 
 
 def _printable(text: str) -> str:
