@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 # Every install comes from the lock files in requirements/, each package checked against its hash.
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes
 # fauxqs, the fast SQS and SNS emulator of the integration tests and the benchmark (Node 20),
@@ -27,18 +29,27 @@ $(FAUXQS): $(FAUXQS_DIR)/package-lock.json
 
 fauxqs: $(FAUXQS)
 
+# checkov lives in a venv of its own: its pins conflict with the dev set's (see tools/lock.py).
+$(CHECKOV_STAMP): requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+		--requirement requirements/checkov.txt
+	touch $(CHECKOV_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/python -m worker demo
 
 test: lint lock-check $(FAUXQS)
 	$(BIN)/pytest
 
-lint: $(STAMP)
+lint: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/cfn-lint deploy/cloudformation.yaml
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
+		--file deploy/cloudformation.yaml
 
 # Regenerate requirements/ after editing pyproject.toml's dependencies; `lock-check` fails until then.
 lock: $(STAMP)
@@ -54,7 +65,8 @@ integration: $(STAMP) $(FAUXQS)
 	$(BIN)/pytest tests/integration
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info $(FAUXQS_DIR)/node_modules
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info \
+		$(FAUXQS_DIR)/node_modules
 
 bench: $(STAMP) $(FAUXQS)
 	$(PIP) --requirement requirements/bench.txt

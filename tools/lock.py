@@ -32,6 +32,17 @@ SETS: dict[str, tuple[str, ...]] = {
     "bench.txt": ("dev", "bench"),  # `make bench`: the dev set and the plot
 }
 BUILD = "build.txt"  # the build backend, from [build-system] requires
+# Command-line tools whose dependencies cannot share the dev environment (checkov pins an older
+# `packaging` than pytest needs): each is locked alone, from [tool.lock.tools] in pyproject.toml,
+# into requirements/<name>.txt, and installed into a venv of its own.
+TOOLS_TABLE = ("tool", "lock", "tools")
+
+
+def _tools(pyproject: Path) -> dict[str, list[str]]:
+    table = tomllib.loads(pyproject.read_text())
+    for key in TOOLS_TABLE:
+        table = table.get(key, {})
+    return {f"{name}.txt": list(requirements) for name, requirements in table.items()}
 
 
 def _uv() -> list[str]:
@@ -61,11 +72,13 @@ def write_locks(directory: Path) -> None:
     _compile(["-"], (), directory / BUILD, stdin="\n".join(build_requires) + "\n")
     for name, extras in SETS.items():
         _compile(["pyproject.toml"], extras, directory / name)
+    for name, requirements in _tools(pyproject).items():
+        _compile(["-"], (), directory / name, stdin="\n".join(requirements) + "\n")
 
 
 def check() -> int:
     """0 when every lock file is what pyproject.toml resolves to; 1 (and a diff) otherwise."""
-    names = [*SETS, BUILD]
+    names = [*SETS, BUILD, *_tools(ROOT / "pyproject.toml")]
     with tempfile.TemporaryDirectory() as scratch:
         fresh = Path(scratch)
         for name in names:

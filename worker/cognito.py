@@ -23,12 +23,14 @@ from worker.jobs import (
     CodeDelivery,
     ConfirmForgotPasswordJob,
     ConfirmSignUpJob,
+    EncryptedSecret,
     ForgotPasswordJob,
     ImportUserJob,
     Job,
     JobType,
     ResendConfirmationCodeJob,
     SignUpJob,
+    plain_secret,
 )
 from worker.logs import scrub
 from worker.outcomes import (
@@ -63,10 +65,15 @@ OPERATIONS: dict[JobType, tuple[str, ...]] = {
 def request_secrets(job: Job, app_client: AppClient) -> list[str]:
     """Every secret value a job's request carries: masked in logs and error texts."""
     values = []
-    if isinstance(job, SignUpJob | ConfirmForgotPasswordJob | ImportUserJob):
-        values.append(job.password.get_secret_value())
-    if isinstance(job, ConfirmSignUpJob | ConfirmForgotPasswordJob):
-        values.append(job.confirmation_code.get_secret_value())
+    # An encrypted field is masked once decrypted: the processor masks its plaintext then.
+    if isinstance(job, SignUpJob | ConfirmForgotPasswordJob | ImportUserJob) and not isinstance(
+        job.password, EncryptedSecret
+    ):
+        values.append(plain_secret(job.password))
+    if isinstance(job, ConfirmSignUpJob | ConfirmForgotPasswordJob) and not isinstance(
+        job.confirmation_code, EncryptedSecret
+    ):
+        values.append(plain_secret(job.confirmation_code))
     if app_client.client_secret is not None:
         secret = app_client.client_secret.get_secret_value()
         values += [secret, secret_hash(job.username_sent, app_client.client_id, secret)]
@@ -161,7 +168,7 @@ class CognitoGateway:
         client: CognitoIdentityProviderClient, job: Job, request: dict[str, Any]
     ) -> CognitoSuccess:
         if isinstance(job, SignUpJob):
-            request["Password"] = job.password.get_secret_value()
+            request["Password"] = plain_secret(job.password)
             request["UserAttributes"] = _attributes(job.user_attributes)
             if job.validation_data:
                 request["ValidationData"] = _attributes(job.validation_data)
@@ -172,7 +179,7 @@ class CognitoGateway:
                 code_delivery=_code_delivery(answer),
             )
         if isinstance(job, ConfirmSignUpJob):
-            request["ConfirmationCode"] = job.confirmation_code.get_secret_value()
+            request["ConfirmationCode"] = plain_secret(job.confirmation_code)
             if job.force_alias_creation is not None:
                 request["ForceAliasCreation"] = job.force_alias_creation
             try:
@@ -190,8 +197,8 @@ class CognitoGateway:
             answer = await client.forgot_password(**request)
             return CognitoSuccess(code_delivery=_code_delivery(answer))
         if isinstance(job, ConfirmForgotPasswordJob):
-            request["ConfirmationCode"] = job.confirmation_code.get_secret_value()
-            request["Password"] = job.password.get_secret_value()
+            request["ConfirmationCode"] = plain_secret(job.confirmation_code)
+            request["Password"] = plain_secret(job.password)
             await client.confirm_forgot_password(**request)
             return CognitoSuccess()
         raise AssertionError(f"no single call for {job.type}")  # imports go to _import_step
@@ -209,7 +216,7 @@ async def _import_step(
         await client.admin_set_user_password(
             UserPoolId=app_client.user_pool_id,
             Username=job.username,
-            Password=job.password.get_secret_value(),
+            Password=plain_secret(job.password),
             Permanent=True,
         )
         return CognitoSuccess(user_confirmed=True)

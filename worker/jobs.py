@@ -17,9 +17,11 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     Secret,
     StringConstraints,
+    Tag,
     TypeAdapter,
 )
 
@@ -52,6 +54,11 @@ Password = Secret[Annotated[str, StringConstraints(min_length=1, max_length=256,
 ConfirmationCode = Secret[
     Annotated[str, StringConstraints(min_length=1, max_length=2048, pattern=r"^\S+$")]
 ]
+# Standard base64's alphabet (RFC 4648 section 4): an Encryption SDK message carried in JSON. Its
+# padding and length are checked when it is decoded.
+Base64Text = Annotated[
+    str, StringConstraints(min_length=4, max_length=200_000, pattern=r"^[A-Za-z0-9+/=]+$")
+]
 
 
 class JobType(StrEnum):
@@ -68,6 +75,44 @@ class JobType(StrEnum):
 class _Strict(BaseModel):
     # Unknown fields are rejected: a typo in a producer must not silently drop data.
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class EncryptedSecret(_Strict):
+    """A secret field encrypted by the producer: an AWS Encryption SDK message, in base64.
+
+    Encrypted under a KMS key the worker accepts, with the encryption context and envelope
+    :mod:`worker.fields` describes (binding it to the job's id, client and field).
+    """
+
+    encrypted: Base64Text = Field(
+        description="The AWS Encryption SDK message (base64) carrying the field's value."
+    )
+
+
+def _secret_form(value: Any) -> str:
+    # Decided by the value's shape, so that an error names the one form that was sent.
+    return _ENCRYPTED_TAG if isinstance(value, dict | EncryptedSecret) else _PLAIN_TAG
+
+
+_PLAIN_TAG = "plain"
+_ENCRYPTED_TAG = "encrypted"
+_SECRET_FIELDS = frozenset({"password", "confirmation_code"})
+PasswordField = Annotated[
+    Annotated[Password, Tag(_PLAIN_TAG)] | Annotated[EncryptedSecret, Tag(_ENCRYPTED_TAG)],
+    Discriminator(_secret_form),
+]
+ConfirmationCodeField = Annotated[
+    Annotated[ConfirmationCode, Tag(_PLAIN_TAG)] | Annotated[EncryptedSecret, Tag(_ENCRYPTED_TAG)],
+    Discriminator(_secret_form),
+]
+
+
+def plain_secret(value: Password | ConfirmationCode | EncryptedSecret) -> str:
+    """The plaintext of a secret field; raise ValueError if it is still encrypted."""
+    if isinstance(value, EncryptedSecret):
+        raise ValueError("the field is still encrypted: decrypt the job first")
+    secret: str = value.get_secret_value()
+    return secret
 
 
 class UserContext(_Strict):
@@ -108,7 +153,7 @@ class SignUpJob(_JobBase):
 
     type: Literal["sign_up"]
     username: Username
-    password: Password
+    password: PasswordField
     user_attributes: dict[AttributeName, AttributeValue] = Field(default_factory=dict)
     validation_data: dict[AttributeName, AttributeValue] = Field(default_factory=dict)
 
@@ -118,7 +163,7 @@ class ConfirmSignUpJob(_JobBase):
 
     type: Literal["confirm_sign_up"]
     username: Username
-    confirmation_code: ConfirmationCode
+    confirmation_code: ConfirmationCodeField
     force_alias_creation: bool | None = None
 
 
@@ -141,8 +186,8 @@ class ConfirmForgotPasswordJob(_JobBase):
 
     type: Literal["confirm_forgot_password"]
     username: Username
-    confirmation_code: ConfirmationCode
-    password: Password
+    confirmation_code: ConfirmationCodeField
+    password: PasswordField
 
 
 class ImportUserJob(_JobBase):
@@ -154,7 +199,7 @@ class ImportUserJob(_JobBase):
 
     type: Literal["import_user"]
     username: Username
-    password: Password
+    password: PasswordField
     user_attributes: dict[AttributeName, AttributeValue] = Field(
         default_factory=dict,
         description="Set as given, e.g. email_verified: 'true' (no verification message is sent).",
@@ -280,7 +325,7 @@ def decode_job(body: str) -> Job:
         return JOB_ADAPTER.validate_python(document)
     except ValueError as error:  # pydantic.ValidationError is a ValueError
         raise MalformedJob(
-            _validation_reason(error), job_id=job_id, job_type=job_type, batch=batch
+            validation_reason(error), job_id=job_id, job_type=job_type, batch=batch
         ) from None
 
 
@@ -321,19 +366,29 @@ def _readable_type(value: Any) -> JobType | None:
         return None
 
 
-def _validation_reason(error: ValueError) -> str:
-    """Field paths and rules only: pydantic's inputs could be passwords or codes."""
+def validation_reason(error: ValueError) -> str:
+    """A validation error as field paths and rules only: its inputs could be passwords or codes."""
     errors_method = getattr(error, "errors", None)
     if errors_method is None:
         return "invalid job"
     details = errors_method(include_url=False, include_input=False, include_context=False)
     parts = []
     for detail in details[:_MAX_REASON_ERRORS]:
-        location = ".".join(str(part)[:_MAX_LOCATION_CHARS] for part in detail["loc"]) or "body"
+        location = ".".join(_readable_location(detail["loc"])) or "body"
         parts.append(f"{location}: {detail['msg']}")
     if len(details) > _MAX_REASON_ERRORS:
         parts.append(f"and {len(details) - _MAX_REASON_ERRORS} more")
     return _printable("; ".join(parts)[:_MAX_REASON_CHARS])
+
+
+def _readable_location(location: tuple[Any, ...]) -> list[str]:
+    """The field path, without the tag naming which form of a secret field was sent."""
+    parts: list[str] = []
+    for part in location:
+        if parts and parts[-1] in _SECRET_FIELDS and part in (_PLAIN_TAG, _ENCRYPTED_TAG):
+            continue
+        parts.append(str(part)[:_MAX_LOCATION_CHARS])
+    return parts
 
 
 def _printable(text: str) -> str:

@@ -20,6 +20,7 @@ COGNITO_NAME = r"^[\p{L}\p{M}\p{S}\p{N}\p{P}]+$"
 WORD_OR_PLUS = r"^[\w+]+$"
 NO_WHITE_SPACE = r"^\S+$"
 BATCH_LABEL = r"^[A-Za-z0-9._:-]+$"
+BASE64 = r"^[A-Za-z0-9+/=]+$"
 
 _SURROGATES = range(0xD800, 0xE000)
 
@@ -73,6 +74,7 @@ def portable_patterns() -> dict[str, tuple[str, str]]:
         WORD_OR_PLUS: ("WordOrPlus", portable(_parse(_WORD_OR_PLUS_RANGES))),
         NO_WHITE_SPACE: ("NoWhiteSpace", portable(_parse(_NO_WHITE_SPACE_RANGES))),
         BATCH_LABEL: ("BatchLabel", portable(derive_ascii(BATCH_LABEL))),
+        BASE64: ("Base64", portable(derive_ascii(BASE64))),
     }
 
 

@@ -45,6 +45,16 @@ from worker.decisions import (
     counts_as_done,
     decide,
 )
+from worker.fields import (
+    FieldDecryptor,
+    FieldKeyRefused,
+    FieldKeyUnreachable,
+    FieldUnreadable,
+    decrypt_job,
+    encrypted_fields,
+    plaintext_fields,
+    without_plaintext_secrets,
+)
 from worker.idempotency import (
     Claim,
     ClaimState,
@@ -129,6 +139,8 @@ class JobProcessor:
         self._limiter = limiter
         self._metrics = metrics
         self.stats = ProcessorStats()
+        keys = settings.field_encryption_key_arns
+        self._decryptor = FieldDecryptor(keys) if keys else None
 
     async def process(
         self, message: ReceivedMessage, on_cognito_call: Callable[[], None] = lambda: None
@@ -162,7 +174,11 @@ class JobProcessor:
                     # No DLQ of ours: the queue's redrive policy moves it after maxReceiveCount.
                     return disposition
                 reason = ending.dead_letter_reason
-                await self._retrying(lambda: self._queue.dead_letter(message, reason))
+                letter = message
+                if result.status is ResultStatus.REJECTED:
+                    # Never redriven as it is: no plaintext password or code is kept at rest.
+                    letter = replace(message, body=without_plaintext_secrets(message.body))
+                await self._retrying(lambda: self._queue.dead_letter(letter, reason))
             await self._retrying(lambda: self._queue.delete(message))
             return disposition
         except asyncio.CancelledError:
@@ -202,6 +218,20 @@ class JobProcessor:
                 batch=malformed.batch,
             )  # fmt: skip
         job_id = job.job_id or message.message_id
+        if self._settings.require_encrypted_fields and plaintext_fields(job):
+            # The rule's point is that no plaintext secret rests anywhere: no DLQ copy either.
+            return _rejected(
+                message,
+                received_at,
+                f"{', '.join(plaintext_fields(job))}: sent in plaintext; this worker requires "
+                "secret fields encrypted (REQUIRE_ENCRYPTED_FIELDS)",
+                job_id,
+                JobType(job.type),
+                job.client_id,
+                batch=job.batch,
+                code="PlaintextSecretField",
+                dead_letter=False,
+            )
         app_client = self._settings.client(job.client_id)
         if app_client is None:
             return _rejected(
@@ -232,6 +262,60 @@ class JobProcessor:
             # Our configuration is broken for this client: the job is not to blame.
             await self._hand_back(message, self._guard.hand_back_delay_s(client_id), "breaker_open")
             return None
+        if encrypted_fields(job):
+            decrypted = await self._decrypted(job, job_id, app_client, message, received_at)
+            if not isinstance(decrypted, tuple):
+                return decrypted
+            job, _revealed = decrypted
+        # From here the plaintexts (decrypted or sent so) are masked in every log line; the
+        # decrypted job is dropped with this frame, once the result is known.
+        with masking(request_secrets(job, app_client)):
+            return await self._ending_of_plain_job(
+                job, job_id, app_client, message, received_at, on_cognito_call
+            )
+
+    async def _decrypted(
+        self,
+        job: Job,
+        job_id: str,
+        app_client: AppClient,
+        message: ReceivedMessage,
+        received_at: datetime,
+    ) -> tuple[Job, list[str]] | _Ending | None:
+        """The job with its fields decrypted; or its rejection; or None when handed back."""
+        client_id = app_client.client_id
+        try:
+            if self._decryptor is None:
+                raise FieldKeyRefused("encrypted fields, and FIELD_ENCRYPTION_KEY_ARNS is not set")
+            # The SDK is synchronous and may call KMS: off the event loop.
+            return await asyncio.to_thread(decrypt_job, job, self._decryptor)
+        except FieldUnreadable as error:
+            log.warning("encrypted field refused", reason=str(error))
+            return _rejected(
+                message, received_at, str(error), job_id, JobType(job.type), job.client_id,
+                batch=job.batch, code="UndecryptableField",
+            )  # fmt: skip
+        except FieldKeyRefused as error:
+            refused = ConfigurationError("FieldDecryptionRefused", str(error))
+            delay_s = self._guard.trip(client_id, refused)
+            await self._hand_back(message, delay_s, None, refused)
+            return None
+        except FieldKeyUnreachable as error:
+            unreachable = TransientError("KMSUnavailable", str(error), ambiguous=False)
+            delay_s = self._policy.redelivery_delay_s(message.receive_count)
+            await self._hand_back(message, delay_s, None, unreachable)
+            return None
+
+    async def _ending_of_plain_job(
+        self,
+        job: Job,
+        job_id: str,
+        app_client: AppClient,
+        message: ReceivedMessage,
+        received_at: datetime,
+        on_cognito_call: Callable[[], None],
+    ) -> _Ending | None:
+        client_id = app_client.client_id
         key = job_key(client_id, job_id)
         secret = app_client.client_secret
         fingerprint = payload_fingerprint(job, secret.get_secret_value() if secret else None)
@@ -577,6 +661,8 @@ def _rejected(
     client_id: str | None,
     *,
     batch: str | None = None,
+    code: str = "InvalidJob",
+    dead_letter: bool = True,
 ) -> _Ending:
     result = JobResult(
         job_id=job_id,
@@ -585,9 +671,9 @@ def _rejected(
         batch=batch,
         status=ResultStatus.REJECTED,
         sqs_message_id=message.message_id,
-        error=JobError(code="InvalidJob", message=reason, retryable=False),
+        error=JobError(code=code, message=reason, retryable=False),
         attempts=0,
         received_at=received_at,
         finished_at=datetime.now(UTC),
     )
-    return _Ending(result, dead_letter_reason=reason)
+    return _Ending(result, dead_letter_reason=reason if dead_letter else None)

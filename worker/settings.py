@@ -27,6 +27,9 @@ from worker.jobs import ClientId
 
 QueueUrl = Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
 TopicArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[\w-]*:sns:[\w-]+:\d{12}:[\w.-]+$")]
+KmsKeyArn = Annotated[
+    str, StringConstraints(pattern=r"^arn:aws[\w-]*:kms:[\w-]+:\d{12}:key/[\w-]+$")
+]
 UserPoolId = Annotated[str, StringConstraints(pattern=r"^[\w-]+_[0-9a-zA-Z]+$")]
 
 
@@ -278,6 +281,19 @@ class Settings(BaseModel):
         le=65535,
         description="port of the health and metrics endpoints (0: any free port)",
     )
+    field_encryption_key_arns: tuple[KmsKeyArn, ...] = Field(
+        default=(),
+        alias="FIELD_ENCRYPTION_KEY_ARNS",
+        description="KMS key ARNs (comma-separated) a job's encrypted `password` or "
+        "`confirmation_code` may be encrypted under; the worker decrypts with these alone "
+        "(see docs/secrets.md)",
+    )
+    require_encrypted_fields: bool = Field(
+        default=False,
+        alias="REQUIRE_ENCRYPTED_FIELDS",
+        description="true: a job carrying a password or code in plaintext is rejected "
+        "(`PlaintextSecretField`) and its body copied nowhere; needs FIELD_ENCRYPTION_KEY_ARNS",
+    )
     log_level: LogLevel = Field(
         default=LogLevel.INFO,
         alias="LOG_LEVEL",
@@ -302,6 +318,13 @@ class Settings(BaseModel):
     @classmethod
     def _any_case_choice(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("field_encryption_key_arns", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("health_host")
     @classmethod
@@ -346,6 +369,10 @@ class Settings(BaseModel):
             )
         if self.idempotency_store is IdempotencyBackend.DYNAMODB and not self.idempotency_table:
             problems.append("IDEMPOTENCY_TABLE is required when IDEMPOTENCY_STORE=dynamodb")
+        if self.require_encrypted_fields and not self.field_encryption_key_arns:
+            problems.append(
+                "REQUIRE_ENCRYPTED_FIELDS needs FIELD_ENCRYPTION_KEY_ARNS (the keys that decrypt)"
+            )
         ids = [client.client_id for client in self.cognito_clients]
         if len(set(ids)) != len(ids):
             problems.append("COGNITO_CLIENTS names a client twice")

@@ -9,6 +9,7 @@ What moto verifies and what it does not (see worker/local_aws.py):
   proves the request was well-formed and signed, not that a code was right.
 """
 
+import json
 import uuid
 
 from tests.support.harness import (
@@ -168,13 +169,16 @@ def test_malformed_messages_are_rejected_and_moved_to_the_dlq(stack: Stack) -> N
     )
     assert all(r.body["error"]["code"] == "InvalidJob" for r in results)
     assert user_status(stack, "ann") is None
-    # Nothing lost: every body is on the DLQ, with the reason; the jobs queue is empty.
+    # Nothing lost: every body is on the DLQ, with the reason, but for the plaintext password,
+    # which no DLQ copy keeps (docs/secrets.md); the jobs queue is empty.
+    without_password = {k: v for k, v in json.loads(bodies[3]).items() if k != "password"}
+    expected = [*bodies[:3], json.dumps(without_password, separators=(",", ":")), bodies[4]]
     sqs = aws_client("sqs", stack.endpoints.queues_and_topics)
     dead = sqs.receive_message(
         QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10,
         MessageAttributeNames=["All"],
     )["Messages"]  # fmt: skip
-    assert sorted(m["Body"] for m in dead) == sorted(bodies)
+    assert sorted(m["Body"] for m in dead) == sorted(expected)
     assert all(m["MessageAttributes"]["rejection_reason"]["StringValue"] for m in dead)
     assert queue_depth(stack, stack.jobs_queue_url) == 0
 

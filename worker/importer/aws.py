@@ -37,9 +37,15 @@ class QueueSender:
     """Sends an import's jobs to the jobs queue."""
 
     def __init__(
-        self, queue_url: str, *, region: str | None, concurrency: int = SEND_CONCURRENCY
+        self,
+        queue_url: str,
+        *,
+        region: str | None,
+        concurrency: int = SEND_CONCURRENCY,
+        kms_key_arn: str | None = None,
     ) -> None:
         self._queue_url = queue_url
+        self._kms_key_arn = kms_key_arn
         self._region = region
         self._concurrency = concurrency
 
@@ -55,7 +61,10 @@ class QueueSender:
             )
 
         async with AsyncJobProducer(
-            self._queue_url, region_name=self._region, max_concurrency=self._concurrency
+            self._queue_url,
+            region_name=self._region,
+            max_concurrency=self._concurrency,
+            kms_key_arn=self._kms_key_arn,
         ) as producer:
             await producer.send_many(jobs, on_batch=delivered)
 
@@ -86,12 +95,13 @@ def results_follower(topic_arn: str, *, region: str | None) -> ResultFollower:
 
 
 def aws_endpoints_from_env(
-    environ: Mapping[str, str], *, wait: bool
+    environ: Mapping[str, str], *, wait: bool, kms_key_arn: str | None = None
 ) -> tuple[JobSender, ResultFollower | None]:
     """The sender (``JOBS_QUEUE_URL``) and, for ``--wait``, the follower (``RESULTS_TOPIC_ARN``).
 
     The region is the worker's ``AWS_REGION`` (else the SDK's ``AWS_DEFAULT_REGION``);
-    credentials and endpoints come from the SDK's usual variables.
+    credentials and endpoints come from the SDK's usual variables. With ``kms_key_arn`` the
+    passwords are encrypted under that key.
     """
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
     queue_url = environ.get("JOBS_QUEUE_URL", "")
@@ -103,4 +113,4 @@ def aws_endpoints_from_env(
         if not topic_arn:
             raise AwsSettingsError("RESULTS_TOPIC_ARN is required with --wait")
         follower = results_follower(topic_arn, region=region)
-    return QueueSender(queue_url, region=region), follower
+    return QueueSender(queue_url, region=region, kms_key_arn=kms_key_arn), follower

@@ -19,8 +19,8 @@ IMPORTABLE_TYPES = ("sign_up", "import_user", "forgot_password", "resend_confirm
 _EPILOG = """\
 columns: username, password, validation_data.NAME, client_metadata.NAME; every other column is
 a user attribute (email, given_name, custom:NAME ...). Settings from the environment:
-JOBS_QUEUE_URL, RESULTS_TOPIC_ARN (for --wait), AWS_REGION and the usual AWS credentials.
-See docs/imports.md.
+JOBS_QUEUE_URL, RESULTS_TOPIC_ARN (for --wait), FIELD_ENCRYPTION_KEY_ARN (as --kms-key-arn),
+AWS_REGION and the usual AWS credentials. See docs/imports.md and docs/secrets.md.
 """
 
 
@@ -79,6 +79,12 @@ def add_import_parser(commands: Any) -> None:
         "--checkpoint", type=Path, help="the checkpoint (default IMPORT_ID.TYPE.checkpoint.json)"
     )
     parser.add_argument(
+        "--kms-key-arn",
+        default=os.environ.get("FIELD_ENCRYPTION_KEY_ARN") or None,
+        help="encrypt each password under this KMS key before sending (default: "
+        "$FIELD_ENCRYPTION_KEY_ARN; none: passwords are sent as they are)",
+    )
+    parser.add_argument(
         "--progress-interval-s",
         type=float,
         default=10.0,
@@ -126,7 +132,9 @@ def run_import_command(args: argparse.Namespace) -> int:
         from worker.importer.aws import AwsSettingsError, aws_endpoints_from_env
 
         try:
-            sender, follower = aws_endpoints_from_env(os.environ, wait=options.wait)
+            sender, follower = aws_endpoints_from_env(
+                os.environ, wait=options.wait, kms_key_arn=args.kms_key_arn
+            )
         except AwsSettingsError as error:
             return _usage_error(str(error))
     run = ImportRun(

@@ -12,6 +12,7 @@ from typing import Any
 import aioboto3
 from botocore.config import Config
 
+from worker.fields import FieldEncryptor
 from worker.producer.batches import Batch, GroupId, backoff_s, is_fifo, message_group, settle
 from worker.producer.client import DEFAULT_MAX_ATTEMPTS
 from worker.producer.jobs import (
@@ -19,6 +20,7 @@ from worker.producer.jobs import (
     FailedJob,
     InvalidJob,
     JobInput,
+    PreparedJob,
     SendReport,
     SentJob,
     prepare_job,
@@ -33,7 +35,8 @@ class AsyncJobProducer:
     """Sends jobs to the worker's queue from asyncio code.
 
     Use it as ``async with AsyncJobProducer(url) as producer:``; with a ``client`` of your own
-    (an aioboto3 SQS client already entered) the ``async with`` is optional.
+    (an aioboto3 SQS client already entered) the ``async with`` is optional. ``kms_key_arn``:
+    see :class:`~worker.producer.JobProducer` (the encryption runs in a thread).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class AsyncJobProducer:
         endpoint_url: str | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        kms_key_arn: str | None = None,
         max_concurrency: int = 8,
     ) -> None:
         if max_attempts < 1 or max_concurrency < 1:
@@ -53,6 +57,8 @@ class AsyncJobProducer:
         self.fifo = is_fifo(queue_url)
         self.max_attempts = max_attempts
         self.max_bytes = max_bytes
+        # One encryptor for the producer's life: its data-key cache spares KMS calls.
+        self._encryptor = FieldEncryptor(kms_key_arn) if kms_key_arn else None
         self.max_concurrency = max_concurrency
         self._client = client
         self._client_options = {"region_name": region_name, "endpoint_url": endpoint_url}
@@ -73,6 +79,14 @@ class AsyncJobProducer:
         """Close a client this producer made (not one it was given)."""
         await self._exit_stack.aclose()
 
+    async def _prepared(self, job: JobInput, index: int) -> PreparedJob:
+        if self._encryptor is None:
+            return prepare_job(job, index=index, max_bytes=self.max_bytes)
+        # The Encryption SDK is synchronous and may call KMS: off the event loop.
+        return await asyncio.to_thread(
+            prepare_job, job, index=index, max_bytes=self.max_bytes, encryptor=self._encryptor
+        )
+
     def _sqs(self) -> Any:
         if self._client is None:
             raise RuntimeError("use `async with AsyncJobProducer(...)`, or pass client=")
@@ -86,7 +100,7 @@ class AsyncJobProducer:
         deduplication_id: str | None = None,
     ) -> SentJob:
         """Send one job: see :meth:`JobProducer.send`."""
-        prepared = prepare_job(job, max_bytes=self.max_bytes)
+        prepared = await self._prepared(job, 0)
         request: dict[str, Any] = {"QueueUrl": self.queue_url, "MessageBody": prepared.body}
         if self.fifo:
             request["MessageGroupId"] = message_group(prepared.job, group_id)
@@ -160,7 +174,7 @@ class AsyncJobProducer:
                 if errors:
                     break
                 try:
-                    prepared = prepare_job(job, index=index, max_bytes=self.max_bytes)
+                    prepared = await self._prepared(job, index)
                 except InvalidJob as invalid:
                     if not skip_invalid:
                         await launch()

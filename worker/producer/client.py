@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from worker.fields import FieldEncryptor
 from worker.producer.batches import Batch, GroupId, backoff_s, is_fifo, message_group, settle
 from worker.producer.jobs import (
     DEFAULT_MAX_BYTES,
@@ -32,7 +33,9 @@ class JobProducer:
 
     ``client`` is a boto3 SQS client of your own; without one, a client is made from the default
     credentials, ``region_name`` and ``endpoint_url``. ``max_attempts`` bounds both the SDK's
-    retries of a request and the retries of each ``Failed`` batch entry.
+    retries of a request and the retries of each ``Failed`` batch entry. With ``kms_key_arn``,
+    each job's ``password`` and ``confirmation_code`` are encrypted under that KMS key before
+    sending (see docs/secrets.md); the producer's role needs ``kms:GenerateDataKey`` on it.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class JobProducer:
         endpoint_url: str | None = None,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        kms_key_arn: str | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -51,6 +55,8 @@ class JobProducer:
         self.fifo = is_fifo(queue_url)
         self.max_attempts = max_attempts
         self.max_bytes = max_bytes
+        # One encryptor for the producer's life: its data-key cache spares KMS calls.
+        self._encryptor = FieldEncryptor(kms_key_arn) if kms_key_arn else None
         self._owns_client = client is None
         self._client = client or _sqs_client(region_name, endpoint_url, max_attempts)
 
@@ -78,7 +84,7 @@ class JobProducer:
         SDK's ``ClientError`` when SQS refuses it after ``max_attempts``. On a FIFO queue the group
         defaults to the username and the deduplication id to the job id.
         """
-        prepared = prepare_job(job, max_bytes=self.max_bytes)
+        prepared = prepare_job(job, max_bytes=self.max_bytes, encryptor=self._encryptor)
         request: dict[str, Any] = {"QueueUrl": self.queue_url, "MessageBody": prepared.body}
         if self.fifo:
             request["MessageGroupId"] = message_group(prepared.job, group_id)
@@ -124,7 +130,9 @@ class JobProducer:
 
         for index, job in enumerate(jobs):
             try:
-                prepared = prepare_job(job, index=index, max_bytes=self.max_bytes)
+                prepared = prepare_job(
+                    job, index=index, max_bytes=self.max_bytes, encryptor=self._encryptor
+                )
             except InvalidJob as invalid:
                 if not skip_invalid:
                     flush()

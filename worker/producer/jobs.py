@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from worker.fields import FieldEncryptor, encrypt_job
 from worker.jobs import Job, JobType, MalformedJob, decode_job, encode_job
 
 #: A job as a producer gives it: one of the contract's models, or a plain dict of its JSON form.
@@ -115,10 +116,16 @@ class PreparedJob:
 
 
 def prepare_job(
-    job: JobInput, *, index: int = 0, max_bytes: int = DEFAULT_MAX_BYTES
+    job: JobInput,
+    *,
+    index: int = 0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    encryptor: FieldEncryptor | None = None,
 ) -> PreparedJob:
     """Check ``job`` the way the worker will, give it an id if it has none, and encode it.
 
+    With an ``encryptor``, its plaintext ``password`` and ``confirmation_code`` are encrypted
+    (bound to the job's id, client and field); fields already encrypted are kept.
     Raise :class:`InvalidJob`, with the worker's own reason, if the worker would reject it.
     """
     if isinstance(job, BaseModel):
@@ -148,6 +155,8 @@ def prepare_job(
         raise InvalidJob(
             malformed.reason, job_id=malformed.job_id, job_type=malformed.job_type, index=index
         ) from None
+    if encryptor is not None:
+        decoded = encrypt_job(decoded, encryptor)
     job_id = decoded.job_id or ""  # never empty: set above, and a job id has at least one character
     prepared = PreparedJob(decoded, job_id, encode_job(decoded), index)
     if prepared.size > max_bytes:
