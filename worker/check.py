@@ -31,7 +31,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 
 # Cognito's default request-rate quotas per account and Region (design notes, "Quotas in Amazon
-# Cognito"): (quota, whether it can be raised). The RATE_* settings are per task.
+# Cognito"): (quota, whether it can be raised). The RATE_* settings are the whole fleet's budget.
 DOCUMENTED_QUOTAS_RPS: dict[str, tuple[float, bool]] = {
     "RATE_USER_CREATION_RPS": (50.0, True),
     "RATE_USER_ACCOUNT_RECOVERY_RPS": (30.0, False),
@@ -256,21 +256,22 @@ class Checker:
                 self._say(
                     "ok",
                     name,
-                    f"{rate:g} per task, default quota {quota:g} per account and Region "
+                    f"{rate:g} for the fleet, default quota {quota:g} per account and Region "
                     "(shared by every task and caller)",
                 )
             elif adjustable:
                 self._say(
                     "warn",
                     name,
-                    f"{rate:g} per task is above the default quota of {quota:g}: "
+                    f"{rate:g} for the fleet is above the default quota of {quota:g}: "
                     "right only if the account's quota was raised",
                 )
             else:
                 self._say(
                     "FAIL",
                     name,
-                    f"{rate:g} per task is above the quota of {quota:g}, which cannot be raised",
+                    f"{rate:g} for the fleet is above the quota of {quota:g}, "
+                    "which cannot be raised",
                 )
 
 

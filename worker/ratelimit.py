@@ -35,14 +35,6 @@ CATEGORY_OF_OPERATION = {
     "AdminSetUserPassword": QuotaCategory.USER_ACCOUNT_RECOVERY,
 }
 
-#: The default quotas, in requests per second per account and Region.
-DEFAULT_QUOTA_RPS = {
-    QuotaCategory.USER_CREATION: 50.0,
-    QuotaCategory.USER_ACCOUNT_RECOVERY: 30.0,
-    QuotaCategory.USER_RESOURCE_READ: 50.0,
-}
-
-
 # Calls are paced a little under the budget: requests set off evenly still reach Cognito a few
 # milliseconds closer or further apart, and a quota counted per second would see that as a burst.
 PACING_HEADROOM = 0.97

@@ -237,15 +237,16 @@ class Settings(BaseModel):
         alias="RATE_USER_CREATION_RPS",
         gt=0,
         le=10000,
-        description="this process's budget for SignUp and ConfirmSignUp (Cognito's default "
-        "quota: 50)",
+        description="the whole fleet's budget for SignUp, ConfirmSignUp and AdminCreateUser; "
+        "each task paces at its share (Cognito's default quota: 50)",
     )
     rate_user_account_recovery_rps: float = Field(
         default=30.0,
         alias="RATE_USER_ACCOUNT_RECOVERY_RPS",
         gt=0,
         le=10000,
-        description="... for ForgotPassword and ConfirmForgotPassword (quota: 30, fixed)",
+        description="... for ForgotPassword, ConfirmForgotPassword and AdminSetUserPassword "
+        "(quota: 30, fixed)",
     )
     rate_user_resource_read_rps: float = Field(
         default=50.0,

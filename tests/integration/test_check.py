@@ -78,7 +78,7 @@ def test_a_missing_queue_fails_with_a_clear_line(stack: Stack) -> None:
 def test_an_unchangeable_quota_exceeded_fails(stack: Stack) -> None:
     done = check(stack, RATE_USER_ACCOUNT_RECOVERY_RPS="40")
     assert done.returncode == 1
-    assert "FAIL quota RATE_USER_ACCOUNT_RECOVERY_RPS: 40 per task is above" in done.stdout
+    assert "FAIL quota RATE_USER_ACCOUNT_RECOVERY_RPS: 40 for the fleet is above" in done.stdout
 
 
 def test_a_bad_setting_stops_check_like_run(stack: Stack) -> None:
