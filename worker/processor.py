@@ -108,6 +108,20 @@ class _Ending:
 
 
 @dataclass
+class _CallsSoFar:
+    """What one delivery's Cognito calls have come to so far."""
+
+    done: list[str]  # the operations carried out, this delivery or earlier ones
+    may_have_acted: bool  # some attempt may have reached Cognito without an answer
+    attempts: int = 0
+    success: CognitoSuccess = field(default_factory=CognitoSuccess)
+
+    def report(self, outcome: CognitoSuccess | CognitoError) -> CallReport:
+        """The report of calls that ended with ``outcome``."""
+        return CallReport(outcome, self.may_have_acted, self.attempts, tuple(self.done))
+
+
+@dataclass
 class ProcessorStats:
     """Counters for the shutdown line."""
 
@@ -400,47 +414,72 @@ class JobProcessor:
     ) -> CallReport:
         """Make the job's calls not yet done, retrying transient errors within its attempts and
         timeout; report how they ended."""
-        done = list(claim.history.done)
-        attempts = 0
-        # Whether Cognito may already have acted on this job: an earlier delivery or attempt
-        # that ended without an answer, or a call of this one still unanswered.
-        may_have_acted = claim.history.may_have_acted
-        success = CognitoSuccess()
+        # Whether Cognito may already have acted on this job starts from the earlier deliveries.
+        so_far = _CallsSoFar(list(claim.history.done), claim.history.may_have_acted)
         try:
             async with asyncio.timeout(self._policy.job_timeout_s):
                 for operation in OPERATIONS[JobType(job.type)]:
-                    if operation in done:
+                    if operation in so_far.done:
                         continue
-                    async for attempt in self._cognito_retrying(operation):
-                        with attempt:
-                            attempts += 1
-                            acted_before = may_have_acted
-                            # Set before the call and cleared only by an answer that proves
-                            # nothing was done, so no way out of the call (an error, a
-                            # cancellation, the job timeout) can lose it.
-                            may_have_acted = True
-                            try:
-                                answer = await self._call_once(
-                                    job, job_id, app_client, operation, on_cognito_call
-                                )
-                            except CognitoError as error:
-                                if await self._created_by_this_job(
-                                    error, operation, acted_before, job, app_client, message
-                                ):
-                                    answer = CognitoSuccess(detail=CREATED_BY_AN_EARLIER_ATTEMPT)
-                                else:
-                                    if not (isinstance(error, TransientError) and error.ambiguous):
-                                        may_have_acted = acted_before
-                                    raise
-                    done.append(operation)
-                    success = _merged(success, answer)
-            return CallReport(success, may_have_acted, attempts, tuple(done))
+                    answer = await self._call_with_retries(
+                        operation, so_far, job, job_id, app_client, message, on_cognito_call
+                    )
+                    so_far.done.append(operation)
+                    so_far.success = _merged(so_far.success, answer)
+            return so_far.report(so_far.success)
         except TimeoutError:
             # Cut off mid-call, Cognito may have acted; cut off while waiting, it cannot have.
-            timeout = TransientError("JobTimeout", "job timeout reached", ambiguous=may_have_acted)
-            return CallReport(timeout, may_have_acted, attempts, tuple(done))
+            timeout = TransientError(
+                "JobTimeout", "job timeout reached", ambiguous=so_far.may_have_acted
+            )
+            return so_far.report(timeout)
         except CognitoError as error:
-            return CallReport(error, may_have_acted, attempts, tuple(done))
+            return so_far.report(error)
+
+    async def _call_with_retries(
+        self,
+        operation: str,
+        so_far: _CallsSoFar,
+        job: Job,
+        job_id: str,
+        app_client: AppClient,
+        message: ReceivedMessage,
+        on_cognito_call: Callable[[], None],
+    ) -> CognitoSuccess:
+        """One of the job's operations, its transient errors retried; raise the last error."""
+        async for attempt in self._cognito_retrying(operation):
+            with attempt:
+                return await self._attempt(
+                    operation, so_far, job, job_id, app_client, message, on_cognito_call
+                )
+        raise AssertionError("unreachable")  # pragma: no cover - reraise=True
+
+    async def _attempt(
+        self,
+        operation: str,
+        so_far: _CallsSoFar,
+        job: Job,
+        job_id: str,
+        app_client: AppClient,
+        message: ReceivedMessage,
+        on_cognito_call: Callable[[], None],
+    ) -> CognitoSuccess:
+        """One call; keeps ``so_far.may_have_acted`` true for as long as Cognito may have acted."""
+        so_far.attempts += 1
+        acted_before = so_far.may_have_acted
+        # Set before the call and cleared only by an answer that proves nothing was done, so no
+        # way out of the call (an error, a cancellation, the job timeout) can lose it.
+        so_far.may_have_acted = True
+        try:
+            return await self._call_once(job, job_id, app_client, operation, on_cognito_call)
+        except CognitoError as error:
+            if await self._created_by_this_job(
+                error, operation, acted_before, job, app_client, message
+            ):
+                return CognitoSuccess(detail=CREATED_BY_AN_EARLIER_ATTEMPT)
+            if not (isinstance(error, TransientError) and error.ambiguous):
+                so_far.may_have_acted = acted_before
+            raise
 
     async def _created_by_this_job(
         self,

@@ -31,6 +31,7 @@ from tests.support.harness import (
     job,
     read_results,
     run_worker,
+    signs_in,
     start_worker,
     through,
     wait_for,
@@ -39,7 +40,6 @@ from tests.support.harness import (
 from worker.fields import FieldDecryptor, FieldEncryptor, encryption_context
 from worker.local_aws import REGION, Stack, aws_client
 from worker.producer import JobProducer
-from worker.secret_hash import secret_hash
 
 PASSWORDS = ["Enc-Passw0rd-Alpha!", "Enc-Passw0rd-Beta!", "Enc-Passw0rd-Gamma!"]
 
@@ -80,24 +80,6 @@ def dead_letters(stack: Stack) -> list[str]:
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
         ]
         sqs.delete_message_batch(QueueUrl=stack.dead_letter_queue_url, Entries=entries)
-
-
-def signs_in(stack: Stack, username: str, password: str) -> bool:
-    idp = aws_client("cognito-idp", stack.endpoints.moto)
-    try:
-        idp.admin_initiate_auth(
-            UserPoolId=stack.user_pool_id,
-            ClientId=stack.client_id,
-            AuthFlow="ADMIN_USER_PASSWORD_AUTH",
-            AuthParameters={
-                "USERNAME": username,
-                "PASSWORD": password,
-                "SECRET_HASH": secret_hash(username, stack.client_id, stack.client_secret),
-            },
-        )
-    except idp.exceptions.NotAuthorizedException:
-        return False
-    return True
 
 
 def sdk_decrypt(key_arn: str, encrypted: str) -> tuple[bytes, dict[str, str]]:

@@ -15,31 +15,12 @@ from tests.support.harness import (
     job,
     read_results,
     run_worker,
+    signs_in,
     through,
 )
 from worker.local_aws import Stack, aws_client
-from worker.secret_hash import secret_hash
 
 PASSWORD = "Imported-Passw0rd!"
-
-
-def signs_in(stack: Stack, username: str, password: str, pool_id: str = "") -> bool:
-    """Whether moto accepts this username and password (its own check of the password)."""
-    idp = aws_client("cognito-idp", stack.endpoints.moto)
-    try:
-        idp.admin_initiate_auth(
-            UserPoolId=pool_id or stack.user_pool_id,
-            ClientId=stack.client_id,
-            AuthFlow="ADMIN_NO_SRP_AUTH",
-            AuthParameters={
-                "USERNAME": username,
-                "PASSWORD": password,
-                "SECRET_HASH": secret_hash(username, stack.client_id, stack.client_secret),
-            },
-        )
-    except idp.exceptions.NotAuthorizedException:
-        return False
-    return True
 
 
 def attributes(stack: Stack, username: str) -> dict[str, str]:

@@ -35,11 +35,9 @@ import asyncio
 import json
 import random
 import re
-import selectors
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 import urllib.error
@@ -57,6 +55,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+
+from tests.support.children import announced_child
 
 LOOPBACK = "127.0.0.1"
 CONTROL_PREFIX = "/__proxy/"
@@ -784,25 +784,11 @@ def running_proxy(
     if upstream_cognito:
         command += ["--upstream-cognito", upstream_cognito]
     command += ["--seed", str(seed)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=_REPO_ROOT)
-    try:
-        assert process.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stdout, selectors.EVENT_READ)
-            ready = selector.select(timeout=start_timeout_s)
-        line = process.stdout.readline() if ready else ""
-        if not line:
-            raise RuntimeError("the fault proxy did not start (see its output above)")
-        yield FaultProxy(json.loads(line)["url"], pid=process.pid)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+    with announced_child(
+        command, "the fault proxy", cwd=_REPO_ROOT, start_timeout_s=start_timeout_s
+    ) as started:
+        announced, pid = started
+        yield FaultProxy(announced["url"], pid=pid)
 
 
 if __name__ == "__main__":

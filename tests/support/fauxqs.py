@@ -7,14 +7,12 @@ The package is pinned in tests/support/fauxqs/package-lock.json and installed by
 
 from __future__ import annotations
 
-import json
-import selectors
 import shutil
-import signal
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.support.children import announced_child
 
 HERE = Path(__file__).parent / "fauxqs"
 INSTALL_HINT = "run `make fauxqs` (npm ci in tests/support/fauxqs; needs Node 20 or later)"
@@ -30,24 +28,7 @@ def running_fauxqs(start_timeout_s: float = 30.0) -> Iterator[str]:
     """Serve SQS and SNS from fauxqs for the duration of the block; yield its endpoint URL."""
     if not installed():
         raise RuntimeError(f"fauxqs is not installed: {INSTALL_HINT}")
-    process = subprocess.Popen(
-        ["node", str(HERE / "serve.mjs")], stdout=subprocess.PIPE, text=True, cwd=HERE
-    )
-    try:
-        assert process.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stdout, selectors.EVENT_READ)
-            ready = selector.select(timeout=start_timeout_s)
-        line = process.stdout.readline() if ready else ""
-        if not line:
-            raise RuntimeError("fauxqs did not start (see its output above)")
-        yield str(json.loads(line)["url"])
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+    command = ["node", str(HERE / "serve.mjs")]
+    with announced_child(command, "fauxqs", cwd=HERE, start_timeout_s=start_timeout_s) as started:
+        announced, _pid = started
+        yield str(announced["url"])

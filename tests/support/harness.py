@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.local_aws import Stack, aws_client
+from worker.secret_hash import secret_hash
 
 
 @dataclass
@@ -121,6 +122,25 @@ def user_status(stack: Stack, username: str) -> str | None:
         return str(user["UserStatus"])
     except idp.exceptions.UserNotFoundException:
         return None
+
+
+def signs_in(stack: Stack, username: str, password: str) -> bool:
+    """Whether moto accepts this username and password: its own check of the password."""
+    idp = aws_client("cognito-idp", stack.endpoints.moto)
+    try:
+        idp.admin_initiate_auth(
+            UserPoolId=stack.user_pool_id,
+            ClientId=stack.client_id,
+            AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+            AuthParameters={
+                "USERNAME": username,
+                "PASSWORD": password,
+                "SECRET_HASH": secret_hash(username, stack.client_id, stack.client_secret),
+            },
+        )
+    except idp.exceptions.NotAuthorizedException:
+        return False
+    return True
 
 
 def create_confirmed_user(stack: Stack, username: str, password: str = "Start-Passw0rd!") -> None:
