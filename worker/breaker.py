@@ -11,8 +11,9 @@ Cognito checks, not what KMS does. So a trip may bring its own *recheck*, an asy
 repeats what actually failed without side effects (for a KMS refusal: decrypt the same job's
 ciphertext again, and drop the plaintext). It is kept while the breaker is open and runs after the
 Cognito probe passes: a :class:`ConfigurationError` from it keeps the breaker open (a failed probe,
-the cool-down doubles), any other exception proves nothing (stay open, probe again after the same
-cool-down), and success closes the breaker and drops the recheck. Without one, the Cognito probe
+the cool-down doubles); any other exception, or no answer within ``RECHECK_TIMEOUT_S``, proves
+nothing (stay open and still due, as after an inconclusive Cognito probe); success closes the
+breaker and drops the recheck. Without one, the Cognito probe
 alone decides, and a problem it cannot see (a broken trigger, the daily email limit) shows up as a
 job tripping the breaker again, each time with a longer cool-down.
 
