@@ -1,9 +1,21 @@
 """The circuit breaker for our own misconfiguration: stop taking work rather than fail jobs.
 
-A configuration error (wrong secret, unknown pool or client, missing permission, broken trigger)
-blames no job. The breaker of that app client opens: its jobs go back to the queue untouched, the
-worker stops receiving once every client's breaker is open, readiness says why, and after a
-cool-down (doubling while the problem lasts) a side-effect-free probe call decides whether to close.
+A configuration error (wrong secret, unknown pool or client, missing permission, broken trigger,
+a KMS key that will not decrypt the jobs' fields) blames no job. The breaker of that app client
+opens: its jobs go back to the queue untouched, the worker stops receiving once every client's
+breaker is open, readiness says why, and after a cool-down (doubling while the problem lasts) a
+side-effect-free probe call decides whether to close.
+
+The probe is Cognito's (the gateway's ConfirmSignUp for a user that cannot exist): it sees what
+Cognito checks, not what KMS does. So a trip may bring its own *recheck*, an async callable that
+repeats what actually failed without side effects (for a KMS refusal: decrypt the same job's
+ciphertext again, and drop the plaintext). It is kept while the breaker is open and runs after the
+Cognito probe passes: a :class:`ConfigurationError` from it keeps the breaker open (a failed probe,
+the cool-down doubles); any other exception, or no answer within ``RECHECK_TIMEOUT_S``, proves
+nothing (stay open and still due, as after an inconclusive Cognito probe); success closes the
+breaker and drops the recheck. Without one, the Cognito probe
+alone decides, and a problem it cannot see (a broken trigger, the daily email limit) shows up as a
+job tripping the breaker again, each time with a longer cool-down.
 
 :class:`ConfigurationGuard` is the one owner of all this: the processor trips it, the receive loop
 asks it to probe, readiness reads it, and it alone logs breaker changes and sets the gauge.
@@ -11,9 +23,10 @@ asks it to probe, readiness reads it, and it alone logs breaker changes and sets
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +36,12 @@ from worker.outcomes import ConfigurationError
 from worker.settings import AppClient
 
 log = get_logger("breaker")
+
+#: A check that repeats, without side effects, what tripped a breaker; see the module docstring.
+Recheck = Callable[[], Awaitable[None]]
+# A recheck runs in the receive loop: one that hangs is cut off (and proves nothing) well before
+# the loop would look stalled to the liveness probe.
+RECHECK_TIMEOUT_S = 20.0
 
 _HINTS = {
     "NotAuthorizedException": "check the client secret configured for this app client",
@@ -35,6 +54,9 @@ _HINTS = {
     "InvalidSmsRoleAccessPolicyException": "check the user pool's SMS role",
     "InvalidSmsRoleTrustRelationshipException": "check the user pool's SMS role trust policy",
     "LimitExceededException": "the account's daily email quota is spent; configure SES",
+    "FieldDecryptionRefused": (
+        "check FIELD_ENCRYPTION_KEY_ARNS, the KMS key's state and the task role's kms:Decrypt"
+    ),
 }
 
 
@@ -123,6 +145,7 @@ class ConfigurationGuard:
         self._clients = {client.client_id: client for client in clients}
         self._breakers = breakers
         self._probe = probe
+        self._rechecks: dict[str, Recheck] = {}
         self._gauge = metrics.breaker_open
         for client_id in self._clients:
             self._gauge.labels(client_id).set(0)
@@ -143,9 +166,18 @@ class ConfigurationGuard:
         """Why each open breaker is open, by client id (for readiness)."""
         return self._breakers.reasons()
 
-    def trip(self, client_id: str, error: ConfigurationError) -> int:
-        """A job met a configuration error: open the breaker; return the hand-back delay."""
+    def trip(
+        self, client_id: str, error: ConfigurationError, recheck: Recheck | None = None
+    ) -> int:
+        """A job met a configuration error: open the breaker; return the hand-back delay.
+
+        ``recheck``, when given, must pass too before the breaker closes: it repeats what the
+        Cognito probe cannot see. A trip without one keeps the recheck of an earlier trip, whose
+        problem this trip does not prove gone.
+        """
         cooldown = self._breakers.trip(client_id, error)
+        if recheck is not None:
+            self._rechecks[client_id] = recheck
         self._gauge.labels(client_id).set(1)
         log.error(
             "configuration error: this client takes no work until a probe passes",
@@ -162,13 +194,17 @@ class ConfigurationGuard:
         self._breakers.succeeded(client_id)
 
     async def probe_due(self) -> None:
-        """Probe each open breaker whose cool-down is over; close it if the probe passes."""
+        """Probe each open breaker whose cool-down is over; close it if the probe passes, and
+        the recheck its trip brought, if any, passes after it."""
         for client_id in self._breakers.due_for_probe():
             client = self._clients.get(client_id)
             if client is None:  # pragma: no cover - breakers only open for configured clients
                 continue
             try:
                 await self._probe.probe(client)
+                recheck = self._rechecks.get(client_id)
+                if recheck is not None:
+                    await asyncio.wait_for(recheck(), RECHECK_TIMEOUT_S)
             except ConfigurationError as error:
                 cooldown = self._breakers.trip(client_id, error)
                 log.error(
@@ -187,5 +223,6 @@ class ConfigurationGuard:
                 )
                 continue
             self._breakers.close(client_id)
+            self._rechecks.pop(client_id, None)
             self._gauge.labels(client_id).set(0)
             log.info("configuration probe passed: taking work again", client_id=client_id)

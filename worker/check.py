@@ -4,6 +4,11 @@ One line per check (``ok``, ``warn`` or ``FAIL``), then a summary; the exit code
 check failed. Nothing is created or changed: queues, topic and table are only described, and each
 app client is checked with the gateway's side-effect-free probe (ConfirmSignUp for a username that
 cannot exist, which Cognito answers only after checking the client, the pool and the SecretHash).
+Each field-decryption key (FIELD_ENCRYPTION_KEY_ARNS) is described: it must exist, be Enabled and
+be a symmetric ENCRYPT_DECRYPT key. ``kms:Decrypt`` itself cannot be tried without a ciphertext
+made under the key, and its DryRun is not relied on (moto ignores it, so no test could show it
+works): the first encrypted job exercises it, and a refusal opens the breaker, whose probe
+rechecks that job's ciphertext until KMS decrypts it.
 No line carries a secret: AWS error texts go through the same redaction as the logs.
 """
 
@@ -101,6 +106,10 @@ class Checker:
         for client in self._settings.cognito_clients:
             await self._guarded(
                 f"app client {client.client_id}", functools.partial(self._app, client)
+            )
+        for key_arn in self._settings.field_encryption_key_arns:
+            await self._guarded(
+                f"field key {_key_id(key_arn)}", functools.partial(self._field_key, key_arn)
             )
         self._quotas()
         failed = sum(line.status == "FAIL" for line in self.lines)
@@ -242,6 +251,30 @@ class Checker:
         secret = "secret accepted" if client.client_secret else "no secret, none expected"
         self._say("ok", name, f"pool {client.user_pool_id}, {secret}")
 
+    async def _field_key(self, key_arn: str) -> None:
+        name = f"field key {_key_id(key_arn)}"
+        region = _key_region(key_arn)
+        kms = self._clients[f"kms:{region}"]
+        metadata = (await kms.describe_key(KeyId=key_arn))["KeyMetadata"]
+        state = metadata.get("KeyState", "unknown")
+        usage = metadata.get("KeyUsage")
+        spec = metadata.get("KeySpec") or metadata.get("CustomerMasterKeySpec")
+        if state != "Enabled":
+            self._say("FAIL", name, f"{state}: KMS decrypts nothing under a key not Enabled")
+        elif usage != "ENCRYPT_DECRYPT" or spec != "SYMMETRIC_DEFAULT":
+            self._say(
+                "FAIL",
+                name,
+                f"{spec} {usage}: fields need a symmetric ENCRYPT_DECRYPT key (SYMMETRIC_DEFAULT)",
+            )
+        else:
+            self._say(
+                "ok",
+                name,
+                f"enabled, symmetric, in {region} (kms:Decrypt is first tried by an encrypted "
+                "job; a refusal opens the breaker, whose probe rechecks it)",
+            )
+
     def _quotas(self) -> None:
         settings = self._settings
         configured = {
@@ -275,6 +308,15 @@ class Checker:
                 )
 
 
+def _key_region(key_arn: str) -> str:
+    """The Region of a KMS key ARN (``arn:aws:kms:REGION:ACCOUNT:key/ID``)."""
+    return key_arn.split(":")[3]
+
+
+def _key_id(key_arn: str) -> str:
+    return key_arn.rsplit("/", 1)[-1]
+
+
 async def run_checks(settings: Settings, say: Callable[[str], None] = print) -> int:
     """Create read-only clients, run every check, and return the exit code."""
     session = aioboto3.Session(region_name=settings.aws_region)
@@ -292,6 +334,11 @@ async def run_checks(settings: Settings, say: Callable[[str], None] = print) -> 
         for region in sorted({client.region for client in settings.cognito_clients}):
             clients[f"cognito-idp:{region}"] = await stack.enter_async_context(
                 session.client("cognito-idp", region_name=region, config=_TIMEOUTS)
+            )
+        # Each field key's own Region: its ARN names it.
+        for region in sorted({_key_region(arn) for arn in settings.field_encryption_key_arns}):
+            clients[f"kms:{region}"] = await stack.enter_async_context(
+                session.client("kms", region_name=region, config=_TIMEOUTS)
             )
         code = await Checker(settings, clients).run(say)
     sys.stdout.flush()

@@ -253,6 +253,15 @@ def decrypt_job(job: Job, decryptor: FieldDecryptor) -> tuple[Job, list[str]]:
         raise FieldUnreadable(f"decrypted {validation_reason(error)}") from None
 
 
+def decrypts(job: Job, decryptor: FieldDecryptor) -> None:
+    """Return if the job's encrypted fields decrypt now; raise as :func:`decrypt_job` does.
+
+    For the breaker's recheck after a KMS refusal: the plaintexts are dropped here, in the thread
+    that made them, and never reach the caller. Synchronous: run it in a thread.
+    """
+    decrypt_job(job, decryptor)
+
+
 def without_plaintext_secrets(body: str) -> str:
     """A message body fit to copy to the DLQ: every secret field not encrypted is removed.
 

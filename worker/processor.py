@@ -31,7 +31,7 @@ from tenacity import (
 )
 
 from worker.aws_retries import with_aws_retries
-from worker.breaker import ConfigurationGuard
+from worker.breaker import ConfigurationGuard, Recheck
 from worker.cognito import OPERATIONS, CognitoGateway, request_secrets
 from worker.consumer import JobQueue, ReceivedMessage
 from worker.decisions import (
@@ -51,6 +51,7 @@ from worker.fields import (
     FieldKeyUnreachable,
     FieldUnreadable,
     decrypt_job,
+    decrypts,
     encrypted_fields,
     plaintext_fields,
     without_plaintext_secrets,
@@ -84,6 +85,8 @@ from worker.outcomes import (
 from worker.ratelimit import CATEGORY_OF_OPERATION, RateLimiter
 from worker.results import ResultPublisher
 from worker.settings import AppClient, Settings
+
+_NO_FIELD_KEYS = "encrypted fields, and FIELD_ENCRYPTION_KEY_ARNS is not set"
 
 log = get_logger("processor")
 T = TypeVar("T")
@@ -300,7 +303,7 @@ class JobProcessor:
         client_id = app_client.client_id
         try:
             if self._decryptor is None:
-                raise FieldKeyRefused("encrypted fields, and FIELD_ENCRYPTION_KEY_ARNS is not set")
+                raise FieldKeyRefused(_NO_FIELD_KEYS)
             # The SDK is synchronous and may call KMS: off the event loop.
             return await asyncio.to_thread(decrypt_job, job, self._decryptor)
         except FieldUnreadable as error:
@@ -311,7 +314,9 @@ class JobProcessor:
             )  # fmt: skip
         except FieldKeyRefused as error:
             refused = ConfigurationError("FieldDecryptionRefused", str(error))
-            delay_s = self._guard.trip(client_id, refused)
+            # The Cognito probe cannot see KMS: the breaker closes only once this job's
+            # ciphertext decrypts again.
+            delay_s = self._guard.trip(client_id, refused, decryption_recheck(job, self._decryptor))
             await self._hand_back(message, delay_s, None, refused)
             return None
         except FieldKeyUnreachable as error:
@@ -689,6 +694,29 @@ def _reused(
         "this job was not run: send it with a new job_id",
     )
     return _finished(job, job_id, app_client, message, received_at, 0, reused)
+
+
+def decryption_recheck(job: Job, decryptor: FieldDecryptor | None) -> Recheck:
+    """The breaker's recheck after a KMS refusal: does this job's ciphertext decrypt now?
+
+    It holds the job as received (ciphertext only). Raise :class:`ConfigurationError` while KMS
+    still refuses; let :class:`FieldKeyUnreachable` through (it proves nothing either way); return
+    when KMS decrypts, even if the field then proves unreadable: the key and the permission are
+    sound, and the job itself is rejected on its next delivery.
+    """
+
+    async def recheck() -> None:
+        try:
+            if decryptor is None:
+                raise FieldKeyRefused(_NO_FIELD_KEYS)
+            # The plaintexts stay in the thread that makes them (see worker.fields.decrypts).
+            await asyncio.to_thread(decrypts, job, decryptor)
+        except FieldKeyRefused as error:
+            raise ConfigurationError("FieldDecryptionRefused", str(error)) from None
+        except FieldUnreadable:
+            return
+
+    return recheck
 
 
 def _rejected(

@@ -1,10 +1,11 @@
 """`cognito-worker check` against the local AWS: what an operator reads before a deploy."""
 
+import json
 import subprocess
 import sys
 
 from tests.support.harness import worker_env
-from worker.local_aws import Stack, create_idempotency_table
+from worker.local_aws import REGION, Stack, aws_client, create_idempotency_table
 
 
 def check(stack: Stack, **overrides: str) -> subprocess.CompletedProcess[str]:
@@ -57,8 +58,6 @@ def test_a_wrong_client_secret_fails_its_line_without_printing_a_secret(stack: S
     assert wrong not in done.stdout + done.stderr
     assert stack.client_secret not in done.stdout + done.stderr
     # Nothing was created in the pool by the check.
-    from worker.local_aws import aws_client
-
     users = aws_client("cognito-idp", stack.endpoints.moto).list_users(
         UserPoolId=stack.user_pool_id
     )["Users"]
@@ -89,3 +88,53 @@ def test_a_bad_setting_stops_check_like_run(stack: Stack) -> None:
         "cognito-worker: bad setting LOG_LEVEL: Input should be 'DEBUG', 'INFO', 'WARNING' or "
         "'ERROR'",
     ]
+
+
+def field_key(stack: Stack, **options: str) -> str:
+    kms = aws_client("kms", stack.endpoints.moto)
+    return str(kms.create_key(Description="field encryption", **options)["KeyMetadata"]["Arn"])
+
+
+def test_an_enabled_symmetric_field_key_passes(stack: Stack) -> None:
+    key = field_key(stack, KeyUsage="ENCRYPT_DECRYPT", KeySpec="SYMMETRIC_DEFAULT")
+    done = check(stack, FIELD_ENCRYPTION_KEY_ARNS=key)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = lines_about(done.stdout, f"field key {key.rsplit('/', 1)[-1]}")
+    assert line.startswith("ok   field key "), line
+    assert f"enabled, symmetric, in {REGION}" in line
+    assert "kms:Decrypt" in line  # says what it could not check, and who does
+
+
+def test_a_disabled_missing_or_signing_field_key_fails(stack: Stack) -> None:
+    kms = aws_client("kms", stack.endpoints.moto)
+    good = field_key(stack, KeyUsage="ENCRYPT_DECRYPT")
+    disabled = field_key(stack, KeyUsage="ENCRYPT_DECRYPT")
+    kms.disable_key(KeyId=disabled.rsplit("/", 1)[-1])  # moto's DisableKey takes the id only
+    signing = field_key(stack, KeyUsage="SIGN_VERIFY", KeySpec="RSA_2048")
+    missing = good.rsplit("/", 1)[0] + "/00000000-0000-4000-8000-000000000000"
+    # A key whose policy denies DescribeKey: moto enforces a key policy's Deny on DescribeKey
+    # (not on Decrypt), so this denial is the emulator's own answer.
+    denied = field_key(stack, KeyUsage="ENCRYPT_DECRYPT")
+    deny = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Principal": "*", "Action": "kms:DescribeKey", "Resource": "*"}
+    ]}  # fmt: skip
+    kms.put_key_policy(
+        KeyId=denied.rsplit("/", 1)[-1], PolicyName="default", Policy=json.dumps(deny)
+    )
+    keys = (good, disabled, signing, missing, denied)
+    done = check(stack, FIELD_ENCRYPTION_KEY_ARNS=",".join(keys))
+    assert done.returncode == 1, done.stdout + done.stderr
+    verdicts = {
+        arn: lines_about(done.stdout, f"field key {arn.rsplit('/', 1)[-1]}")[0] for arn in keys
+    }
+    assert verdicts[good].startswith("ok   ")
+    assert verdicts[disabled].startswith("FAIL ")
+    assert "Disabled" in verdicts[disabled]
+    assert verdicts[signing].startswith("FAIL ")
+    assert "SIGN_VERIFY" in verdicts[signing]
+    assert verdicts[missing].startswith("FAIL ")
+    assert "NotFoundException" in verdicts[missing]
+    assert verdicts[denied].startswith("FAIL ")
+    assert "AccessDeniedException" in verdicts[denied]
+    assert done.stdout.splitlines()[-1].endswith("4 failed")
+    assert stack.client_secret not in done.stdout + done.stderr

@@ -29,6 +29,7 @@ from tests.support.harness import (
     enqueue,
     finish,
     job,
+    probe_http,
     read_results,
     run_worker,
     signs_in,
@@ -38,7 +39,7 @@ from tests.support.harness import (
     worker_env,
 )
 from worker.fields import FieldDecryptor, FieldEncryptor, encryption_context
-from worker.local_aws import REGION, Stack, aws_client
+from worker.local_aws import REGION, Stack, aws_client, free_port
 from worker.producer import JobProducer
 
 PASSWORDS = ["Enc-Passw0rd-Alpha!", "Enc-Passw0rd-Beta!", "Enc-Passw0rd-Gamma!"]
@@ -189,16 +190,22 @@ def test_a_key_the_worker_does_not_accept_opens_the_breaker(stack: Stack) -> Non
     worker_key, other_key = new_key(stack), new_key(stack)
     enqueue(stack, encrypted_body(other_key, version=1, type="sign_up", job_id="wk",
                                   username="ann", password=PASSWORDS[0]))  # fmt: skip
-    worker = start_worker(stack, FIELD_ENCRYPTION_KEY_ARNS=worker_key, BREAKER_COOLDOWN_S="30")
+    worker = start_worker(stack, FIELD_ENCRYPTION_KEY_ARNS=worker_key, BREAKER_COOLDOWN_S="1")
     try:
         wait_for(lambda: stack.queue_depth(stack.jobs_queue_url) == 1 and _handed_back(worker))
+        # After the cool-down the Cognito probe passes, but the key is still not one the worker
+        # accepts: the recheck keeps the breaker open.
+        wait_for(lambda: _logged(worker, "configuration probe failed"))
     finally:
         worker.send_signal(signal.SIGTERM)
         run = finish(worker)
     handed = run.events("job handed back to the queue")
     assert handed
     assert handed[0]["error_code"] == "FieldDecryptionRefused"
-    assert run.events("configuration error: this client takes no work until a probe passes")
+    assert (
+        len(run.events("configuration error: this client takes no work until a probe passes")) == 1
+    )
+    assert not run.events("configuration probe passed: taking work again")
     assert read_results(stack) == []  # no job was failed for the deployment's mistake
     assert stack.queue_depth(stack.jobs_queue_url) == 1  # and none was lost
     assert PASSWORDS[0] not in run.stdout + run.stderr
@@ -206,9 +213,75 @@ def test_a_key_the_worker_does_not_accept_opens_the_breaker(stack: Stack) -> Non
 
 def _handed_back(worker: Any) -> bool:
     """Whether the running worker has logged a hand-back (its output is a temporary file)."""
+    return _logged(worker, "job handed back to the queue")
+
+
+def _logged(worker: Any, event: str) -> bool:
+    """Whether the running worker has logged ``event`` so far."""
     stdout = _outputs[worker.pid][0]
     stdout.seek(0)
-    return "job handed back to the queue" in stdout.read()
+    return f'"event": "{event}"' in stdout.read()
+
+
+def test_a_refusal_that_lasts_keeps_the_breaker_open_until_it_is_lifted(
+    stack: Stack, proxy: FaultProxy
+) -> None:
+    """The breaker's probe rechecks KMS, not only Cognito: no flapping while KMS refuses.
+
+    How the refusal is produced: moto's KMS enforces neither IAM nor the key policy on Decrypt,
+    and decrypts under a disabled key too (moto 5.2.5, checked), so neither can refuse here. The
+    fault proxy answers the worker's Decrypt calls as KMS answers a role without kms:Decrypt
+    (400 AccessDeniedException); removing the rule is the permission granted. The Cognito calls
+    pass through untouched, so the Cognito probe passes all along: only the recheck of KMS can
+    keep the breaker open.
+    """
+    key = new_key(stack)
+    enqueue(stack, encrypted_body(key, version=1, type="import_user", job_id="held",
+                                  username="hal", password=PASSWORDS[1]))  # fmt: skip
+    port = free_port()
+    denied = proxy.add_rule("access_denied", service="kms", operation="Decrypt")
+    settings = through(
+        proxy.url,
+        FIELD_ENCRYPTION_KEY_ARNS=key,
+        HEALTH_PORT=str(port),
+        BREAKER_COOLDOWN_S="1",
+        BREAKER_MAX_COOLDOWN_S="2",
+    )
+    worker = start_worker(stack, **settings)
+    try:
+        # The cool-down passed, the Cognito probe passed, the recheck was refused: still open.
+        wait_for(lambda: _logged(worker, "configuration probe failed"), timeout_s=60)
+        status, readiness = probe_http(port, "/readyz")
+        assert status == 503, readiness
+        assert readiness["status"] == "configuration error"
+        (reason,) = readiness["clients"].values()
+        assert reason.startswith("FieldDecryptionRefused ("), reason
+        assert "111122223333" not in json.dumps(readiness)  # codes and hints only
+        assert read_results(stack) == []  # nothing failed for the deployment's mistake
+        assert stack.queue_depth(stack.jobs_queue_url) == 1  # and nothing lost
+        # The job's own Decrypt and the recheck's, at least: both answered by "KMS".
+        assert proxy.stats()["faults"]["access_denied"] >= 2
+
+        proxy.remove_rule(denied)  # the task role may decrypt again
+        results = wait_for(lambda: read_results(stack), timeout_s=60)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        run = finish(worker)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert [r.body["status"] for r in results] == ["succeeded"]
+    assert signs_in(stack, "hal", PASSWORDS[1])
+    failed = run.events("configuration probe failed")
+    assert {event["error_code"] for event in failed} == {"FieldDecryptionRefused"}
+    assert len(run.events("configuration probe passed: taking work again")) == 1
+    # One trip, by the job: the breaker never closed while KMS refused, so the job never came
+    # back to trip it again (before the recheck, each passing Cognito probe let it do so).
+    assert (
+        len(run.events("configuration error: this client takes no work until a probe passes")) == 1
+    )
+    assert run.stdout.index('"configuration probe passed') > run.stdout.rindex(
+        '"configuration probe failed'
+    )
+    assert PASSWORDS[1] not in run.stdout + run.stderr
 
 
 def test_kms_unreachable_hands_the_job_back_then_it_runs(stack: Stack, proxy: FaultProxy) -> None:

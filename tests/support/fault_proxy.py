@@ -108,6 +108,15 @@ AWS_ERRORS: dict[str, tuple[int, str, str]] = {
         "NotAuthorizedException",
         "SecretHash does not match for the client",
     ),
+    # What KMS answers a caller whose IAM policy or the key's policy does not allow the call
+    # (moto enforces neither on Decrypt): the tests use it to refuse the field key mid-run.
+    "access_denied": (
+        400,
+        "AccessDeniedException",
+        "User: arn:aws:sts::111122223333:assumed-role/cognito-worker-task/0a1b2c3d is not "
+        "authorized to perform: kms:Decrypt on this resource because no identity-based policy "
+        "allows the kms:Decrypt action",
+    ),
 }
 #: kind -> HTTP status for the faults that answer with a bare status.
 HTTP_ERRORS: dict[str, int] = {"http_500": 500, "http_503": 503}
