@@ -10,6 +10,8 @@ holds an entry in it that lapses :data:`ENTRY_LIFE_S` after its last heartbeat, 
 - A task that stops leaves the roster once its last job is done; one that dies stops beating and
   its entry lapses. Either way the others take up its share at their next heartbeat, within
   seconds.
+- Each task also learns its place among the members (their ids in order), which the pacers use to
+  interleave the fleet's calls (:mod:`worker.ratelimit`).
 
 With the memory store there is no shared store, so a task is a fleet of one. With DynamoDB the
 roster is one item of the idempotency table, ``pk`` = :data:`ROSTER_KEY`, holding a map of member
@@ -26,7 +28,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -48,11 +50,21 @@ ROSTER_KEY = "!fleet#roster"
 ROSTER_ITEM_TTL_S = 86400
 
 
+class Standing(NamedTuple):
+    """A task's view of the fleet: how many tasks are alive, and its own place among them."""
+
+    size: int
+    place: int  # 0 .. size - 1, by member id
+
+
+SOLO = Standing(1, 0)
+
+
 class Roster(Protocol):
     """Where the fleet's members are counted."""
 
-    async def beat(self, member: str, life_s: float) -> int:
-        """Renew ``member``'s entry for ``life_s``; return the live members, ``member`` included."""
+    async def beat(self, member: str, life_s: float) -> Standing:
+        """Renew ``member``'s entry for ``life_s``; return its standing among the live members."""
         ...
 
     async def leave(self, member: str) -> None:
@@ -63,9 +75,9 @@ class Roster(Protocol):
 class SoloRoster:
     """No shared store: every task is a fleet of one, and paces at the whole budget."""
 
-    async def beat(self, member: str, life_s: float) -> int:
+    async def beat(self, member: str, life_s: float) -> Standing:
         """See :meth:`Roster.beat`."""
-        return 1
+        return SOLO
 
     async def leave(self, member: str) -> None:
         """See :meth:`Roster.leave`."""
@@ -78,7 +90,7 @@ class DynamoDbRoster:
         self._client = client
         self._table = table
 
-    async def beat(self, member: str, life_s: float) -> int:
+    async def beat(self, member: str, life_s: float) -> Standing:
         """See :meth:`Roster.beat`."""
         now = time.time()
         until = {"N": f"{now + life_s:.3f}"}
@@ -98,14 +110,14 @@ class DynamoDbRoster:
                 raise
             if not await self._create(member, until, expires):
                 return await self.beat(member, life_s)  # another task created it meanwhile
-            return 1
+            return SOLO
         members = answer.get("Attributes", {}).get("members", {}).get("M", {})
         deadlines = {name: float(value["N"]) for name, value in members.items()}
-        alive = sum(1 for deadline in deadlines.values() if deadline > now)
+        alive = sorted({name for name, deadline in deadlines.items() if deadline > now} | {member})
         lapsed = {name: v for name, v in deadlines.items() if v <= now and name != member}
         if lapsed:
             await self._prune(lapsed)
-        return max(1, alive)
+        return Standing(len(alive), alive.index(member))
 
     async def _create(self, member: str, until: Any, expires: Any) -> bool:
         try:
@@ -156,28 +168,29 @@ class DynamoDbRoster:
 
 
 class FleetMembership:
-    """One task's place in the fleet: tells ``on_size`` how many tasks share the budget."""
+    """One task's place in the fleet: tells ``on_change`` how many tasks share the budget, and
+    this task's place among them."""
 
     def __init__(
         self,
         roster: Roster,
-        on_size: Callable[[int], None],
+        on_change: Callable[[Standing], None],
         *,
         heartbeat_s: float = HEARTBEAT_S,
         entry_life_s: float = ENTRY_LIFE_S,
         member: str | None = None,
     ) -> None:
         self.member = member or uuid.uuid4().hex
-        self.size = 1
+        self.standing = SOLO
         self._roster = roster
-        self._on_size = on_size
+        self._on_change = on_change
         self._heartbeat_s = heartbeat_s
         self._entry_life_s = entry_life_s
 
     async def join(self) -> None:
         """Take this task's share; when others are there, wait until each of them has seen it."""
         self._update(await self._roster.beat(self.member, self._entry_life_s))
-        if self.size > 1:
+        if self.standing.size > 1:
             # Every other member beats within one period, and lowers its share when it does.
             await asyncio.sleep(self._heartbeat_s * 1.2)
             self._update(await self._roster.beat(self.member, self._entry_life_s))
@@ -203,11 +216,16 @@ class FleetMembership:
                 lapses_in_s=self._entry_life_s,
             )
 
-    def _update(self, size: int) -> None:
-        if size != self.size:
-            log.info("fleet size changed", member=self.member, tasks=size, was=self.size)
-        self.size = size
-        self._on_size(size)
+    @property
+    def size(self) -> int:
+        """How many tasks share the budget, this one included."""
+        return self.standing.size
+
+    def _update(self, standing: Standing) -> None:
+        if standing.size != self.standing.size:
+            log.info("fleet size changed", member=self.member, tasks=standing.size, was=self.size)
+        self.standing = standing
+        self._on_change(standing)
 
 
 @asynccontextmanager

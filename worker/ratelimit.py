@@ -7,13 +7,30 @@ fleet: each task paces at its share (the budget divided by the tasks alive, see
 is the rest of the quota's traffic (the application's own users): a TooManyRequestsException cuts
 the rate by a tenth, and calm raises it additively back up to the share (additive increase,
 multiplicative decrease), so the fleet yields when that traffic takes more than its headroom.
+
+Tasks that pace independently bunch: each at ``r`` calls a second puts ``ceil(r)`` calls in some
+one-second windows, so ``n`` of them can put ``n * ceil(r)`` in one window, above the fleet's
+``n * r`` (three tasks at 6.5 RPS: 21 calls in a window of a 20 RPS quota). So, while a task
+paces at its full share, its calls keep to a grid on the wall clock that every task shares, at
+its own place on it: task ``k`` of ``n`` calls at ``(m + k / n) / r`` seconds. Together the
+fleet's calls are then spaced evenly, ``1 / (n * r)`` apart, as if one pacer sent them all.
+
+Slots are kept, but a busy event loop can set a call off late and the next one on time, so two
+leave closer than the spacing: in any one second, a pacer lets no more calls leave than its rate
+rounded up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import math
 import time
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from worker.fleet import Standing
 
 
 class QuotaCategory(StrEnum):
@@ -62,6 +79,12 @@ class AdaptivePacer:
         self._next_slot = 0.0
         self._last_update = time.monotonic()
         self._last_cut = 0.0
+        # Where this task's calls fall on the fleet's grid (a fraction of one interval), or None
+        # for a fleet of one, which needs no grid.
+        self._phase: float | None = None
+        # When the calls of the last second left, and how many callers wait for a slot.
+        self._departures: collections.deque[float] = collections.deque()
+        self.waiting = 0
         # Callers wait their turn in order; each takes its slot only when the one before it is
         # due, so a change of rate applies to the callers already waiting, not one queue later.
         self._turn = asyncio.Lock()
@@ -85,22 +108,62 @@ class AdaptivePacer:
         self.rate_rps = scaled
         self._set_budget(budget_rps)
 
+    def set_place(self, place: int, tasks: int) -> None:
+        """Keep to place ``place`` (0-based) of ``tasks`` on the fleet's grid (see the module)."""
+        self._phase = place / tasks if tasks > 1 else None
+
     def reserve(self) -> float:
         """Take the next free slot; return how long to wait for it, in seconds."""
         now = time.monotonic()
         self._recover(now)
         slot = max(now, self._next_slot)
+        # Only at the full share: every task paces at the same rate then, so their grids
+        # interleave. Below it (cut back, or climbing back) the rate changes from call to call,
+        # and a grid that moved with it would only add waits.
+        if self._phase is not None and self.rate_rps >= self.ceiling_rps:
+            slot = self._on_grid(slot)
         self._next_slot = slot + 1.0 / self.rate_rps
         return slot - now
+
+    def _on_grid(self, slot: float) -> float:
+        """The first point of this task's grid at or after ``slot`` (monotonic seconds)."""
+        assert self._phase is not None
+        interval = 1.0 / self.rate_rps
+        # The grid lives on the wall clock, the one clock the tasks share.
+        wall_minus_monotonic = time.time() - time.monotonic()
+        position = (slot + wall_minus_monotonic) / interval - self._phase
+        # A slot already on the grid (within float error) stays where it is.
+        steps = math.ceil(position - 1e-6)
+        return (steps + self._phase) * interval - wall_minus_monotonic
 
     async def acquire(self) -> float:
         """Wait for the next slot; return the time waited."""
         started = time.monotonic()
-        async with self._turn:
-            wait = self.reserve()
-            if wait > 0:
-                await asyncio.sleep(wait)
+        self.waiting += 1
+        try:
+            async with self._turn:
+                wait = self.reserve()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await self._within_one_second()
+        finally:
+            self.waiting -= 1
         return time.monotonic() - started
+
+    async def _within_one_second(self) -> None:
+        """Wait while this call would be one too many in the last second; then count it."""
+        while True:
+            now = time.monotonic()
+            while self._departures and now - self._departures[0] >= 1.0:
+                self._departures.popleft()
+            if len(self._departures) < math.ceil(self.rate_rps):
+                self._departures.append(now)
+                return
+            await asyncio.sleep(self._departures[0] + 1.0 - now)
+
+    def backlog_s(self) -> float:
+        """How long the callers waiting now will take to leave, at the current rate."""
+        return self.waiting / self.rate_rps
 
     def throttled(self) -> None:
         """Cognito said TooManyRequests: cut the rate (once per burst of such answers)."""
@@ -131,11 +194,21 @@ class RateLimiter:
         self.fleet_size = 1
         self.pacers = {category: AdaptivePacer(rps) for category, rps in budgets_rps.items()}
 
-    def set_fleet_size(self, tasks: int) -> None:
-        """Pace every category at its budget divided among ``tasks`` tasks."""
+    def set_fleet_size(self, tasks: int, place: int = 0) -> None:
+        """Pace every category at its budget divided among ``tasks`` tasks, at place ``place``
+        of the fleet's grid."""
         self.fleet_size = max(1, tasks)
         for category, pacer in self.pacers.items():
             pacer.set_budget(self.fleet_budgets_rps[category] / self.fleet_size)
+            pacer.set_place(place, self.fleet_size)
+
+    def set_standing(self, standing: Standing) -> None:
+        """The fleet changed (see :class:`worker.fleet.FleetMembership`): pace at the new share."""
+        self.set_fleet_size(standing.size, standing.place)
+
+    def backlog_s(self) -> float:
+        """The longest a category's waiting callers will take to leave (seconds)."""
+        return max(pacer.backlog_s() for pacer in self.pacers.values())
 
     def pacer(self, operation: str) -> AdaptivePacer:
         """The pacer of the category ``operation`` draws on."""

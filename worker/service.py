@@ -54,6 +54,11 @@ EXIT_LOOP_DIED = 1
 EXIT_CONFIGURATION = 3  # burst mode only: every app client's configuration is broken
 # How long free job slots wait for more to free before a receive for fewer than ten.
 RECEIVE_FILL_WAIT_S = 0.2
+# Receive no more while the pacers hold more than this many seconds of calls waiting: a job
+# waiting longer in this task is one another task could start (at the end of a batch, the last
+# messages would otherwise sit in one task's slots while the others idle), and its wait counts
+# against its job timeout. Enough for the pacers never to run dry while a receive is under way.
+RECEIVE_AHEAD_S = 2.0
 # How long a long poll may still answer once the worker is told to stop.
 STOP_RECEIVE_GRACE_S = 1.0
 # The longest pause between receives while SQS fails.
@@ -115,8 +120,10 @@ class Worker:
         metrics: Metrics,
         *,
         exit_when_idle: bool = False,
+        pacer_backlog_s: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self._settings = settings
+        self._pacer_backlog_s = pacer_backlog_s
         self._queue = queue
         self._processor = processor
         self._guard = guard
@@ -271,6 +278,7 @@ class Worker:
                     self._gave_up_on_configuration = True
                     self.stop("every app client's circuit breaker is open")
                 continue
+            await self._while_the_pacers_are_behind()
             free = await self._free_slots()
             if free == 0:
                 continue
@@ -361,6 +369,18 @@ class Worker:
             self._say_what_burst_waits_for(counts)
             return False
         return True
+
+    async def _while_the_pacers_are_behind(self) -> None:
+        """Wait while the pacers hold more than :data:`RECEIVE_AHEAD_S` of calls (a few seconds
+        at most, so liveness keeps ticking)."""
+        deadline = time.monotonic() + 5
+        while not self._stopping.is_set() and time.monotonic() < deadline:
+            behind_s = self._pacer_backlog_s() - RECEIVE_AHEAD_S
+            if behind_s <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), min(behind_s, 0.5))
+        self._last_loop_at = time.monotonic()
 
     async def _free_slots(self) -> int:
         """Wait for free job slots: enough for a full receive, or a few after a short while.
@@ -608,7 +628,15 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
             limiter,
             metrics,
         )
-        worker = Worker(settings, queue, processor, guard, metrics, exit_when_idle=exit_when_idle)
+        worker = Worker(
+            settings,
+            queue,
+            processor,
+            guard,
+            metrics,
+            exit_when_idle=exit_when_idle,
+            pacer_backlog_s=limiter.backlog_s,
+        )
         # Flushed on the way out, after the drain, within what is left of the flush budget.
         stack.push_async_callback(_flush, worker, queue, publisher)
         await stack.enter_async_context(
@@ -623,7 +651,7 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
         signals.on_stop(worker.stop)
         # Joined before the first Cognito call; left after the drain, before the final flush.
         await stack.enter_async_context(
-            fleet_membership(FleetMembership(roster, limiter.set_fleet_size))
+            fleet_membership(FleetMembership(roster, limiter.set_standing))
         )
         log.info(
             "worker started",

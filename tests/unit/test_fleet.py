@@ -8,7 +8,7 @@ import time
 
 from botocore.exceptions import EndpointConnectionError
 
-from worker.fleet import FleetMembership, SoloRoster, fleet_membership
+from worker.fleet import FleetMembership, SoloRoster, Standing, fleet_membership
 from worker.ratelimit import QuotaCategory, RateLimiter
 
 
@@ -19,12 +19,13 @@ class SharedRoster:
         self.deadlines: dict[str, float] = {}
         self.failing = False
 
-    async def beat(self, member: str, life_s: float) -> int:
+    async def beat(self, member: str, life_s: float) -> Standing:
         if self.failing:
             raise EndpointConnectionError(endpoint_url="http://dynamodb")
         now = time.monotonic()
         self.deadlines[member] = now + life_s
-        return sum(1 for deadline in self.deadlines.values() if deadline > now)
+        alive = sorted(name for name, deadline in self.deadlines.items() if deadline > now)
+        return Standing(len(alive), alive.index(member))
 
     async def leave(self, member: str) -> None:
         self.deadlines.pop(member, None)
@@ -37,7 +38,7 @@ def limiter() -> RateLimiter:
 async def test_a_task_alone_takes_the_whole_budget_without_waiting() -> None:
     own = limiter()
     started = time.monotonic()
-    async with fleet_membership(FleetMembership(SharedRoster(), own.set_fleet_size)):
+    async with fleet_membership(FleetMembership(SharedRoster(), own.set_standing)):
         assert time.monotonic() - started < 0.5
         assert own.pacer("SignUp").budget_rps == 30.0
 
@@ -45,8 +46,8 @@ async def test_a_task_alone_takes_the_whole_budget_without_waiting() -> None:
 async def test_the_memory_store_means_a_fleet_of_one() -> None:
     first, second = limiter(), limiter()
     async with (
-        fleet_membership(FleetMembership(SoloRoster(), first.set_fleet_size, heartbeat_s=0.05)),
-        fleet_membership(FleetMembership(SoloRoster(), second.set_fleet_size, heartbeat_s=0.05)),
+        fleet_membership(FleetMembership(SoloRoster(), first.set_standing, heartbeat_s=0.05)),
+        fleet_membership(FleetMembership(SoloRoster(), second.set_standing, heartbeat_s=0.05)),
     ):
         await asyncio.sleep(0.1)
         assert first.pacer("SignUp").budget_rps == second.pacer("SignUp").budget_rps == 30.0
@@ -56,7 +57,7 @@ async def test_three_tasks_share_and_a_dead_ones_share_returns_after_its_entry_l
     roster = SharedRoster()
     limiters = [limiter() for _ in range(3)]
     members = [
-        FleetMembership(roster, own.set_fleet_size, heartbeat_s=0.05, entry_life_s=0.2)
+        FleetMembership(roster, own.set_standing, heartbeat_s=0.05, entry_life_s=0.2)
         for own in limiters
     ]
     for member in members:
@@ -74,8 +75,8 @@ async def test_three_tasks_share_and_a_dead_ones_share_returns_after_its_entry_l
 async def test_a_failed_heartbeat_keeps_the_share_it_had() -> None:
     roster = SharedRoster()
     first, second = limiter(), limiter()
-    one = FleetMembership(roster, first.set_fleet_size, heartbeat_s=0.05, entry_life_s=5)
-    two = FleetMembership(roster, second.set_fleet_size, heartbeat_s=0.05, entry_life_s=5)
+    one = FleetMembership(roster, first.set_standing, heartbeat_s=0.05, entry_life_s=5)
+    two = FleetMembership(roster, second.set_standing, heartbeat_s=0.05, entry_life_s=5)
     async with fleet_membership(one), fleet_membership(two):
         await asyncio.sleep(0.1)
         roster.failing = True

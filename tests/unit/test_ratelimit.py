@@ -1,6 +1,8 @@
 """The adaptive pacer: even spacing at the rate, multiplicative cuts, additive recovery."""
 
 import asyncio
+import itertools
+import math
 import time
 
 import pytest
@@ -69,6 +71,69 @@ def test_each_task_paces_at_its_share_of_the_fleet_budget() -> None:
     assert limiter.pacer("SignUp").rate_rps == pytest.approx(40.0 * PACING_HEADROOM)
     limiter.set_fleet_size(0)  # never fewer than this task itself
     assert limiter.pacer("SignUp").budget_rps == 40.0
+
+
+def busiest_second(slots: list[float]) -> int:
+    """The most calls in any one-second window (the quota's count), for slots in seconds."""
+    ordered = sorted(slots)
+    return max(
+        sum(1 for later in ordered[i:] if later - start < 1.0) for i, start in enumerate(ordered)
+    )
+
+
+def fleet_slots(tasks: int, share_rps: float, calls: int, *, on_grid: bool) -> list[float]:
+    """When each of ``tasks`` pacers, started together, would send its first ``calls`` calls."""
+    now = time.monotonic()
+    slots = []
+    for place in range(tasks):
+        pacer = AdaptivePacer(share_rps)
+        if on_grid:
+            pacer.set_place(place, tasks)
+        slots += [now + pacer.reserve() for _ in range(calls)]
+    return slots
+
+
+def test_a_fleet_on_its_grid_never_bunches_past_its_budget_in_any_second() -> None:
+    # Three tasks at a third of 20 RPS each: 6.47 calls a second each after the headroom.
+    share = 20 / 3
+    fleet_rate = 3 * share * PACING_HEADROOM
+    # Paced apart, their calls can meet: 3 x 7 = 21 calls in one second, over the 20 of the budget.
+    assert busiest_second(fleet_slots(3, share, 40, on_grid=False)) == 21
+    # On the grid they interleave as one pacer at 19.4 RPS would send them.
+    on_grid = sorted(fleet_slots(3, share, 40, on_grid=True))
+    assert busiest_second(on_grid) == math.ceil(fleet_rate) == 20
+    gaps = [later - earlier for earlier, later in itertools.pairwise(on_grid)]
+    assert min(gaps) == pytest.approx(1 / fleet_rate, abs=0.002)  # not 0, as when they meet
+
+
+def test_a_pacer_off_its_full_share_leaves_the_grid() -> None:
+    # Cut back by a throttle, the rate changes from call to call: no grid, no added wait.
+    pacer = AdaptivePacer(10, decrease_factor=0.5)
+    pacer.set_place(1, 2)
+    pacer.throttled()
+    first = pacer.reserve()
+    assert pacer.reserve() - first == pytest.approx(1 / pacer.rate_rps, rel=1e-2)
+
+
+async def test_no_more_calls_leave_in_one_second_than_the_rate_rounded_up() -> None:
+    pacer = AdaptivePacer(10)  # 9.7 a second: at most 10 in any second
+    # Ten calls left in the last half second (a late one and those on time after it, say).
+    left_at = time.monotonic() - 0.5
+    pacer._departures.extend([left_at] * 10)
+    waited = await pacer.acquire()
+    # Its slot was due at once; it waited for the oldest of the ten to be a second old.
+    assert 0.45 <= waited < 1.0
+
+
+async def test_the_backlog_is_the_waiting_callers_at_the_rate() -> None:
+    pacer = AdaptivePacer(10)
+    callers = [asyncio.create_task(pacer.acquire()) for _ in range(30)]
+    await asyncio.sleep(0.05)  # the first has left; 29 wait, 9.7 a second
+    assert pacer.backlog_s() == pytest.approx(29 / (10 * PACING_HEADROOM), rel=0.05)
+    for caller in callers:
+        caller.cancel()
+    await asyncio.gather(*callers, return_exceptions=True)
+    assert pacer.waiting == 0
 
 
 def test_a_cut_rate_stays_as_far_under_a_new_share() -> None:

@@ -80,13 +80,25 @@ class SoundConfiguration:
 
 
 def build_worker(
-    queue: MessageSource, processor: MessageHandler, *, exit_when_idle: bool = False
+    queue: MessageSource,
+    processor: MessageHandler,
+    *,
+    exit_when_idle: bool = False,
+    pacer_backlog_s: Callable[[], float] = lambda: 0.0,
 ) -> Worker:
     metrics = Metrics()
     guard = ConfigurationGuard(
         SETTINGS.cognito_clients, CircuitBreakers(1, 1), SoundConfiguration(), metrics
     )
-    return Worker(SETTINGS, queue, processor, guard, metrics, exit_when_idle=exit_when_idle)
+    return Worker(
+        SETTINGS,
+        queue,
+        processor,
+        guard,
+        metrics,
+        exit_when_idle=exit_when_idle,
+        pacer_backlog_s=pacer_backlog_s,
+    )
 
 
 async def test_a_dead_receive_loop_exits_non_zero_and_fails_liveness() -> None:
@@ -107,6 +119,24 @@ async def test_receives_only_what_free_slots_can_start() -> None:
     # more slots to free, then asks for the 1 it has.
     assert queue.asked[:2] == [3, 1]
     assert sorted(processor.finished) == ["m1", "m2", "m3"]
+
+
+async def test_no_receive_while_the_pacers_hold_more_than_two_seconds_of_calls() -> None:
+    queue = ScriptedQueue([[message(1)], [message(2)], [], []])
+    loop = asyncio.get_running_loop()
+    behind_until = loop.time() + 0.6
+    # The pacers hold 3 s of calls for the first 0.6 s, then catch up.
+    loop_worker = build_worker(
+        queue,
+        SlowProcessor(0),
+        exit_when_idle=True,
+        pacer_backlog_s=lambda: 3.0 if loop.time() < behind_until else 0.0,
+    )
+    started = loop.time()
+    assert await loop_worker.run() == 0
+    # Held back the first receive until the backlog fell under 2 s.
+    assert loop.time() - started >= 0.6
+    assert queue.asked[0] == 3
 
 
 async def test_stop_lets_jobs_in_flight_finish_within_the_grace_period() -> None:
