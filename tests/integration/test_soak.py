@@ -3,6 +3,12 @@
 Same promises as the 500-job fault test, at a scale that shows slow leaks and rare races. SQS and
 SNS come from fauxqs (moto's SQS slows with depth and would set the pace); the fault proxy sits in
 front of fauxqs and of the Cognito front, so SQS, SNS and Cognito calls all meet faults.
+
+Throttling comes as Cognito's does, from the rate: the proxy's UserCreation quota is 30 RPS, under
+the worker's budget of 40 (other traffic has taken the headroom), so the worker is throttled until
+its pacer yields, and again each time it probes upwards; 1 % of Cognito calls are throttled at
+random besides. (The 500-job test's 20 % of random throttles would hold any pacer that yields to
+throttling at its floor for 20,000 jobs: that test is about retries, this one about time.)
 """
 
 import os
@@ -13,11 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fault_proxy import running_proxy
+from tests.support.fault_proxy import FaultProxy, running_proxy
 from tests.support.harness import Traffic, finish, job, queue_depth, start_worker, through
 from worker.local_aws import Endpoints, Stack
-
-from .test_faults import add_mixed_faults
 
 SOAK_JOBS = int(os.environ.get("SOAK_JOBS", "0"))
 pytestmark = pytest.mark.parametrize("emulator", ["fauxqs"], indirect=True)
@@ -29,7 +33,7 @@ def test_soak_every_job_ends_once_under_faults(stack: Stack, endpoints: Endpoint
     bodies = [job("sign_up", job_id=f"s-{i}", username=f"s-{i}", password="Soak-Passw0rd!")
               for i in range(SOAK_JOBS)]  # fmt: skip
     with running_proxy(endpoints.queues_and_topics, endpoints.cognito, seed=11) as proxy:
-        add_mixed_faults(proxy)
+        add_soak_faults(proxy)
         with Traffic(stack, bodies, keep_queued=300) as traffic:
             worker = start_worker(
                 stack, **through(proxy.url, RETRY_BACKOFF_CAP_S="1", LOG_LEVEL="WARNING")
@@ -49,7 +53,9 @@ def test_soak_every_job_ends_once_under_faults(stack: Stack, endpoints: Endpoint
     duplicates = sum(count - 1 for count in per_job.values())
     effects = Counter(stats["effects"].get("SignUp", {}).values())
     print(
-        f"\nsoak: {SOAK_JOBS} jobs; faults injected {stats['faults']}; terminal results "
+        f"\nsoak: {SOAK_JOBS} jobs; Cognito calls "
+        f"{sum(stats['calls'].get('cognito-idp', {}).values())}; faults injected "
+        f"{stats['faults']}; terminal results "
         f"{len(per_job)} ({dict(statuses)}); duplicates {duplicates}; "
         f"lost {SOAK_JOBS - len(per_job)}; SignUps carried out per user {dict(effects)}; "
         f"{seconds:.0f} s; worker RSS {rss_start:.1f} MB after 1,000 results, "
@@ -61,6 +67,15 @@ def test_soak_every_job_ends_once_under_faults(stack: Stack, endpoints: Endpoint
     assert statuses == {"succeeded": SOAK_JOBS}
     assert effects == {1: SOAK_JOBS}
     assert queue_depth(stack, stack.jobs_queue_url) == 0
+
+
+def add_soak_faults(proxy: FaultProxy) -> None:
+    """A 30 RPS quota, 1 % random throttles, 3 % internal errors; 2 % 503s and resets anywhere."""
+    proxy.set_quota("UserCreation", ["SignUp", "ConfirmSignUp"], 30)
+    proxy.add_rule("throttle", service="cognito", probability=0.01)
+    proxy.add_rule("internal_error", service="cognito", probability=0.03)
+    proxy.add_rule("http_503", probability=0.02)
+    proxy.add_rule("reset", probability=0.02)
 
 
 def _rss_mb(pid: int) -> float:
