@@ -8,12 +8,19 @@ compare like with like:
 
 1. ``one-worker``: one task (memory store) at the default quotas (UserCreation 50,
    UserAccountRecovery 30 RPS);
-2. ``baseline``: the seed's way (bench/baseline.py), one message at a time;
-3. ``fleet-of-3``: three tasks on one fleet budget (the quota) through one DynamoDB table;
-4. ``live-app``: three tasks on a fleet budget of 40 of the 50 UserCreation RPS, while a simulated
-   application sends its own sign-ups at 10 RPS on the same quota;
-5. ``scale``: one task, then three, one of them killed (SIGKILL), another stopped, back to one;
-6. ``quota-lifted``: no quota, no added latency: the worker's own ceiling, profiled with py-spy.
+2. ``encrypted``: ``one-worker`` with every password encrypted under a KMS key (moto's KMS, behind
+   the fault proxy to count the calls) and encryption required: KMS calls and CPU per job;
+3. ``baseline``: the seed's way (bench/baseline.py), one message at a time;
+4. ``fleet-of-3``: three tasks on one fleet budget (the quota) through one DynamoDB table;
+5. ``live-app``: three tasks on a fleet budget of 40 of the 50 UserCreation RPS, while a simulated
+   application sends its own sign-ups at 10 RPS on the same quota; ``live-app-headroom``: the
+   same with one call a second more left to the live application;
+6. ``scale``: one task, then three, one of them killed (SIGKILL), another stopped, back to one;
+7. ``quota-lifted``: no quota, no added latency: the worker's own ceiling, profiled with py-spy.
+
+The fleet scenarios (4-6) run at :data:`FLEET_SCALE` of those quotas, budgets and live traffic,
+so that the machine can serve them; a scenario during which the machine or moto ran out of CPU is
+marked ``capped``, its figures being theirs rather than the worker's.
 
 Figures go to stdout, bench/results/results.json, table.md and throughput.png.
 """
@@ -47,10 +54,12 @@ from bench.baseline import run_baseline
 from tests.support.fault_proxy import FaultProxy, running_proxy
 from tests.support.fauxqs import running_fauxqs
 from tests.support.harness import Traffic, finish, job, start_worker
+from worker.fields import FieldEncryptor
 from worker.local_aws import (
     REGION,
     Endpoints,
     Stack,
+    aws_client,
     create_idempotency_table,
     free_port,
     local_aws,
@@ -59,6 +68,11 @@ from worker.local_aws import (
 from worker.secret_hash import secret_hash
 
 OUT = Path(__file__).parent / "results"
+# The fleet scenarios run at this share of the default quotas (budgets and live traffic alike).
+# Three workers whose claims go through DynamoDB cost about 45 ms of CPU a job across the bench's
+# processes (27 of them in moto, one Python process that cannot use a second core): a machine of
+# two cores cannot serve the 75 jobs/s of the default quotas, and the figures would measure it.
+FLEET_SCALE = 0.4
 QUOTA_OPERATIONS = {
     "UserCreation": ["SignUp", "ConfirmSignUp"],
     "UserAccountRecovery": ["ForgotPassword", "ConfirmForgotPassword"],
@@ -81,6 +95,10 @@ class Scenario:
     jobs_per_s: float = 0.0
     bound_jobs_per_s: float | None = None  # what the budgets allow for this mix
     share_of_budget: float | None = None
+    # The same between the 10th and the 90th percentile of the results: the batch's start
+    # (tasks starting, joining) and its end (the last jobs in a few tasks' slots) left out.
+    steady_jobs_per_s: float = 0.0
+    steady_share_of_budget: float | None = None
     failed: int = 0
     failures: dict[str, int] = field(default_factory=dict)  # error code -> jobs
     failed_examples: list[dict[str, Any]] = field(default_factory=list)
@@ -93,11 +111,18 @@ class Scenario:
     sqs_sns_requests_per_job: float = 0.0
     worker_cpu_ms_per_job: float = 0.0
     worker_peak_rss_mb: float = 0.0
+    kms_calls: int | None = None  # the workers' KMS calls (field decryption)
+    producer_kms_calls: int | None = None
+    producer_encrypt_cpu_ms_per_field: float | None = None
     events: list[tuple[float, str]] = field(default_factory=list)  # (second, what happened)
     recovery_s: dict[str, float | None] = field(default_factory=dict)  # event -> seconds
     cpu_s: dict[str, float] = field(default_factory=dict)
     profile: list[tuple[str, float]] = field(default_factory=list)  # (function, share of samples)
     load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    quota_scale: float = 1.0  # the default quotas (and budgets, live traffic) times this
+    machine_busy: float = 0.0  # share of all cores' time spent busy during the scenario
+    moto_cores: float = 0.0  # moto's CPU seconds per second: one process, so at most about 1
+    capped: str | None = None  # why the figures measure the machine or moto, not the worker
     timeline: list[tuple[float, float]] = field(default_factory=list)  # (second, jobs/s)
 
 
@@ -326,6 +351,7 @@ def run_fleet(
     plan: list[tuple[float, str]] | None = None,
     profile_s: float = 0.0,
     shared_store: bool = True,
+    encrypted: bool = False,
 ) -> Scenario:
     """Run ``scenario.workers`` tasks (more or fewer, as ``plan`` says) until every job is done."""
     stack = provision(endpoints, f"bench-{scenario.name}-{int(time.time())}")
@@ -342,11 +368,20 @@ def run_fleet(
             "IDEMPOTENCY_STORE": "dynamodb",
             "IDEMPOTENCY_TABLE": create_idempotency_table(endpoints),
         }
+    bodies = mixed_jobs(scenario.jobs, scenario.name)
+    if encrypted:  # the worker decrypts through the proxy, which counts its KMS calls
+        key_arn = aws_client("kms", endpoints.moto).create_key()["KeyMetadata"]["Arn"]
+        bodies = encrypted_bodies(bodies, key_arn, proxy, scenario)
+        env |= {
+            "FIELD_ENCRYPTION_KEY_ARNS": key_arn,
+            "REQUIRE_ENCRYPTED_FIELDS": "true",
+            "AWS_ENDPOINT_URL_KMS": proxy.url,
+        }
     scenario.bound_jobs_per_s = budget_bound(scenario.budgets)
     live = LiveApp(stack, proxy.url, live_rps) if live_rps else None
     workers: list[Worker] = []
     try:
-        _run(scenario, stack, env, proxy, workers, live, plan, profile_s)
+        _run(scenario, stack, bodies, env, proxy, workers, live, plan, profile_s)
     finally:
         for worker in workers:
             worker.kill()
@@ -356,9 +391,81 @@ def run_fleet(
     return scenario
 
 
+def encrypted_bodies(
+    bodies: list[str], key_arn: str, proxy: FaultProxy, scenario: Scenario
+) -> list[str]:
+    """The bodies with each password encrypted as a producer would (one FieldEncryptor)."""
+    # The producer's SDK finds KMS (the proxy, to count its calls) and credentials in the env.
+    producer_env = {
+        "AWS_ENDPOINT_URL_KMS": proxy.url,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    previous = {name: os.environ.get(name) for name in producer_env}
+    os.environ.update(producer_env)
+    try:
+        encryptor = FieldEncryptor(key_arn)
+        started = time.process_time()
+        sealed = []
+        fields = 0
+        for body in bodies:
+            document = json.loads(body)
+            if "password" in document:
+                fields += 1
+                document["password"] = {
+                    "encrypted": encryptor.encrypt(
+                        document["password"],
+                        job_id=document["job_id"],
+                        client_id=None,
+                        field="password",
+                    )
+                }
+            sealed.append(json.dumps(document))
+        scenario.producer_encrypt_cpu_ms_per_field = (
+            (time.process_time() - started) * 1000 / max(1, fields)
+        )
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    scenario.producer_kms_calls = sum(proxy.stats()["calls"].get("kms", {}).values())
+    return sealed
+
+
+def _busy_and_total_jiffies() -> tuple[int, int]:
+    """All cores' busy and total time so far, from /proc/stat's first line."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle and iowait
+    return sum(values) - idle, sum(values)
+
+
+# Above these the figures are the machine's or moto's, not the worker's: every process here
+# would have gone faster with more CPU, and moto, one Python process, cannot use a second core.
+MACHINE_BUSY_CAP = 0.85
+MOTO_CORES_CAP = 0.75
+
+
+def _judge_capacity(
+    scenario: Scenario, busy_before: tuple[int, int], busy_after: tuple[int, int], wall_s: float
+) -> None:
+    total = busy_after[1] - busy_before[1]
+    scenario.machine_busy = (busy_after[0] - busy_before[0]) / total if total else 0.0
+    scenario.moto_cores = scenario.cpu_s.get("moto (Cognito, DynamoDB)", 0.0) / max(wall_s, 1e-9)
+    reasons = []
+    if scenario.machine_busy > MACHINE_BUSY_CAP:
+        reasons.append(f"the machine was {scenario.machine_busy:.0%} busy")
+    if scenario.moto_cores > MOTO_CORES_CAP:
+        reasons.append(f"moto used {scenario.moto_cores:.2f} of its one core")
+    scenario.capped = "; ".join(reasons) or None
+
+
 def _run(
     scenario: Scenario,
     stack: Stack,
+    bodies: list[str],
     env: dict[str, str],
     proxy: FaultProxy,
     workers: list[Worker],
@@ -368,7 +475,9 @@ def _run(
 ) -> None:
     steps = list(plan or [])
     roles_before = _cpu_by_role()
-    with Traffic(stack, mixed_jobs(scenario.jobs, scenario.name), keep_queued=3000) as traffic:
+    busy_before = _busy_and_total_jiffies()
+    wall_started = time.monotonic()
+    with Traffic(stack, bodies, keep_queued=3000) as traffic:
         if live:
             live.__enter__()
         workers += [Worker(stack, env) for _ in range(scenario.workers)]
@@ -409,6 +518,8 @@ def _run(
         for worker in workers:
             worker.sample(scrape=True)
         roles_after = _cpu_by_role()
+        busy_after = _busy_and_total_jiffies()
+        wall_s = time.monotonic() - wall_started
         for worker in workers:
             if not worker.finished:
                 worker.stop()
@@ -418,6 +529,7 @@ def _run(
     scenario.cpu_s = {"workers": round(sum(w.cpu_s for w in workers), 1)} | {
         role: round(roles_after[role] - roles_before.get(role, 0.0), 1) for role in roles_after
     }
+    _judge_capacity(scenario, busy_before, busy_after, wall_s)
 
 
 def _figures(
@@ -440,8 +552,12 @@ def _figures(
             scenario.failures[code] = scenario.failures.get(code, 0) + 1
             if len(scenario.failed_examples) < 5:
                 scenario.failed_examples.append(body)
+    tenth, ninetieth = finished[len(finished) // 10], finished[len(finished) * 9 // 10]
+    middle_s = (ninetieth - tenth).total_seconds()
+    scenario.steady_jobs_per_s = (len(finished) * 8 // 10) / middle_s if middle_s else 0.0
     if scenario.bound_jobs_per_s:
         scenario.share_of_budget = scenario.jobs_per_s / scenario.bound_jobs_per_s
+        scenario.steady_share_of_budget = scenario.steady_jobs_per_s / scenario.bound_jobs_per_s
     cognito = stats["calls"].get("cognito-idp", {})
     all_calls = sum(cognito.get(op, 0) for ops in QUOTA_OPERATIONS.values() for op in ops)
     throttles = stats["faults"].get("quota_throttle", 0)
@@ -454,6 +570,9 @@ def _figures(
     scenario.sqs_sns_requests_per_job = sum(w.requests for w in workers) / scenario.jobs
     scenario.worker_cpu_ms_per_job = sum(w.cpu_s for w in workers) * 1000 / scenario.jobs
     scenario.worker_peak_rss_mb = max(w.peak_rss_mb for w in workers)
+    if scenario.producer_kms_calls is not None:
+        kms_calls = sum(stats["calls"].get("kms", {}).values())
+        scenario.kms_calls = kms_calls - scenario.producer_kms_calls
     # Jobs per second over a sliding 2 s window, every half second.
     offsets = [(moment - first).total_seconds() for moment in finished]
     window = 2.0
@@ -571,6 +690,12 @@ def main() -> None:
         default=1.0,
         help="scale the quotas, budgets and live traffic of every scenario (to fit a busy machine)",
     )
+    parser.add_argument(
+        "--fleet-scale",
+        type=float,
+        default=FLEET_SCALE,
+        help="scale them further in the fleet scenarios (fleet-of-3, live-app, scale)",
+    )
     args = parser.parse_args()
     chosen = set(args.only.split(",")) if args.only else None
 
@@ -581,7 +706,9 @@ def main() -> None:
     latency = args.latency_ms / 1000
     k = args.quota_scale
     quotas = {name: rps * k for name, rps in DEFAULT_QUOTAS.items()}
-    live_budgets = {"UserCreation": 40.0 * k, "UserAccountRecovery": 30.0 * k}
+    kf = k * args.fleet_scale
+    fleet_quotas = {name: rps * kf for name, rps in DEFAULT_QUOTAS.items()}
+    live_budgets = {"UserCreation": 40.0 * kf, "UserAccountRecovery": 30.0 * kf}
     results: list[Scenario] = []
     load_at_start = os.getloadavg()
     with local_aws() as local, running_fauxqs() as fauxqs_url:
@@ -590,23 +717,43 @@ def main() -> None:
             if want("one-worker"):
                 print(f"one worker, {args.jobs} jobs at the default quota ...", flush=True)
                 with configured(proxy, latency_s=latency, quotas=quotas):
-                    one = Scenario("one-worker", args.jobs, 1, budgets=quotas)
+                    one = Scenario("one-worker", args.jobs, 1, budgets=quotas, quota_scale=k)
                     results.append(run_fleet(endpoints, proxy, one, shared_store=False))
+            if want("encrypted"):
+                print(f"one worker, {args.jobs} jobs, passwords encrypted ...", flush=True)
+                with configured(proxy, latency_s=latency, quotas=quotas):
+                    sealed = Scenario("encrypted", args.jobs, 1, budgets=quotas, quota_scale=k)
+                    results.append(
+                        run_fleet(endpoints, proxy, sealed, shared_store=False, encrypted=True)
+                    )
             if want("baseline"):
                 print(f"naive baseline, {args.baseline_jobs} jobs ...", flush=True)
                 with configured(proxy, latency_s=latency, quotas=quotas):
                     results.append(bench_baseline(endpoints, proxy, args.baseline_jobs))
             if want("fleet-of-3"):
                 print(f"three workers on one fleet budget, {args.jobs} jobs ...", flush=True)
-                with configured(proxy, latency_s=latency, quotas=quotas):
-                    three = Scenario("fleet-of-3", args.jobs, 3, budgets=quotas)
+                with configured(proxy, latency_s=latency, quotas=fleet_quotas):
+                    three = Scenario("fleet-of-3", args.jobs, 3, budgets=fleet_quotas)
+                    three.quota_scale = kf
                     results.append(run_fleet(endpoints, proxy, three))
             if want("live-app"):
-                print(f"three workers, fleet budget 40 of 50, live app at {LIVE_APP_RPS:g} RPS, "
-                      f"{args.jobs} jobs ...", flush=True)  # fmt: skip
-                with configured(proxy, latency_s=latency, quotas=quotas):
+                print(f"three workers, fleet budget 40 of 50, live app at {LIVE_APP_RPS:g} RPS "
+                      f"(times {kf:g}), {args.jobs} jobs ...", flush=True)  # fmt: skip
+                with configured(proxy, latency_s=latency, quotas=fleet_quotas):
                     live = Scenario("live-app", args.jobs, 3, budgets=live_budgets)
-                    results.append(run_fleet(endpoints, proxy, live, live_rps=LIVE_APP_RPS * k))
+                    live.quota_scale = kf
+                    results.append(run_fleet(endpoints, proxy, live, live_rps=LIVE_APP_RPS * kf))
+            if want("live-app-headroom"):
+                # The recipe of docs/fleet.md: the quota less the live peak less one call a second.
+                creation = DEFAULT_QUOTAS["UserCreation"] * kf - LIVE_APP_RPS * kf - 1
+                print(f"three workers, fleet budget {creation:g} of "
+                      f"{DEFAULT_QUOTAS['UserCreation'] * kf:g}, live app at "
+                      f"{LIVE_APP_RPS * kf:g} RPS, {args.jobs} jobs ...", flush=True)  # fmt: skip
+                headroom = {"UserCreation": creation, "UserAccountRecovery": 30.0 * kf}
+                with configured(proxy, latency_s=latency, quotas=fleet_quotas):
+                    spared = Scenario("live-app-headroom", args.jobs, 3, budgets=headroom)
+                    spared.quota_scale = kf
+                    results.append(run_fleet(endpoints, proxy, spared, live_rps=LIVE_APP_RPS * kf))
             if want("scale"):
                 print(f"scale 1 -> 3 -> 1 with a kill, {args.scale_jobs} jobs ...", flush=True)
                 plan = [(12.0, "scale out to 3"), (27.0, "kill one (SIGKILL)"),
@@ -614,8 +761,9 @@ def main() -> None:
                 # A killed task's messages come back after the visibility timeout: a short one.
                 short = {"VISIBILITY_TIMEOUT_S": "20", "JOB_TIMEOUT_S": "10",
                          "IDEMPOTENCY_LEASE_S": "10"}  # fmt: skip
-                with configured(proxy, latency_s=latency, quotas=quotas):
-                    scale = Scenario("scale", args.scale_jobs, 1, budgets=quotas)
+                with configured(proxy, latency_s=latency, quotas=fleet_quotas):
+                    scale = Scenario("scale", args.scale_jobs, 1, budgets=fleet_quotas)
+                    scale.quota_scale = kf
                     results.append(run_fleet(endpoints, proxy, scale, extra=short, plan=plan))
             if want("quota-lifted"):
                 print(f"quota lifted, {args.ceiling_jobs} jobs, profiled ...", flush=True)
@@ -644,23 +792,28 @@ def markdown_table(date: str, results: list[Scenario]) -> str:
     lines = [
         f"Measured {date} on {machine()}.",
         "",
-        "| scenario | tasks | jobs | jobs/s | budget bound | of budget | failed | fleet throttled "
-        "| live app throttled | SQS+SNS requests/job | worker CPU ms/job | peak RSS MB "
-        "| load avg (1 min) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scenario | quotas | tasks | jobs | jobs/s | budget bound | of budget | steady "
+        "| failed "
+        "| fleet throttled | live app throttled | SQS+SNS requests/job | worker CPU ms/job "
+        "| peak RSS MB | machine busy | moto cores |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         bound = f"{r.bound_jobs_per_s:.1f}" if r.bound_jobs_per_s else "—"
         share = f"{r.share_of_budget:.1%}" if r.share_of_budget is not None else "—"
+        if r.capped:
+            share += " (capped)"
+        steady = f"{r.steady_share_of_budget:.1%}" if r.steady_share_of_budget is not None else "—"
         live = f"{r.live_throttled_share:.2%}" if r.live_throttled_share is not None else "—"
         rss = f"{r.worker_peak_rss_mb:.1f}" if r.worker_peak_rss_mb else "—"
         cpu = f"{r.worker_cpu_ms_per_job:.2f}" if r.worker_cpu_ms_per_job else "—"
         tasks = "1→3→1" if r.name == "scale" else str(r.workers)
         lines.append(
-            f"| {r.name} | {tasks} | {r.jobs:,} | {r.jobs_per_s:.1f} | {bound} | {share} "
-            f"| {r.failed} | {r.fleet_throttled_share:.2%} ({r.fleet_throttles}/{r.fleet_calls}) "
+            f"| {r.name} | {r.quota_scale:.0%} | {tasks} | {r.jobs:,} | {r.jobs_per_s:.1f} "
+            f"| {bound} | {share} | {steady} | {r.failed} "
+            f"| {r.fleet_throttled_share:.2%} ({r.fleet_throttles}/{r.fleet_calls}) "
             f"| {live} | {r.sqs_sns_requests_per_job:.3f} | {cpu} | {rss} "
-            f"| {r.load_average[0]:.1f} |"
+            f"| {r.machine_busy:.0%} | {r.moto_cores:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -680,7 +833,7 @@ def report(
             if "one-worker" in by_name and "baseline" in by_name
             else None
         ),
-        "scenarios": [asdict(r) | {"timeline": None} for r in results],
+        "scenarios": [asdict(r) for r in results],
     }
     (OUT / f"{prefix}results.json").write_text(json.dumps(summary, indent=2))
     (OUT / f"{prefix}table.md").write_text(markdown_table(date, results))
@@ -692,14 +845,31 @@ def report(
         print(f"one worker / baseline: {summary['worker_vs_baseline']:.1f}x")
     for r in results:
         print(f"{r.name}: CPU seconds by process {r.cpu_s}; failures {r.failures}")
+        if r.capped:
+            print(f"  capped: {r.capped}: these figures measure the machine, not the worker")
         for example in r.failed_examples:
             print(f"  failed: {json.dumps(example)[:400]}")
     if "scale" in by_name:
         scale = by_name["scale"]
         print(f"scale events (s): {scale.events}; back within 5 % after: {scale.recovery_s}")
-    if "live-app" in by_name:
-        live = by_name["live-app"]
-        print(f"live app: {live.live_calls} calls, {live.live_throttles} throttled")
+    if "encrypted" in by_name:
+        sealed = by_name["encrypted"]
+        plain = by_name.get("one-worker")
+        added = (
+            f", {sealed.worker_cpu_ms_per_job - plain.worker_cpu_ms_per_job:+.2f} ms of worker "
+            "CPU a job against one-worker"
+            if plain
+            else ""
+        )
+        print(
+            f"encrypted: the worker's KMS calls {sealed.kms_calls} for {sealed.jobs} jobs; "
+            f"the producer's {sealed.producer_kms_calls}, at "
+            f"{sealed.producer_encrypt_cpu_ms_per_field:.2f} ms CPU a password to encrypt{added}"
+        )
+    for name in ("live-app", "live-app-headroom"):
+        if name in by_name:
+            live = by_name[name]
+            print(f"{name}: live app calls {live.live_calls}, throttled {live.live_throttles}")
     if "quota-lifted" in by_name:
         print("where the worker's CPU goes (py-spy samples, innermost frame):")
         for name, share in by_name["quota-lifted"].profile:
@@ -723,7 +893,7 @@ def plot(results: list[Scenario], path: Path) -> None:
             left.axhline(scenario.bound_jobs_per_s, color=line[0].get_color(), linestyle=":")
     left.set_xlabel("seconds since the first job was received")
     left.set_ylabel("jobs per second (2 s window)")
-    left.set_title("at the quota; dotted: the budget's bound for the mix")
+    left.set_title("dotted: each scenario's budget bound for the mix")
     left.legend(loc="lower right")
     scale = next(r for r in results if r.name == "scale")
     right.plot([s for s, _ in scale.timeline], [r for _, r in scale.timeline], color="C3")
