@@ -65,9 +65,11 @@ async def test_a_released_job_can_be_claimed_and_says_whether_cognito_may_have_a
 
 
 async def test_a_crashed_owners_lease_lapses_in_seconds(store: IdempotencyStore) -> None:
-    await store.claim("c#4", lease_s=0.3, fingerprint=FP)  # the owner dies without releasing
+    # The owner dies without releasing. (A lease of 2 s: a busy moto can take more than a few
+    # tenths of a second between two claims, and a shorter lease would lapse in between.)
+    await store.claim("c#4", lease_s=2.0, fingerprint=FP)
     assert (await store.claim("c#4", lease_s=30, fingerprint=FP)).state is ClaimState.BUSY
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(2.1)
     taken_over = await store.claim("c#4", lease_s=30, fingerprint=FP)
     assert taken_over.state is ClaimState.OWNED
     assert taken_over.interrupted  # it may have called Cognito before it died
