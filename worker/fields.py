@@ -226,8 +226,8 @@ def encrypt_job(job: Job, encryptor: FieldEncryptor) -> Job:
     return JOB_ADAPTER.validate_python(document)
 
 
-def decrypt_job(job: Job, decryptor: FieldDecryptor) -> tuple[Job, list[str]]:
-    """The job with its encrypted fields decrypted, and the plaintexts (to mask in logs).
+def decrypt_job(job: Job, decryptor: FieldDecryptor) -> Job:
+    """The job with its encrypted fields decrypted.
 
     Raise :class:`FieldUnreadable` when a field does not decrypt for this job, or its plaintext is
     not a valid value of the field; :class:`FieldKeyRefused` or :class:`FieldKeyUnreachable` when
@@ -235,19 +235,16 @@ def decrypt_job(job: Job, decryptor: FieldDecryptor) -> tuple[Job, list[str]]:
     """
     names = encrypted_fields(job)
     if not names:
-        return job, []
+        return job
     if job.job_id is None:
         raise FieldUnreadable("job_id: required when a field is encrypted (it is bound to it)")
     document = json.loads(encode_job(job))
-    revealed = []
     for name in names:
-        value = decryptor.decrypt(
+        document[name] = decryptor.decrypt(
             document[name]["encrypted"], job_id=job.job_id, client_id=job.client_id, field=name
         )
-        revealed.append(value)
-        document[name] = value
     try:
-        return JOB_ADAPTER.validate_python(document), revealed
+        return JOB_ADAPTER.validate_python(document)
     except ValidationError as error:
         # Field paths and rules only, as for any job: the values are the secrets themselves.
         raise FieldUnreadable(f"decrypted {validation_reason(error)}") from None

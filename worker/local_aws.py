@@ -21,6 +21,7 @@ import functools
 import hashlib
 import hmac
 import json
+import selectors
 import shlex
 import signal
 import socket
@@ -555,27 +556,51 @@ def _port_free(port: int) -> bool:
 
 
 @contextmanager
-def local_aws() -> Iterator[Endpoints]:
-    """Start the local AWS in a child process for the duration of the block."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "worker.local_aws", "--endpoints-only"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def announced_child(
+    command: Sequence[str],
+    what: str,
+    *,
+    cwd: Path | None = None,
+    start_timeout_s: float = 30.0,
+    stop_timeout_s: float = 10.0,
+) -> Iterator[tuple[dict[str, Any], int]]:
+    """Run ``command`` for the duration of the block; yield its first stdout line (JSON) and pid.
+
+    For local servers that announce where they listen on their first line (this module with
+    ``--endpoints-only``, and the tests' fault proxy and fauxqs). Raise if it says nothing within
+    ``start_timeout_s``; stop it with SIGTERM (SIGKILL after ``stop_timeout_s``) on the way out.
+    """
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=cwd)  # noqa: S603
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            ready = selector.select(timeout=start_timeout_s)
+        line = process.stdout.readline() if ready else ""
         if not line:
-            raise RuntimeError("the local AWS did not start (see its output above)")
-        document = json.loads(line)
-        yield Endpoints(moto=document["moto"], cognito=document["cognito"])
+            raise RuntimeError(f"{what} did not start (see its output above)")
+        yield json.loads(line), process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=stop_timeout_s)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@contextmanager
+def local_aws() -> Iterator[Endpoints]:
+    """Start the local AWS in a child process for the duration of the block."""
+    command = [sys.executable, "-m", "worker.local_aws", "--endpoints-only"]
+    # moto's first start imports much of botocore: minutes on a loaded machine are not unheard of.
+    with announced_child(command, "the local AWS", start_timeout_s=300, stop_timeout_s=15) as (
+        document,
+        _pid,
+    ):
+        yield Endpoints(moto=document["moto"], cognito=document["cognito"])
 
 
 if __name__ == "__main__":

@@ -281,9 +281,9 @@ class JobProcessor:
             return None
         if encrypted_fields(job):
             decrypted = await self._decrypted(job, job_id, app_client, message, received_at)
-            if not isinstance(decrypted, tuple):
+            if decrypted is None or isinstance(decrypted, _Ending):
                 return decrypted
-            job, _revealed = decrypted
+            job = decrypted
         # From here the plaintexts (decrypted or sent so) are masked in every log line; the
         # decrypted job is dropped with this frame, once the result is known.
         with masking(request_secrets(job, app_client)):
@@ -298,7 +298,7 @@ class JobProcessor:
         app_client: AppClient,
         message: ReceivedMessage,
         received_at: datetime,
-    ) -> tuple[Job, list[str]] | _Ending | None:
+    ) -> Job | _Ending | None:
         """The job with its fields decrypted; or its rejection; or None when handed back."""
         client_id = app_client.client_id
         try:

@@ -197,16 +197,15 @@ class RateLimiter:
 
     def __init__(self, budgets_rps: dict[QuotaCategory, float]) -> None:
         self.fleet_budgets_rps = dict(budgets_rps)
-        self.fleet_size = 1
         self.pacers = {category: AdaptivePacer(rps) for category, rps in budgets_rps.items()}
 
     def set_fleet_size(self, tasks: int, place: int = 0) -> None:
         """Pace every category at its budget divided among ``tasks`` tasks, at place ``place``
         of the fleet's grid."""
-        self.fleet_size = max(1, tasks)
+        tasks = max(1, tasks)
         for category, pacer in self.pacers.items():
-            pacer.set_budget(self.fleet_budgets_rps[category] / self.fleet_size)
-            pacer.set_place(place, self.fleet_size)
+            pacer.set_budget(self.fleet_budgets_rps[category] / tasks)
+            pacer.set_place(place, tasks)
 
     def set_standing(self, standing: Standing) -> None:
         """The fleet changed (see :class:`worker.fleet.FleetMembership`): pace at the new share."""

@@ -108,10 +108,13 @@ def test_a_fleet_on_its_grid_never_bunches_past_its_budget_in_any_second() -> No
 
 def test_a_pacer_off_its_full_share_leaves_the_grid() -> None:
     # Cut back by a throttle, the rate changes from call to call: no grid, no added wait.
-    pacer = AdaptivePacer(10, decrease_factor=0.5)
+    # (A slow rate, so that a snap to the grid, anywhere in an interval of a second, would show.)
+    pacer = AdaptivePacer(2, decrease_factor=0.5, floor_rps=0.1)
     pacer.set_place(1, 2)
     pacer.throttled()
     first = pacer.reserve()
+    # The throttle pushed the next slot one interval on; the grid would have moved it further.
+    assert first == pytest.approx(1 / pacer.rate_rps, abs=0.005)
     assert pacer.reserve() - first == pytest.approx(1 / pacer.rate_rps, rel=1e-2)
 
 
