@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import aioboto3
 from aiobotocore.config import AioConfig
@@ -54,7 +55,8 @@ from bench.baseline import run_baseline
 from tests.support.fault_proxy import FaultProxy, running_proxy
 from tests.support.fauxqs import running_fauxqs
 from tests.support.harness import Traffic, finish, job, start_worker
-from worker.fields import FieldEncryptor
+from worker.fields import FieldEncryptor, encrypt_job
+from worker.jobs import JOB_ADAPTER, encode_job
 from worker.local_aws import (
     REGION,
     Endpoints,
@@ -402,35 +404,15 @@ def encrypted_bodies(
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": REGION,
     }
-    previous = {name: os.environ.get(name) for name in producer_env}
-    os.environ.update(producer_env)
-    try:
+    with mock.patch.dict(os.environ, producer_env):
         encryptor = FieldEncryptor(key_arn)
+        jobs = [JOB_ADAPTER.validate_json(body) for body in bodies]
         started = time.process_time()
-        sealed = []
-        fields = 0
-        for body in bodies:
-            document = json.loads(body)
-            if "password" in document:
-                fields += 1
-                document["password"] = {
-                    "encrypted": encryptor.encrypt(
-                        document["password"],
-                        job_id=document["job_id"],
-                        client_id=None,
-                        field="password",
-                    )
-                }
-            sealed.append(json.dumps(document))
+        sealed = [encode_job(encrypt_job(job, encryptor)) for job in jobs]
+        encrypted = sum(1 for job in jobs if getattr(job, "password", None) is not None)
         scenario.producer_encrypt_cpu_ms_per_field = (
-            (time.process_time() - started) * 1000 / max(1, fields)
+            (time.process_time() - started) * 1000 / max(1, encrypted)
         )
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
     scenario.producer_kms_calls = sum(proxy.stats()["calls"].get("kms", {}).values())
     return sealed
 
