@@ -257,8 +257,11 @@ class Checker:
         kms = self._clients[f"kms:{region}"]
         metadata = (await kms.describe_key(KeyId=key_arn))["KeyMetadata"]
         state = metadata.get("KeyState", "unknown")
-        usage = metadata.get("KeyUsage")
-        spec = metadata.get("KeySpec") or metadata.get("CustomerMasterKeySpec")
+        # CreateKey's defaults, for an answer that leaves them out (KMS itself names both).
+        usage = metadata.get("KeyUsage") or "ENCRYPT_DECRYPT"
+        spec = (
+            metadata.get("KeySpec") or metadata.get("CustomerMasterKeySpec") or "SYMMETRIC_DEFAULT"
+        )
         if state != "Enabled":
             self._say("FAIL", name, f"{state}: KMS decrypts nothing under a key not Enabled")
         elif usage != "ENCRYPT_DECRYPT" or spec != "SYMMETRIC_DEFAULT":
