@@ -61,6 +61,8 @@ PACING_HEADROOM = 0.97
 # one worker at the default quotas was throttled on 3-5 of 2,000 calls with a 1.00 s count, on
 # 0-1 with 1.02 s.)
 _COUNTED_OVER_S = 1.02
+# A slot this close past a point of the grid is taken as on it (seconds; see _on_grid).
+_ON_GRID_WITHIN_S = 0.001
 
 
 class AdaptivePacer:
@@ -138,8 +140,10 @@ class AdaptivePacer:
         # The grid lives on the wall clock, the one clock the tasks share.
         wall_minus_monotonic = time.time() - time.monotonic()
         position = (slot + wall_minus_monotonic) / interval - self._phase
-        # A slot already on the grid (within float error) stays where it is.
-        steps = math.ceil(position - 1e-6)
+        # A slot already on the grid stays where it is. The two clocks are read some microseconds
+        # apart, and not the same number each time, so a slot put on the grid one call ago can
+        # look a hair past its point now; taken for late, it would skip a whole interval.
+        steps = math.ceil(position - _ON_GRID_WITHIN_S / interval)
         return (steps + self._phase) * interval - wall_minus_monotonic
 
     async def acquire(self) -> float:

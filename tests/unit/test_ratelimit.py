@@ -106,6 +106,24 @@ def test_a_fleet_on_its_grid_never_bunches_past_its_budget_in_any_second() -> No
     assert min(gaps) == pytest.approx(1 / fleet_rate, abs=0.002)  # not 0, as when they meet
 
 
+def test_a_pacer_on_its_grid_keeps_every_slot_while_callers_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The grid lives on the wall clock, read beside the monotonic one; the two reads are some
+    # microseconds apart, and not always the same number. A slot one interval after the last,
+    # on the grid, must not then look a hair past its grid point and skip to the next one: every
+    # such skip loses a whole call of the task's share.
+    pacer = AdaptivePacer(4)  # 3.88 calls a second: a third of a 12 RPS budget
+    pacer.set_place(1, 3)
+    wall = time.time
+    jitter = itertools.cycle([0.0, 4e-6, -3e-6, 7e-6, -6e-6])
+    monkeypatch.setattr(time, "time", lambda: wall() + next(jitter))
+    slots = [time.monotonic() + pacer.reserve() for _ in range(400)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
+    assert max(gaps) == pytest.approx(1 / pacer.rate_rps, abs=1e-4)
+    assert min(gaps) == pytest.approx(1 / pacer.rate_rps, abs=1e-4)
+
+
 def test_a_pacer_off_its_full_share_leaves_the_grid() -> None:
     # Cut back by a throttle, the rate changes from call to call: no grid, no added wait.
     # (A slow rate, so that a snap to the grid, anywhere in an interval of a second, would show.)
