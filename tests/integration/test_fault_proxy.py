@@ -267,9 +267,10 @@ def test_quota_throttles_a_burst(proxy: FaultProxy, stack: Stack) -> None:
             return str(error.response["Error"]["Code"])
         return "ok"
 
-    started = time.monotonic()
+    usernames = [unique("burst") for _ in range(20)]
+    started_at, started = time.time(), time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
-        outcomes = list(pool.map(attempt, [unique("burst") for _ in range(20)]))
+        outcomes = list(pool.map(attempt, usernames))
     elapsed = time.monotonic() - started
 
     admitted = outcomes.count("ok")
@@ -279,6 +280,17 @@ def test_quota_throttles_a_burst(proxy: FaultProxy, stack: Stack) -> None:
     assert stats["faults"] == {"quota_throttle": 20 - admitted}
     assert stats["quotas"][0]["throttled"] == 20 - admitted
     assert admitted == 5 if elapsed < 1.0 else admitted <= 10
+    # The timeline lists the admitted calls alone, when the quota counted each, in order.
+    timeline = proxy.timeline()
+    assert sorted(user for _, _, user, _ in timeline) == sorted(
+        user for user, outcome in zip(usernames, outcomes, strict=True) if outcome == "ok"
+    )
+    assert {operation for _, operation, _, _ in timeline} == {"SignUp"}
+    moments = [at for at, _, _, _ in timeline]
+    assert moments == sorted(moments)
+    assert started_at <= moments[0]
+    assert moments[-1] <= started_at + elapsed
+    assert all(0 < took < elapsed for _, _, _, took in timeline)
     proxy.clear_quota()
     sign_up(idp, stack, unique("after-quota"))
 

@@ -326,6 +326,10 @@ class Stats:
     faults: Counter[str] = field(default_factory=Counter)  # kind (or quota_throttle) -> n
     # operation -> username -> upstream answers in 2xx: the times Cognito really acted.
     effects: dict[str, Counter[str]] = field(default_factory=dict)
+    # The Cognito calls a quota admitted, as (wall-clock second, operation, username, seconds
+    # upstream took to answer): when the quota counted each call, and how long Cognito's emulator
+    # kept it. Served apart from the counters (``/timeline``): the bench reads it, tests need not.
+    admitted: list[tuple[float, str, str | None, float]] = field(default_factory=list)
 
     def record(self, call: Call) -> None:
         """Count one incoming request."""
@@ -367,6 +371,7 @@ class FaultProxyServer:
         control = CONTROL_PREFIX.rstrip("/")
         app.router.add_get(f"{control}/stats", self._get_stats)
         app.router.add_post(f"{control}/reset-stats", self._reset_stats)
+        app.router.add_get(f"{control}/timeline", self._get_timeline)
         app.router.add_get(f"{control}/rules", self._get_rules)
         app.router.add_post(f"{control}/rules", self._add_rule)
         app.router.add_delete(f"{control}/rules", self._clear_rules)
@@ -399,6 +404,10 @@ class FaultProxyServer:
         document["rules"] = [rule.as_json() for rule in self._rules]
         document["quotas"] = [quota.as_json() for quota in self._quotas.values()]
         return web.json_response(document)
+
+    async def _get_timeline(self, _request: web.Request) -> web.Response:
+        # Recorded as each answer came back; listed in the order the quota admitted them.
+        return web.json_response(sorted(self.stats.admitted, key=lambda entry: entry[0]))
 
     async def _reset_stats(self, _request: web.Request) -> web.Response:
         self.stats = Stats()
@@ -492,7 +501,11 @@ class FaultProxyServer:
         if not self._admit(call):
             self.stats.faults["quota_throttle"] += 1
             return aws_error(*AWS_ERRORS["throttle"], json_protocol=call.json_protocol)
+        admitted_at, started = time.time(), time.monotonic()
         answer = await self._forward(request, body, call)
+        if call.service == COGNITO:
+            took = time.monotonic() - started
+            self.stats.admitted.append((admitted_at, call.operation, call.username, took))
         if call.username is not None and 200 <= answer.status < 300:
             self.stats.effects.setdefault(call.operation, Counter())[call.username] += 1
         if rule is not None and rule.when == "after":
@@ -752,6 +765,14 @@ class FaultProxy:
         ``quota_throttle``), and the current ``rules`` and ``quotas``."""
         stats: dict[str, Any] = self._call("GET", "stats")
         return stats
+
+    def timeline(self) -> list[tuple[float, str, str | None, float]]:
+        """The Cognito calls a quota admitted since the last reset, in order: (wall-clock
+        second, operation, username, seconds upstream took to answer)."""
+        entries = self._call("GET", "timeline")
+        return [
+            (float(at), str(operation), user, float(took)) for at, operation, user, took in entries
+        ]
 
     def reset_stats(self) -> None:
         """Zero every counter (rules and quotas stay)."""
