@@ -108,6 +108,7 @@ class CognitoFront:
         self._moto = moto_endpoint
         self._clients: dict[str, _Client] = {}
         self._idp_by_region: dict[str, Any] = {}
+        self._refreshing = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
 
     def app(self) -> web.Application:
@@ -165,9 +166,13 @@ class CognitoFront:
         client_id = str(parameters.get("ClientId", ""))
         client = self._clients.get(client_id)
         if client is None:
-            await asyncio.to_thread(self._refresh_clients)
-            client = self._clients.get(client_id)
-            client = self._clients.get(client_id)
+            # One refresh at a time: the first burst of calls of a new client would otherwise
+            # each list every pool through moto, one after another, and wait seconds for it.
+            async with self._refreshing:
+                client = self._clients.get(client_id)
+                if client is None:
+                    await asyncio.to_thread(self._refresh_clients)
+                    client = self._clients.get(client_id)
         if client is None:
             raise _CognitoError(
                 "ResourceNotFoundException", f"User pool client {client_id} does not exist."

@@ -1,0 +1,33 @@
+"""The local AWS's Cognito front: what it does apart from moto (see worker/local_aws.py)."""
+
+import asyncio
+import time
+
+from worker.local_aws import CognitoFront, _Client, _hash
+
+
+async def test_a_burst_of_calls_for_a_client_not_yet_known_looks_the_client_up_once() -> None:
+    # The front learns each app client's secret from moto the first time it is named. A worker
+    # starting sends tens of calls at once; each of them listing every pool through moto, one
+    # after another, kept the first calls of a run waiting up to two seconds.
+    front = CognitoFront("http://127.0.0.1:9")  # moto is not reached: the lookup is replaced
+    lookups = 0
+
+    def look_up_clients() -> None:
+        nonlocal lookups
+        lookups += 1
+        time.sleep(0.05)
+        front._clients["client-1"] = _Client("us-east-1_pool", "the-secret")
+
+    front._refresh_clients = look_up_clients  # type: ignore[method-assign]
+    calls = [
+        {
+            "ClientId": "client-1",
+            "Username": name,
+            "SecretHash": _hash(name, "client-1", "the-secret"),
+        }
+        for name in (f"user-{i}" for i in range(20))
+    ]
+    clients = await asyncio.gather(*(front._check_secret_hash(call) for call in calls))
+    assert lookups == 1
+    assert {client.user_pool_id for client in clients} == {"us-east-1_pool"}
