@@ -67,11 +67,17 @@ class Endpoints:
     moto: str  # every service, as moto implements it
     cognito: str  # Cognito through the front (hash checks, ResendConfirmationCode)
     sqs_sns: str | None = None  # SQS and SNS when another emulator serves them (else moto)
+    dynamodb: str | None = None  # DynamoDB when another moto process serves it (else moto)
 
     @property
     def queues_and_topics(self) -> str:
         """Where SQS and SNS answer."""
         return self.sqs_sns or self.moto
+
+    @property
+    def tables(self) -> str:
+        """Where DynamoDB answers."""
+        return self.dynamodb or self.moto
 
 
 def _hash(username: str, client_id: str, secret: str) -> str:
@@ -328,6 +334,8 @@ class Stack:
                 "AWS_ENDPOINT_URL_SQS": self.endpoints.sqs_sns,
                 "AWS_ENDPOINT_URL_SNS": self.endpoints.sqs_sns,
             }
+        if self.endpoints.dynamodb:
+            elsewhere["AWS_ENDPOINT_URL_DYNAMODB"] = self.endpoints.dynamodb
         return {
             "AWS_REGION": REGION,
             "AWS_ACCESS_KEY_ID": "local",
@@ -395,7 +403,7 @@ def provision(
 def create_idempotency_table(endpoints: Endpoints) -> str:
     """A DynamoDB table for ``IDEMPOTENCY_STORE=dynamodb``; return its name."""
     name = f"idempotency-{uuid.uuid4().hex[:8]}"
-    dynamodb = aws_client("dynamodb", endpoints.moto)
+    dynamodb = aws_client("dynamodb", endpoints.tables)
     dynamodb.create_table(
         TableName=name,
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -407,6 +415,32 @@ def create_idempotency_table(endpoints: Endpoints) -> str:
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
     )
     return name
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A bare moto server of its own on a free loopback port, for the block; yield its URL.
+
+    moto is one Python process: the bench serves DynamoDB from a second one, so that the fleet's
+    claims do not queue behind its Cognito calls on one core.
+    """
+    url = f"http://{LOOPBACK}:{free_port()}"
+    port = url.rsplit(":", 1)[1]
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", port],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_until_up(url, timeout_s=300)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _wait_until_up(url: str, timeout_s: float = 30.0) -> None:
