@@ -292,6 +292,14 @@ class Worker:
         if scrape:
             self.requests = _metrics(self.port).get("sqs_sns_requests", self.requests)
 
+    def ready(self) -> bool:
+        """Whether the worker answers its readiness check."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2):
+                return True
+        except OSError:  # refused, not listening yet, or 503 (an HTTPError is an OSError)
+            return False
+
     def kill(self) -> None:
         """Make sure the process is gone (after a failed scenario)."""
         if self.process.poll() is None:
@@ -483,6 +491,27 @@ def _judge_capacity(
     scenario.capped = "; ".join(reasons) or None
 
 
+# Once every task is ready, how long until each has joined and every roster counts them all:
+# a joining task waits 1.2 s when it finds others, and each task recounts every second.
+FLEET_FORMS_S = 3.0
+
+
+def _wait_until_formed(workers: list[Worker], timeout_s: float = 120.0) -> None:
+    """Wait until every worker answers ready, then for the fleet to count them all."""
+    deadline = time.monotonic() + timeout_s
+    waiting = list(workers)
+    while waiting:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(waiting)} worker(s) not ready within {timeout_s:g} s")
+        for worker in list(waiting):
+            if worker.process.poll() is not None:
+                raise RuntimeError(f"a worker exited: {finish(worker.process).stderr[-2000:]}")
+            if worker.ready():
+                waiting.remove(worker)
+        time.sleep(0.2)
+    time.sleep(FLEET_FORMS_S)
+
+
 def _run(
     scenario: Scenario,
     stack: Stack,
@@ -495,13 +524,16 @@ def _run(
     profile_s: float,
 ) -> None:
     steps = list(plan or [])
+    # The fleet forms before the batch arrives, as a running service's does: the batch measures
+    # its pace, and `scale` measures a fleet forming and changing under load.
+    workers += [Worker(stack, env) for _ in range(scenario.workers)]
+    _wait_until_formed(workers)
     roles_before = _cpu_by_role(stack.endpoints)
     busy_before = _busy_and_total_jiffies()
     wall_started = time.monotonic()
     with Traffic(stack, bodies, keep_queued=3000) as traffic:
         if live:
             live.__enter__()
-        workers += [Worker(stack, env) for _ in range(scenario.workers)]
         started = time.monotonic()
         wall_start = datetime.now(UTC)
         last_scrape = 0.0

@@ -9,7 +9,7 @@ from worker.breaker import CircuitBreakers, ConfigurationGuard
 from worker.consumer import ReceivedMessage
 from worker.metrics import Metrics
 from worker.processor import Disposition, ProcessorStats
-from worker.service import MessageHandler, MessageSource, Worker
+from worker.service import RECEIVE_AHEAD_S, MessageHandler, MessageSource, Worker
 from worker.settings import AppClient, Settings
 
 SETTINGS = Settings.from_env(
@@ -121,20 +121,20 @@ async def test_receives_only_what_free_slots_can_start() -> None:
     assert sorted(processor.finished) == ["m1", "m2", "m3"]
 
 
-async def test_no_receive_while_the_pacers_hold_more_than_two_seconds_of_calls() -> None:
+async def test_no_receive_while_the_pacers_hold_more_than_the_look_ahead_of_calls() -> None:
     queue = ScriptedQueue([[message(1)], [message(2)], [], []])
     loop = asyncio.get_running_loop()
     behind_until = loop.time() + 0.6
-    # The pacers hold 3 s of calls for the first 0.6 s, then catch up.
+    # The pacers hold a second of calls more than the look-ahead for 0.6 s, then catch up.
     loop_worker = build_worker(
         queue,
         SlowProcessor(0),
         exit_when_idle=True,
-        pacer_backlog_s=lambda: 3.0 if loop.time() < behind_until else 0.0,
+        pacer_backlog_s=lambda: RECEIVE_AHEAD_S + 1 if loop.time() < behind_until else 0.0,
     )
     started = loop.time()
     assert await loop_worker.run() == 0
-    # Held back the first receive until the backlog fell under 2 s.
+    # Held back the first receive until the backlog fell under the look-ahead.
     assert loop.time() - started >= 0.6
     assert queue.asked[0] == 3
 
