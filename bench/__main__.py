@@ -1,7 +1,9 @@
 """``make bench``: the worker at the Cognito quota, alone and as a fleet, against a naive baseline.
 
 SQS and SNS are served by fauxqs (fast enough not to be the limit); moto keeps Cognito (behind the
-Cognito front, which checks SecretHash) and DynamoDB. The fault proxy sits in front of Cognito
+Cognito front, which checks SecretHash) and, in a second moto process so that neither waits
+behind the other on one core, DynamoDB. Each scenario's tasks are ready and have counted each
+other before its batch is enqueued. The fault proxy sits in front of Cognito
 only: it adds Cognito's latency and enforces the quota per category, answering
 TooManyRequestsException above it as Cognito does. All scenarios run in one go, so their ratios
 compare like with like:
@@ -25,9 +27,10 @@ marked ``capped``, its figures being theirs rather than the worker's.
 The share of the budget is read twice: from the results (jobs finished a second, against what the
 budgets allow for the mix), and from the Cognito calls the proxy's quota admitted (the fleet's
 calls of the category the mix runs out of first, against that category's budget). The budget
-limits the calls; a job finishes when Cognito's emulator answers, which here takes from
-milliseconds to over a second, so the results scatter around the pace the calls keep. Recovery
-after a scale-out, a kill or a stop is read on both.
+limits the calls; a job finishes when Cognito's emulator answers, which takes its own time (tens
+of milliseconds at p99, and over a second while one moto served DynamoDB too), so the results
+scatter around the pace the calls keep. Recovery after a scale-out, a kill or a stop is read on
+both.
 
 Figures go to stdout, bench/results/results.json, table.md and throughput.png.
 """
@@ -646,9 +649,9 @@ def _call_figures(
 ) -> None:
     """The share of the budget as Cognito counts it, from the calls the proxy's quota admitted.
 
-    Results finish when Cognito's emulator answers, which on this machine takes from milliseconds
-    to over a second (moto is one process, and busy), so their timeline scatters around the pace
-    the calls keep. The calls are what the budget limits, and what is measured against it here.
+    Results finish when Cognito's emulator answers, in its own time (the answer times are kept
+    too), so their timeline scatters around the pace the calls keep. The calls are what the budget
+    limits, and what is measured against it here.
     """
     answers = sorted(took for _, _, _, took in admitted)
     if answers:

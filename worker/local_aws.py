@@ -424,10 +424,10 @@ def moto_server() -> Iterator[str]:
     moto is one Python process: the bench serves DynamoDB from a second one, so that the fleet's
     claims do not queue behind its Cognito calls on one core.
     """
-    url = f"http://{LOOPBACK}:{free_port()}"
-    port = url.rsplit(":", 1)[1]
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
     process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", port],
+        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
