@@ -67,8 +67,10 @@ from tests.support.fault_proxy import FaultProxy, running_proxy
 from tests.support.fauxqs import running_fauxqs
 from tests.support.harness import Traffic, finish, job, start_worker
 from worker.fields import FieldEncryptor, encrypt_job
+from worker.fleet import HEARTBEAT_S
 from worker.jobs import JOB_ADAPTER, encode_job
 from worker.local_aws import (
+    LOOPBACK,
     REGION,
     Endpoints,
     Stack,
@@ -237,8 +239,8 @@ MOTO_DYNAMODB = "moto (DynamoDB)"
 
 
 def _cpu_by_role(endpoints: Endpoints) -> dict[str, float]:
-    def moto_at(url: str) -> str:
-        return f"moto.server -H 127.0.0.1 -p {url.rsplit(':', 1)[1]}"
+    def moto_at(url: str) -> str:  # the command line local_aws.moto_server starts
+        return f"moto.server -H {LOOPBACK} -p {url.rsplit(':', 1)[1]}"
 
     roles = {
         MOTO_COGNITO: moto_at(endpoints.moto),
@@ -495,8 +497,8 @@ def _judge_capacity(
 
 
 # Once every task is ready, how long until each has joined and every roster counts them all:
-# a joining task waits 1.2 s when it finds others, and each task recounts every second.
-FLEET_FORMS_S = 3.0
+# a joining task waits 1.2 heartbeats when it finds others, then each task recounts every beat.
+FLEET_FORMS_S = 3 * HEARTBEAT_S
 
 
 def _wait_until_formed(workers: list[Worker], timeout_s: float = 120.0) -> None:
@@ -581,8 +583,9 @@ def _run(
                 worker.stop()
         if profiler is not None:
             scenario.profile = _read_profile(profiler)
-    _figures(scenario, traffic, proxy.stats(), workers, live, wall_start)
-    _call_figures(scenario, traffic, proxy.timeline())
+    first = _first_receive(traffic)
+    _figures(scenario, traffic, proxy.stats(), workers, live, first, wall_start)
+    _call_figures(scenario, first, proxy.timeline())
     scenario.cpu_s = {"workers": round(sum(w.cpu_s for w in workers), 1)} | {
         role: round(roles_after[role] - roles_before.get(role, 0.0), 1) for role in roles_after
     }
@@ -595,10 +598,10 @@ def _figures(
     stats: dict[str, Any],
     workers: list[Worker],
     live: LiveApp | None,
+    first: datetime,
     events_zero: datetime,
 ) -> None:
     bodies = [r.body for r in traffic.results]
-    first = min(datetime.fromisoformat(b["received_at"]) for b in bodies)
     finished = sorted(datetime.fromisoformat(b["finished_at"]) for b in bodies)
     done = {b["job_id"] for b in bodies}
     scenario.seconds = (finished[-1] - first).total_seconds()
@@ -642,9 +645,14 @@ def _figures(
             scenario.recovery_by_results_s[action] = _recovery(offsets, moment, bound)
 
 
+def _first_receive(traffic: Traffic) -> datetime:
+    """When the batch's first job was received: where the timelines start."""
+    return min(datetime.fromisoformat(r.body["received_at"]) for r in traffic.results)
+
+
 def _call_figures(
     scenario: Scenario,
-    traffic: Traffic,
+    first: datetime,
     admitted: list[tuple[float, str, str | None, float]],
 ) -> None:
     """The share of the budget as Cognito counts it, from the calls the proxy's quota admitted.
@@ -664,7 +672,6 @@ def _call_figures(
     category = binding_category(scenario.budgets)
     budget = scenario.budgets[category]
     operations = set(QUOTA_OPERATIONS[category])
-    first = min(datetime.fromisoformat(r.body["received_at"]) for r in traffic.results)
     zero = first.timestamp()
     calls = sorted(
         at - zero

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -418,13 +419,14 @@ def create_idempotency_table(endpoints: Endpoints) -> str:
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """A bare moto server of its own on a free loopback port, for the block; yield its URL.
+def moto_server(port: int | None = None, *, start_timeout_s: float = 300) -> Iterator[str]:
+    """A bare moto server on a loopback port (``port``, or a free one), for the block; yield its
+    URL once it accepts connections.
 
-    moto is one Python process: the bench serves DynamoDB from a second one, so that the fleet's
-    claims do not queue behind its Cognito calls on one core.
+    The local AWS serves everything from one; the bench serves DynamoDB from a second one, so that
+    the fleet's claims do not queue behind its Cognito calls on one core.
     """
-    port = free_port()
+    port = port or free_port()
     url = f"http://{LOOPBACK}:{port}"
     process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
         [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
@@ -432,7 +434,7 @@ def moto_server() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_until_up(url, timeout_s=300)
+        _wait_until_up(url, timeout_s=start_timeout_s)
         yield url
     finally:
         process.terminate()
@@ -561,12 +563,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m worker.local_
         front_socket.close()
         print(f"local_aws: port {moto_port + 1} is in use; choose another --port", file=sys.stderr)
         return 1
-    moto_endpoint = f"http://{LOOPBACK}:{moto_port}"
-    moto = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(moto_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
     def ready(endpoints: Endpoints) -> None:
         if arguments.endpoints_only:
@@ -574,14 +570,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m worker.local_
         else:
             _announce(provision(endpoints, arguments.name), arguments.env_file)
 
-    try:
-        _wait_until_up(moto_endpoint)
-        asyncio.run(_serve_front(moto_endpoint, front_socket, ready))
-    except KeyboardInterrupt:  # a second Ctrl-C while stopping
-        pass
-    finally:
-        moto.terminate()
-        moto.wait(timeout=10)
+    # A second Ctrl-C while stopping ends it quietly; moto is stopped on the way out either way.
+    with contextlib.suppress(KeyboardInterrupt), moto_server(moto_port, start_timeout_s=30) as url:
+        asyncio.run(_serve_front(url, front_socket, ready))
     return 0
 
 
