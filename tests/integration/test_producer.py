@@ -378,3 +378,24 @@ def test_the_follower_reads_raw_and_enveloped_deliveries(stack: Stack) -> None:
     ]  # fmt: skip
     # What was handed over is deleted; the queue is empty.
     assert stack.queue_depth(enveloped_url) == 0
+
+
+# ------------------------------------------------------------------- configured by the environment
+
+
+async def test_the_environment_local_env_exports_is_enough_for_every_client(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `cognito-worker local` (and ECS) export AWS_REGION, which the worker reads; the SDK reads
+    # only AWS_DEFAULT_REGION, so a producer made from that environment alone had no region.
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", stack.endpoints.moto)
+    with temporary_results_queue(stack.results_topic_arn) as follower:
+        JobProducer(stack.jobs_queue_url).send(next(sign_ups(1, prefix="env-sync")))
+        async with AsyncJobProducer(stack.jobs_queue_url) as producer:
+            await producer.send(next(sign_ups(1, prefix="env-async")))
+        # No worker runs here: the follower's queue answers, empty.
+        assert list(follower.follow(timeout_s=0.2)) == []
+    bodies = [json.loads(message["Body"]) for message in drain(stack, stack.jobs_queue_url)]
+    assert sorted(body["job_id"] for body in bodies) == ["env-async-0", "env-sync-0"]

@@ -26,6 +26,7 @@ from worker.producer.jobs import (
     prepare_job,
     sqs_id,
 )
+from worker.producer.region import sdk_region
 
 #: ``on_batch(sent, failed)``: a function or a coroutine function, called after each batch.
 AsyncOnBatch = Callable[[list[SentJob], list[FailedJob]], Awaitable[object] | object]
@@ -61,7 +62,10 @@ class AsyncJobProducer:
         self._encryptor = FieldEncryptor(kms_key_arn) if kms_key_arn else None
         self.max_concurrency = max_concurrency
         self._client = client
-        self._client_options = {"region_name": region_name, "endpoint_url": endpoint_url}
+        self._client_options = {
+            "region_name": sdk_region(region_name),
+            "endpoint_url": endpoint_url,
+        }
         self._exit_stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> AsyncJobProducer:

@@ -21,6 +21,7 @@ from worker.producer.jobs import (
     prepare_job,
     sqs_id,
 )
+from worker.producer.region import sdk_region
 
 #: ``on_batch(sent, failed)``: called after each SendMessageBatch with its outcome.
 OnBatch = Callable[[list[SentJob], list[FailedJob]], object]
@@ -32,7 +33,8 @@ class JobProducer:
     """Sends jobs to the worker's queue, checked first by the worker's own decoder.
 
     ``client`` is a boto3 SQS client of your own; without one, a client is made from the default
-    credentials, ``region_name`` and ``endpoint_url``. ``max_attempts`` bounds both the SDK's
+    credentials, ``region_name`` (else ``AWS_REGION``, else the SDK's own chain) and
+    ``endpoint_url``. ``max_attempts`` bounds both the SDK's
     retries of a request and the retries of each ``Failed`` batch entry. With ``kms_key_arn``,
     each job's ``password`` and ``confirmation_code`` are encrypted under that KMS key before
     sending (see docs/secrets.md); the producer's role needs ``kms:GenerateDataKey`` on it.
@@ -167,7 +169,7 @@ class JobProducer:
 def _sqs_client(region_name: str | None, endpoint_url: str | None, max_attempts: int) -> Any:
     return boto3.client(
         "sqs",
-        region_name=region_name,
+        region_name=sdk_region(region_name),
         endpoint_url=endpoint_url,
         config=Config(retries={"mode": "standard", "max_attempts": max_attempts}),
     )

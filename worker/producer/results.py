@@ -15,6 +15,7 @@ import boto3
 from pydantic import ValidationError
 
 from worker.jobs import JobResult
+from worker.producer.region import sdk_region
 
 _MAX_WAIT_S = 20  # SQS's longest long poll
 
@@ -73,7 +74,8 @@ class ResultFollower:
     ) -> None:
         self.queue_url = queue_url
         if client is None:
-            client = boto3.client("sqs", region_name=region_name, endpoint_url=endpoint_url)
+            region = sdk_region(region_name)
+            client = boto3.client("sqs", region_name=region, endpoint_url=endpoint_url)
         self._client = client
 
     def follow(
@@ -230,6 +232,7 @@ def temporary_results_queue(
     and the subscription are removed however the block ends, Ctrl-C included. Results published
     before the subscription existed are not delivered to it: enter the block before sending.
     """
+    region_name = sdk_region(region_name)
     sqs = sqs_client or boto3.client("sqs", region_name=region_name, endpoint_url=endpoint_url)
     sns = sns_client or boto3.client("sns", region_name=region_name, endpoint_url=endpoint_url)
     fifo = topic_arn.endswith(".fifo")
