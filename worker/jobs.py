@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -25,23 +26,18 @@ from pydantic import (
     TypeAdapter,
 )
 
+from worker.patterns import COGNITO_NAME, JOB_ID
+
 # Cognito's own patterns (botocore's cognito-idp model), anchored: the API matches the whole value.
-Username = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\p{L}\p{M}\p{S}\p{N}\p{P}]+$")
-]
+Username = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=COGNITO_NAME)]
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\w+]+$")]
 
 
-def _utf8(value: str) -> str:
-    if not _encodable(value):
-        raise ValueError("must be valid Unicode text (no lone surrogates)")
-    return value
-
-
-JobId = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_utf8)]
-AttributeName = Annotated[
-    str, StringConstraints(min_length=1, max_length=32, pattern=r"^[\p{L}\p{M}\p{S}\p{N}\p{P}]+$")
-]
+# A job id is copied into every result, log line and store key: printable characters only
+# (letters, marks, numbers, punctuation, symbols and the space), so no control, format or
+# non-character (NUL, U+202E, U+FFFF) reaches a subscriber, a terminal or SQS.
+JobId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=JOB_ID)]
+AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=COGNITO_NAME)]
 AttributeValue = Annotated[str, StringConstraints(max_length=2048)]
 MetadataValue = Annotated[str, StringConstraints(max_length=131072)]
 # A label a producer gives a group of jobs (an import id): copied into each result and published as
@@ -122,8 +118,17 @@ class UserContext(_Strict):
     encoded_data: Annotated[str, StringConstraints(max_length=131072)] | None = None
 
 
+def _an_integer(value: Any) -> Any:
+    # Literal[1] alone lets True and 1.0 through (they equal 1 in Python): the contract says 1.
+    if type(value) is not int:
+        raise ValueError("must be the integer 1")
+    return value
+
+
 class _JobBase(_Strict):
-    version: Literal[1] = Field(description="Contract version; always 1.")
+    version: Annotated[Literal[1], BeforeValidator(_an_integer)] = Field(
+        description="Contract version; always the integer 1."
+    )
     job_id: JobId | None = Field(
         default=None, description="Producer-chosen id; the SQS MessageId stands in when absent."
     )
@@ -220,7 +225,22 @@ Job = Annotated[
     Field(discriminator="type"),
 ]
 JOB_ADAPTER: TypeAdapter[Job] = TypeAdapter(Job)
+#: Every job model, one per job type.
+JOB_MODELS: tuple[type[_JobBase], ...] = (
+    SignUpJob,
+    ConfirmSignUpJob,
+    ResendConfirmationCodeJob,
+    ForgotPasswordJob,
+    ConfirmForgotPasswordJob,
+    ImportUserJob,
+)
 _BATCH_ADAPTER: TypeAdapter[str] = TypeAdapter(BatchLabel)
+_JOB_ID_ADAPTER: TypeAdapter[str] = TypeAdapter(JobId)
+# One character of each describable field, checked against the field's own pattern.
+_CHARACTER_ADAPTERS: dict[str, TypeAdapter[str]] = {
+    "username": TypeAdapter(Annotated[str, StringConstraints(pattern=COGNITO_NAME)]),
+    "job_id": TypeAdapter(Annotated[str, StringConstraints(pattern=JOB_ID)]),
+}
 
 
 class ResultStatus(StrEnum):
@@ -271,8 +291,9 @@ class JobResult(BaseModel):
     finished_at: datetime
 
     def to_message(self) -> str:
-        """The JSON body published to SNS."""
-        return self.model_dump_json()
+        """The JSON body published to SNS, with what SQS refuses raw (see :func:`encode_job`)
+        written as JSON escapes: a raw U+FFFF would be dropped on its way to a subscribed queue."""
+        return _SQS_UNSAFE.sub(_escaped, self.model_dump_json())
 
 
 class MalformedJob(Exception):
@@ -304,7 +325,7 @@ _MAX_LOCATION_CHARS = 64
 def decode_job(body: str) -> Job:
     """Parse and validate one SQS message body; raise :class:`MalformedJob` when it is not a job."""
     try:
-        document = json.loads(body)
+        document, duplicates = parse_json_object(body)
     except (ValueError, RecursionError) as error:
         # ValueError: JSONDecodeError, and integers too long to convert (over 4300 digits).
         reason = f"body is not JSON: {_json_reason(error)}"
@@ -313,9 +334,17 @@ def decode_job(body: str) -> Job:
         raise MalformedJob(
             f"body is a JSON {type(document).__name__}, not an object", job_id=None, job_type=None
         )
-    job_id = _readable_str(document.get("job_id"))
-    job_type = _readable_type(document.get("type"))
-    batch = _readable_batch(document.get("batch"))
+    job_id = _readable_job_id(document.get("job_id")) if "job_id" not in duplicates else None
+    job_type = _readable_type(document.get("type")) if "type" not in duplicates else None
+    batch = _readable_batch(document.get("batch")) if "batch" not in duplicates else None
+    if duplicates:
+        # JSON parsers disagree on which of two equal keys wins: a producer's validator may have
+        # checked the one the worker would not use (a plaintext password beside an encrypted one).
+        names = ", ".join(sorted(repr(name[:_MAX_LOCATION_CHARS]) for name in duplicates))
+        reason = f"duplicate key {names}: a JSON object names each field once"
+        raise MalformedJob(
+            _printable(reason[:_MAX_REASON_CHARS]), job_id=job_id, job_type=job_type, batch=batch
+        )
     if job_type is None:
         # Checked here rather than by pydantic, whose message would quote the value sent.
         expected = ", ".join(t.value for t in JobType)
@@ -325,7 +354,7 @@ def decode_job(body: str) -> Job:
         return JOB_ADAPTER.validate_python(document)
     except ValueError as error:  # pydantic.ValidationError is a ValueError
         raise MalformedJob(
-            validation_reason(error), job_id=job_id, job_type=job_type, batch=batch
+            validation_reason(error, document), job_id=job_id, job_type=job_type, batch=batch
         ) from None
 
 
@@ -346,10 +375,29 @@ def _encodable(value: str) -> bool:
     return True
 
 
-def _readable_str(value: Any) -> str | None:
-    if isinstance(value, str) and 0 < len(value) <= 256 and _encodable(value):
-        return value
-    return None
+def parse_json_object(body: str) -> tuple[Any, set[str]]:
+    """The JSON document in ``body``, and the keys that occur twice in one of its objects.
+
+    Raise ValueError (or RecursionError) when the body is not JSON.
+    """
+    duplicates: set[str] = set()
+
+    def without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        document: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in document:
+                duplicates.add(key)
+            document[key] = value
+        return document
+
+    return json.loads(body, object_pairs_hook=without_repeats), duplicates
+
+
+def _readable_job_id(value: Any) -> str | None:
+    try:
+        return _JOB_ID_ADAPTER.validate_python(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _readable_batch(value: Any) -> str | None:
@@ -366,8 +414,13 @@ def _readable_type(value: Any) -> JobType | None:
         return None
 
 
-def validation_reason(error: ValueError) -> str:
-    """A validation error as field paths and rules only: its inputs could be passwords or codes."""
+def validation_reason(error: ValueError, document: Any = None) -> str:
+    """A validation error as field paths and rules only: its inputs could be passwords or codes.
+
+    With the ``document`` validated, a pattern broken by a field that is not secret (a username,
+    a job id) also says where: the first character outside the pattern, by position and code
+    point, never the value itself.
+    """
     errors_method = getattr(error, "errors", None)
     if errors_method is None:
         return "invalid job"
@@ -375,10 +428,35 @@ def validation_reason(error: ValueError) -> str:
     parts = []
     for detail in details[:_MAX_REASON_ERRORS]:
         location = ".".join(_readable_location(detail["loc"])) or "body"
-        parts.append(f"{location}: {detail['msg']}")
+        where = _first_refused_character(detail, document)
+        parts.append(f"{location}: {detail['msg'].removeprefix('Value error, ')}{where}")
     if len(details) > _MAX_REASON_ERRORS:
         parts.append(f"and {len(details) - _MAX_REASON_ERRORS} more")
     return _printable("; ".join(parts)[:_MAX_REASON_CHARS])
+
+
+# The fields whose value may be described character by character in a reason.
+_DESCRIBABLE_FIELDS = {"username": Username, "job_id": JobId}
+
+
+def _first_refused_character(detail: Any, document: Any) -> str:
+    """`` (character 4 is U+0020 SPACE)`` for a top-level field that broke its pattern."""
+    location = detail["loc"]
+    if detail["type"] != "string_pattern_mismatch" or len(location) != 2:
+        return ""
+    field = location[-1]
+    value = document.get(field) if isinstance(document, dict) else None
+    if field not in _DESCRIBABLE_FIELDS or not isinstance(value, str):
+        return ""
+    adapter = _CHARACTER_ADAPTERS[field]
+    for position, character in enumerate(value, start=1):
+        try:
+            adapter.validate_python(character)
+        except ValueError:
+            name = unicodedata.name(character, "")
+            described = f"U+{ord(character):04X}" + (f" {name}" if name else "")
+            return f" (character {position} is {described})"
+    return ""
 
 
 def _readable_location(location: tuple[Any, ...]) -> list[str]:
@@ -409,7 +487,11 @@ def encode_job(job: Job) -> str:
     """
     document = _reveal(job.model_dump(mode="python", exclude_none=True, exclude_defaults=True))
     body = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-    return _SQS_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", body)
+    return _SQS_UNSAFE.sub(_escaped, body)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def _reveal(value: Any) -> Any:

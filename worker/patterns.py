@@ -17,6 +17,8 @@ from typing import Annotated
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 COGNITO_NAME = r"^[\p{L}\p{M}\p{S}\p{N}\p{P}]+$"
+# Printable characters: Cognito's name classes and the space (Python's str.isprintable).
+JOB_ID = r"^[\p{L}\p{M}\p{S}\p{N}\p{P} ]+$"
 WORD_OR_PLUS = r"^[\w+]+$"
 NO_WHITE_SPACE = r"^\S+$"
 BATCH_LABEL = r"^[A-Za-z0-9._:-]+$"
@@ -71,11 +73,19 @@ def portable_patterns() -> dict[str, tuple[str, str]]:
     """The worker's pattern -> (a name for it, the published pattern)."""
     return {
         COGNITO_NAME: ("CognitoName", portable(_parse(_COGNITO_NAME_RANGES))),
+        JOB_ID: ("JobId", portable(job_id_ranges())),
         WORD_OR_PLUS: ("WordOrPlus", portable(_parse(_WORD_OR_PLUS_RANGES))),
         NO_WHITE_SPACE: ("NoWhiteSpace", portable(_parse(_NO_WHITE_SPACE_RANGES))),
         BATCH_LABEL: ("BatchLabel", portable(derive_ascii(BATCH_LABEL))),
         BASE64: ("Base64", portable(derive_ascii(BASE64))),
     }
+
+
+def job_id_ranges() -> list[tuple[int, int]]:
+    """The code points of :data:`JOB_ID`: those of a Cognito name, and the space."""
+    first, last = _parse(_COGNITO_NAME_RANGES)[0]
+    assert first == 0x21  # the space joins the first range
+    return [(0x20, last), *_parse(_COGNITO_NAME_RANGES)[1:]]
 
 
 def derive_ascii(pattern: str) -> list[tuple[int, int]]:

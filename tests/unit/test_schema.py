@@ -20,10 +20,12 @@ from worker.patterns import (
     _NO_WHITE_SPACE_RANGES,
     _WORD_OR_PLUS_RANGES,
     COGNITO_NAME,
+    JOB_ID,
     NO_WHITE_SPACE,
     WORD_OR_PLUS,
     _parse,
     derive_ranges,
+    job_id_ranges,
     portable_patterns,
 )
 
@@ -93,6 +95,13 @@ BROKEN = [
     {"unknown_field": 1},
     {"type": "sign_in"},
     {"version": 2},
+    {"version": True},
+    {"version": "1"},
+    {"job_id": "nul\u0000inside"},
+    {"job_id": "non-character\uffff"},
+    {"job_id": "right-to-left\u202eoverride"},
+    {"job_id": "tab\tinside"},
+    {"job_id": ""},
 ]
 
 
@@ -104,23 +113,37 @@ def test_the_schema_refuses_what_the_worker_refuses(change: dict[str, Any]) -> N
     assert not validator("job").is_valid(job)
 
 
+def test_a_version_written_as_a_float_is_refused_by_the_worker_though_json_schema_cannot() -> None:
+    # JSON Schema compares numbers by value: 1.0 is the integer 1 to every validator, so the
+    # schema cannot refuse it. The worker reads the text and does (docs/contract.md says so).
+    job = {**examples("jobs")[0], "version": 1.0}
+    with pytest.raises(MalformedJob, match="version"):
+        decode_job(json.dumps(job))
+    assert validator("job").is_valid(job)
+
+
 # --------------------------------------------------------------------------- the patterns
 
 CLASSES = [
-    (COGNITO_NAME, _COGNITO_NAME_RANGES),
-    (WORD_OR_PLUS, _WORD_OR_PLUS_RANGES),
-    (NO_WHITE_SPACE, _NO_WHITE_SPACE_RANGES),
+    (COGNITO_NAME, _parse(_COGNITO_NAME_RANGES)),
+    (JOB_ID, job_id_ranges()),
+    (WORD_OR_PLUS, _parse(_WORD_OR_PLUS_RANGES)),
+    (NO_WHITE_SPACE, _parse(_NO_WHITE_SPACE_RANGES)),
 ]
 
 
-@pytest.mark.parametrize(("pattern", "ranges"), CLASSES, ids=["name", "client_id", "secret"])
-def test_every_code_point_is_judged_as_the_worker_judges_it(pattern: str, ranges: str) -> None:
+@pytest.mark.parametrize(
+    ("pattern", "ranges"), CLASSES, ids=["name", "job_id", "client_id", "secret"]
+)
+def test_every_code_point_is_judged_as_the_worker_judges_it(
+    pattern: str, ranges: list[tuple[int, int]]
+) -> None:
     # Exhaustive over U+0000..U+10FFFF: the ranges are the code points the worker accepts...
-    assert _parse(ranges) == derive_ranges(pattern)
+    assert ranges == derive_ranges(pattern)
     # ...and the published pattern, run by Python's re as python-jsonschema runs it, matches
     # exactly those one-character texts.
     compiled = re.compile(portable_patterns()[pattern][1])
-    accepted = {cp for first, last in _parse(ranges) for cp in range(first, last + 1)}
+    accepted = {cp for first, last in ranges for cp in range(first, last + 1)}
     for code_point in range(0x110000):
         assert (compiled.search(chr(code_point)) is not None) == (code_point in accepted)
 
