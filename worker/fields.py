@@ -29,6 +29,7 @@ import binascii
 import json
 import logging
 import struct
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,11 +41,20 @@ from aws_encryption_sdk.exceptions import AWSEncryptionSDKClientError, DecryptKe
 from aws_encryption_sdk.identifiers import Algorithm
 from aws_encryption_sdk.key_providers.kms import StrictAwsKmsMasterKeyProvider
 from aws_encryption_sdk.materials_managers.caching import CachingCryptoMaterialsManager
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from pydantic import ValidationError
 
-from worker.jobs import JOB_ADAPTER, EncryptedSecret, Job, encode_job, validation_reason
+from worker.jobs import (
+    JOB_ADAPTER,
+    JOB_MODELS,
+    EncryptedSecret,
+    Job,
+    encode_job,
+    parse_json_object,
+    validation_reason,
+)
 
 #: The job fields that may be encrypted (and, under REQUIRE_ENCRYPTED_FIELDS, must be).
 SECRET_FIELDS = ("password", "confirmation_code")
@@ -57,6 +67,9 @@ ALGORITHM = Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY
 CACHE_MAX_AGE_S = 300.0
 CACHE_MAX_MESSAGES = 100_000
 CACHE_CAPACITY = 1000
+# KMS calls end within (3 + 5) s x 2 tries at most.
+KMS_CONNECT_TIMEOUT_S = 3
+KMS_READ_TIMEOUT_S = 5
 
 # The SDK logs each KMS failure with a traceback before raising it; the caller classifies the
 # error and logs it once, in the worker's own terms.
@@ -88,10 +101,10 @@ def _client() -> Any:
     )
 
 
-def _materials(key_arns: Sequence[str], max_age_s: float) -> CachingCryptoMaterialsManager:
-    session = botocore.session.Session()
-    # Few, quick tries: the worker hands the job back rather than wait on KMS.
-    session.set_config_variable("max_attempts", 3)
+def _materials(
+    key_arns: Sequence[str], max_age_s: float, session: botocore.session.Session | None = None
+) -> CachingCryptoMaterialsManager:
+    session = session or _kms_session()
     provider = StrictAwsKmsMasterKeyProvider(key_ids=list(key_arns), botocore_session=session)
     return CachingCryptoMaterialsManager(
         master_key_provider=provider,
@@ -99,6 +112,37 @@ def _materials(key_arns: Sequence[str], max_age_s: float) -> CachingCryptoMateri
         max_age=max_age_s,
         max_messages_encrypted=CACHE_MAX_MESSAGES,
     )
+
+
+def _kms_session() -> botocore.session.Session:
+    session = botocore.session.Session()
+    # Short timeouts and two tries: a KMS brownout must end a decryption in seconds (it runs in
+    # a thread of a small pool, and its job's visibility runs meanwhile), and the worker hands
+    # the job back rather than wait on KMS. The SDK's defaults are 60 s and several retries.
+    session.set_default_client_config(
+        Config(
+            connect_timeout=KMS_CONNECT_TIMEOUT_S,
+            read_timeout=KMS_READ_TIMEOUT_S,
+            retries={"total_max_attempts": 2, "mode": "standard"},
+        )
+    )
+    return session
+
+
+class _KmsAnswers(threading.local):
+    """The error codes (``""`` for a success) of the Decrypt calls made by this thread's current
+    decryption: the Encryption SDK swallows them and says only that no data key decrypted."""
+
+    def __init__(self) -> None:
+        self.codes: list[str] = []
+
+    def record(self, http_response: Any = None, parsed: Any = None, **_: Any) -> None:
+        error = parsed.get("Error", {}) if isinstance(parsed, dict) else {}
+        code = str(error.get("Code") or "")
+        status = getattr(http_response, "status_code", 200)
+        if not code and status >= 300:
+            code = f"HTTP{status}"
+        self.codes.append(code)
 
 
 class FieldEncryptor:
@@ -129,7 +173,10 @@ class FieldDecryptor:
         if not key_arns:
             raise ValueError("at least one KMS key ARN is needed to decrypt")
         self._client = _client()
-        self._materials = _materials(key_arns, max_age_s)
+        self._answers = _KmsAnswers()
+        session = _kms_session()
+        session.register("after-call.kms.Decrypt", self._answers.record)
+        self._materials = _materials(key_arns, max_age_s, session)
 
     def decrypt(self, encrypted: str, *, job_id: str, client_id: str | None, field: str) -> str:
         """The secret ``encrypted`` carries, checked to be this job's ``field``.
@@ -141,16 +188,15 @@ class FieldDecryptor:
             ciphertext = base64.b64decode(encrypted, validate=True)
         except (binascii.Error, ValueError):
             raise FieldUnreadable(f"{field}: the encrypted value is not base64") from None
+        self._answers.codes = []
         try:
             plaintext, header = self._client.decrypt(
                 source=ciphertext, materials_manager=self._materials
             )
         except (BotoCoreError, ConnectionError, TimeoutError) as error:
             raise FieldKeyUnreachable(f"KMS unreachable: {type(error).__name__}") from None
-        except DecryptKeyError as error:
-            raise _classified(error, field) from None
-        except ClientError as error:
-            raise _classified(error, field) from None
+        except (DecryptKeyError, ClientError):
+            raise _classified(self._answers.codes, field) from None
         except (
             AWSEncryptionSDKClientError,
             InvalidTag,
@@ -179,19 +225,35 @@ class FieldDecryptor:
         return value
 
 
-def _classified(error: Exception, field: str) -> Exception:
-    """A KMS refusal: the job's fault only when KMS says the ciphertext itself is invalid."""
-    cause = error if isinstance(error, ClientError) else error.__cause__
-    code = cause.response.get("Error", {}).get("Code", "") if isinstance(cause, ClientError) else ""
-    if code in {"InvalidCiphertextException", "IncorrectKeyException"}:
-        return FieldUnreadable(f"{field}: KMS refused the encrypted data key ({code})")
-    if isinstance(cause, ClientError):
-        status = cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in {"KMSInternalException", "ThrottlingException"} or status >= 500:
-            return FieldKeyUnreachable(f"KMS failed: {code}")
-        return FieldKeyRefused(f"KMS refused to decrypt the data key: {code}")
-    # No KMS answer at all: none of the message's data keys is under a key the worker accepts.
-    return FieldKeyRefused("the field is encrypted under a KMS key the worker does not accept")
+#: KMS answers that say the data key itself is not one this key made: the message is to blame.
+_CIPHERTEXT_REFUSALS = {"InvalidCiphertextException", "IncorrectKeyException"}
+#: KMS answers that say nothing about the message or the deployment: try again later.
+_KMS_FAILURES = {"KMSInternalException", "ThrottlingException", "DependencyTimeoutException"}
+
+
+def _classified(codes: Sequence[str], field: str) -> Exception:
+    """Whose fault a failed decryption is, from the KMS answers it got (see :class:`_KmsAnswers`).
+
+    No KMS call at all means none of the message's data keys is under a key the worker accepts
+    (a producer's own raw key, or another account's KMS key): no key will ever open it, so the
+    message is to blame, not the deployment. Only a refusal by KMS of a key the worker accepts
+    (a permission, a disabled or deleted key) is the deployment's.
+    """
+    errors = [code for code in codes if code]
+    if not codes:
+        return FieldUnreadable(
+            f"{field}: encrypted under no KMS key this worker accepts (FIELD_ENCRYPTION_KEY_ARNS)"
+        )
+    if any(code in _KMS_FAILURES or code.startswith("HTTP5") for code in errors):
+        failure = next(c for c in errors if c in _KMS_FAILURES or c.startswith("HTTP5"))
+        return FieldKeyUnreachable(f"KMS failed: {failure}")
+    refusals = [code for code in errors if code not in _CIPHERTEXT_REFUSALS]
+    if refusals:
+        return FieldKeyRefused(f"KMS refused to decrypt the data key: {refusals[0]}")
+    if errors:
+        return FieldUnreadable(f"{field}: KMS refused the encrypted data key ({errors[0]})")
+    # KMS answered, and the SDK still found the data key wrong (its length, its key id).
+    return FieldUnreadable(f"{field}: the encrypted data key is not a valid one")
 
 
 def plaintext_fields(job: Job) -> list[str]:
@@ -259,23 +321,44 @@ def decrypts(job: Job, decryptor: FieldDecryptor) -> None:
     decrypt_job(job, decryptor)
 
 
-def without_plaintext_secrets(body: str) -> str:
-    """A message body fit to copy to the DLQ: every secret field not encrypted is removed.
+#: The job fields that never carry a secret: a rejected job's DLQ copy keeps these, and the
+#: secret fields only in their encrypted form. Anything else (a misspelt ``passwd``) is dropped.
+KNOWN_NOT_SECRET = frozenset(
+    name for model in JOB_MODELS for name in model.model_fields if name not in SECRET_FIELDS
+)
 
-    A body that is not a JSON object has no fields to find and is kept as it is.
+
+def dead_letter_body(body: str) -> str:
+    """A rejected message's body fit to keep in the DLQ: nothing in it can be a plaintext secret.
+
+    A JSON object with each key once keeps the fields known not to be secret and the secret
+    fields that are encrypted exactly as the contract says (``{"encrypted": "..."}``); it is
+    copied unchanged when that is all it holds. A body that cannot be read that way (not JSON,
+    not an object, a key twice) has no part known not to be secret: only its size is kept. No
+    digest of it either: a hash of a short body around a password is a guessing oracle; the
+    copy's ``original_message_id`` attribute matches it to what the producer sent.
     """
     try:
-        document = json.loads(body)
+        document, duplicates = parse_json_object(body)
     except (ValueError, RecursionError):
-        return body
-    if not isinstance(document, dict):
-        return body
+        document, duplicates = None, set()
+    if not isinstance(document, dict) or duplicates:
+        size = len(body.encode("utf-8", "surrogatepass"))
+        return json.dumps({"unreadable_body": {"bytes": size, "kept": False}})
     kept = {
         key: value
         for key, value in document.items()
-        if key not in SECRET_FIELDS or (isinstance(value, dict) and set(value) == {"encrypted"})
+        if key in KNOWN_NOT_SECRET or (key in SECRET_FIELDS and _encrypted_form(value))
     }
     if len(kept) == len(document):
         return body
     # ASCII: escapes carry what SQS would refuse raw (lone surrogates).
     return json.dumps(kept, separators=(",", ":"))
+
+
+def _encrypted_form(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) == {"encrypted"}
+        and isinstance(value["encrypted"], str)
+    )

@@ -253,11 +253,6 @@ async def test_the_kms_recheck_fails_while_kms_refuses() -> None:
     assert fake.calls == 1  # the job's own ciphertext, decrypted again
 
 
-async def test_the_kms_recheck_fails_when_no_key_is_configured() -> None:
-    with pytest.raises(ConfigurationError, match="FIELD_ENCRYPTION_KEY_ARNS"):
-        await decryption_recheck(ENCRYPTED_JOB, None)()
-
-
 async def test_the_kms_recheck_is_inconclusive_when_kms_is_unreachable() -> None:
     recheck, _fake = kms_recheck(FieldKeyUnreachable("KMS unreachable: EndpointConnectionError"))
     with pytest.raises(FieldKeyUnreachable):  # not a ConfigurationError: proves nothing
