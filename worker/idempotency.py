@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 # How long an unfinished job's history is kept after its last delivery.
 _IN_PROGRESS_TTL_S = 86400
+# Claims of one key that may find it replaced between their write and their read.
+_CLAIM_TRIES = 3
 
 
 class ClaimState(StrEnum):
@@ -104,6 +106,14 @@ def _revealed(value: Any, *, reveal: bool) -> Any:
     return value
 
 
+class ClaimLost(Exception):
+    """Raised by :meth:`IdempotencyStore.complete` when the caller no longer owns the job: its
+    lease lapsed and another worker claimed the job (or finished it) meanwhile.
+
+    The caller writes nothing and publishes nothing: the job's owner now answers for it.
+    """
+
+
 class IdempotencyStore(Protocol):
     """Where claims and results live."""
 
@@ -120,7 +130,10 @@ class IdempotencyStore(Protocol):
         ...
 
     async def complete(self, key: str, token: str, result: str, ttl_s: float) -> None:
-        """Store the job's result for ``ttl_s``; later claims answer COMPLETED."""
+        """Store the job's result for ``ttl_s``; later claims answer COMPLETED.
+
+        Raise :class:`ClaimLost` unless ``token`` still owns the job.
+        """
         ...
 
     async def release(self, key: str, token: str, history: JobHistory) -> None:
@@ -183,9 +196,10 @@ class MemoryStore:
     async def complete(self, key: str, token: str, result: str, ttl_s: float) -> None:
         """See :meth:`IdempotencyStore.complete`."""
         record = self._records.get(key)
-        fingerprint = record.fingerprint if record is not None else None
+        if record is None or record.completed or record.token != token:
+            raise ClaimLost(key)
         self._records[key] = _Record(
-            True, token, 0.0, JobHistory(), result, time.time() + ttl_s, fingerprint
+            True, token, 0.0, JobHistory(), result, time.time() + ttl_s, record.fingerprint
         )
 
     async def release(self, key: str, token: str, history: JobHistory) -> None:
@@ -217,7 +231,20 @@ class DynamoDbStore:
         self._table = table
 
     async def claim(self, key: str, lease_s: float, fingerprint: str) -> Claim:
-        """See :meth:`IdempotencyStore.claim`."""
+        """See :meth:`IdempotencyStore.claim`.
+
+        DynamoDB deletes an item some time after its ``expires_at`` (up to days later): until
+        then an expired item is still read, and is taken for a new key here, as the memory store
+        takes it.
+        """
+        for _ in range(_CLAIM_TRIES):
+            claim = await self._claim_once(key, lease_s, fingerprint)
+            if claim is not None:
+                return claim
+        # Replaced under our feet every time: someone else holds it now.
+        return Claim(ClaimState.BUSY, lease_left_s=lease_s)
+
+    async def _claim_once(self, key: str, lease_s: float, fingerprint: str) -> Claim | None:
         now = time.time()
         token = uuid.uuid4().hex
         try:
@@ -231,9 +258,11 @@ class DynamoDbStore:
                     "ambiguous = :true, expires_at = :expires, "
                     "fingerprint = if_not_exists(fingerprint, :fingerprint)"
                 ),
-                # New, or an in-progress claim whose lease lapsed (its worker died or gave up).
+                # New, or an in-progress claim whose lease lapsed (its worker died or gave up)
+                # and whose history has not expired (an expired one is replaced whole, below).
                 ConditionExpression=(
-                    "attribute_not_exists(pk) OR (#state = :in_progress AND lease_until < :now)"
+                    "attribute_not_exists(pk) OR (#state = :in_progress AND lease_until < :now "
+                    "AND expires_at >= :now_s)"
                 ),
                 ExpressionAttributeNames={"#state": "state", "#token": "token"},
                 ExpressionAttributeValues={
@@ -244,13 +273,14 @@ class DynamoDbStore:
                     ":expires": {"N": str(int(now + _IN_PROGRESS_TTL_S))},
                     ":fingerprint": {"S": fingerprint},
                     ":now": {"N": f"{now:.3f}"},
+                    ":now_s": {"N": str(int(now))},
                 },
                 ReturnValues="ALL_OLD",
             )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            return await self._existing(key, now)
+            return await self._existing(key, lease_s, fingerprint, now)
         old: dict[str, Any] = dict(answer.get("Attributes") or {})
         return Claim(
             ClaimState.OWNED,
@@ -259,11 +289,19 @@ class DynamoDbStore:
             fingerprint=old.get("fingerprint", {}).get("S", fingerprint),
         )
 
-    async def _existing(self, key: str, now: float) -> Claim:
+    async def _existing(
+        self, key: str, lease_s: float, fingerprint: str, now: float
+    ) -> Claim | None:
+        """What the item that refused the claim says; None when it changed meanwhile."""
         answer = await self._client.get_item(
             TableName=self._table, Key={"pk": {"S": key}}, ConsistentRead=True
         )
         item: dict[str, Any] = dict(answer.get("Item") or {})
+        if not item:
+            return None  # deleted meanwhile (its TTL): claim it afresh
+        expires_at = item.get("expires_at", {}).get("N")
+        if expires_at is not None and int(expires_at) < int(now):
+            return await self._replace_expired(key, expires_at, lease_s, fingerprint, now)
         fingerprint = item.get("fingerprint", {}).get("S")
         if item.get("state", {}).get("S") == "completed":
             return Claim(ClaimState.COMPLETED, result=item["result"]["S"], fingerprint=fingerprint)
@@ -271,6 +309,33 @@ class DynamoDbStore:
         return Claim(
             ClaimState.BUSY, lease_left_s=max(0.0, lease_until - now), fingerprint=fingerprint
         )
+
+    async def _replace_expired(
+        self, key: str, expires_at: str, lease_s: float, fingerprint: str, now: float
+    ) -> Claim | None:
+        """Claim an expired item as a new key: nothing of it (history, fingerprint, result) is
+        kept. Of claimers racing for it, the one whose write finds the expiry it read wins."""
+        token = uuid.uuid4().hex
+        try:
+            await self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": key},
+                    "state": {"S": "in_progress"},
+                    "token": {"S": token},
+                    "lease_until": {"N": f"{now + lease_s:.3f}"},
+                    "ambiguous": {"BOOL": True},
+                    "expires_at": {"N": str(int(now + _IN_PROGRESS_TTL_S))},
+                    "fingerprint": {"S": fingerprint},
+                },
+                ConditionExpression="expires_at = :seen",
+                ExpressionAttributeValues={":seen": {"N": expires_at}},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return None  # another claimer replaced it first: look again
+        return Claim(ClaimState.OWNED, token=token, fingerprint=fingerprint)
 
     async def extend(self, key: str, token: str, lease_s: float) -> None:
         """See :meth:`IdempotencyStore.extend`."""
@@ -283,21 +348,34 @@ class DynamoDbStore:
 
     async def complete(self, key: str, token: str, result: str, ttl_s: float) -> None:
         """See :meth:`IdempotencyStore.complete`."""
-        await self._client.update_item(
-            TableName=self._table,
-            Key={"pk": {"S": key}},
-            UpdateExpression=(
-                "SET #state = :completed, #token = :token, #result = :result, "
-                "expires_at = :expires REMOVE lease_until, ambiguous, failures, deferrals, done"
-            ),
-            ExpressionAttributeNames={"#state": "state", "#token": "token", "#result": "result"},
-            ExpressionAttributeValues={
-                ":completed": {"S": "completed"},
-                ":token": {"S": token},
-                ":result": {"S": result},
-                ":expires": {"N": str(int(time.time() + ttl_s))},
-            },
-        )
+        try:
+            await self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": key}},
+                UpdateExpression=(
+                    "SET #state = :completed, #result = :result, expires_at = :expires "
+                    "REMOVE lease_until, ambiguous, failures, deferrals, done"
+                ),
+                # Only the owner writes the result: a worker whose lease lapsed and whose job
+                # another worker claimed since must not overwrite that worker's record.
+                ConditionExpression="#token = :token AND #state = :in_progress",
+                ExpressionAttributeNames={
+                    "#state": "state",
+                    "#token": "token",
+                    "#result": "result",
+                },
+                ExpressionAttributeValues={
+                    ":completed": {"S": "completed"},
+                    ":in_progress": {"S": "in_progress"},
+                    ":token": {"S": token},
+                    ":result": {"S": result},
+                    ":expires": {"N": str(int(time.time() + ttl_s))},
+                },
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise ClaimLost(key) from None
+            raise
 
     async def release(self, key: str, token: str, history: JobHistory) -> None:
         """See :meth:`IdempotencyStore.release`."""
