@@ -114,14 +114,15 @@ class CognitoGateway:
             ambiguous = not isinstance(error, ConnectTimeoutError)
             raise TransientError(type(error).__name__, message, ambiguous=ambiguous) from None
 
-    async def awaits_its_password(
-        self, app_client: AppClient, username: str, created_after: float
-    ) -> bool:
-        """Whether this user was created by an administrator after ``created_after`` (epoch s)
-        and has no password of its own yet: the state an import's first call leaves it in.
+    async def status_if_created_since(
+        self, app_client: AppClient, username: str, since: float
+    ) -> str | None:
+        """The user's status if it was created at or after ``since`` (epoch s), else None (an
+        older user, or none at all).
 
-        Asked only after an unanswered AdminCreateUser, to tell the job's own user from one that
-        existed before: a password is never set on a user the job did not create.
+        Asked only after a lost answer, when SignUp or AdminCreateUser then finds the user
+        existing: a user created after the job was sent is the job's own, one created before is
+        someone else's (AdminGetUser, in the UserRead quota; rare enough not to be paced).
         """
         client = self._clients[app_client.region]
         try:
@@ -129,15 +130,18 @@ class CognitoGateway:
                 UserPoolId=app_client.user_pool_id, Username=username
             )
         except ClientError as error:
-            raise _translate(error, None, app_client) from None
+            translated = _translate(error, None, app_client)
+            if translated.code == "UserNotFoundException":
+                return None
+            raise translated from None
         except (BotoCoreError, aiohttp.ClientError, TimeoutError, OSError) as error:
             raise TransientError(type(error).__name__, "could not read the user") from None
         created = user.get("UserCreateDate")
         created_at = created.timestamp() if created is not None else 0.0
         # A second of slack: Cognito's clock and SQS's are not the same clock.
-        return bool(
-            user.get("UserStatus") == "FORCE_CHANGE_PASSWORD" and created_at >= created_after - 1
-        )
+        if created_at < since - 1:
+            return None
+        return str(user.get("UserStatus") or "UNKNOWN")
 
     async def probe(self, app_client: AppClient) -> None:
         """Check the client's configuration with a call that changes nothing.

@@ -116,10 +116,9 @@ Decision = Finish | HandBack | TripBreaker | GiveUp
 
 
 def counts_as_done(error: CognitoError, operation: str, may_have_acted: bool) -> bool:
-    """Whether this error says the job's own earlier, unanswered attempt already did the work.
-
-    A user that exists after an attempt of ours that may have created it is taken for ours: the
-    answer that would have said so was lost.
+    """Whether this error may say the job's own earlier, unanswered attempt already did the work:
+    a user that exists after a request of ours that may have created it. The processor then asks
+    Cognito whether the user was created after the job was sent (else it is someone else's).
     """
     return (
         may_have_acted
@@ -140,9 +139,8 @@ def decide(
         # No job is to blame: fail none, stop taking work for this client.
         return TripBreaker(outcome, seen)
     if isinstance(outcome, PermanentError):
-        if job_type is JobType.SIGN_UP and counts_as_done(outcome, "SignUp", report.may_have_acted):
-            # An earlier attempt created the user and its answer was lost: our own success.
-            return Finish(CognitoSuccess(detail=CREATED_BY_AN_EARLIER_ATTEMPT))
+        # A user that an earlier, unanswered attempt created is told apart from someone else's
+        # by asking Cognito (the processor does, before it reports): here it is a failure.
         return Finish(outcome)
     if isinstance(outcome, DeferredError):
         # A per-user limit: retrying soon would burn the user's hourly attempts.

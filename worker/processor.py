@@ -10,11 +10,10 @@ only carries decisions out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -37,6 +36,7 @@ from worker.consumer import JobQueue, ReceivedMessage
 from worker.decisions import (
     CREATED_BY_AN_EARLIER_ATTEMPT,
     CallReport,
+    Decision,
     Finish,
     GiveUp,
     HandBack,
@@ -50,16 +50,19 @@ from worker.fields import (
     FieldKeyRefused,
     FieldKeyUnreachable,
     FieldUnreadable,
+    dead_letter_body,
     decrypt_job,
     decrypts,
     encrypted_fields,
     plaintext_fields,
-    without_plaintext_secrets,
 )
+from worker.heartbeat import Heartbeat
 from worker.idempotency import (
     Claim,
+    ClaimLost,
     ClaimState,
     IdempotencyStore,
+    JobHistory,
     job_key,
     payload_fingerprint,
 )
@@ -86,8 +89,6 @@ from worker.ratelimit import CATEGORY_OF_OPERATION, RateLimiter
 from worker.results import ResultPublisher
 from worker.settings import AppClient, Settings
 
-_NO_FIELD_KEYS = "encrypted fields, and FIELD_ENCRYPTION_KEY_ARNS is not set"
-
 log = get_logger("processor")
 T = TypeVar("T")
 
@@ -110,12 +111,26 @@ class _Ending:
     dead_letter_reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """One delivery of one message on its way through the processor."""
+
+    message: ReceivedMessage
+    received_at: datetime
+    on_cognito_call: Callable[[], None]  # told before each Cognito call
+    heartbeat: Heartbeat  # started once the job is worked on
+
+
+class _ClaimTakenOver(Exception):
+    """This worker's claim lapsed and another worker owns the job now: leave it to that one."""
+
+
 @dataclass
 class _CallsSoFar:
     """What one delivery's Cognito calls have come to so far."""
 
     done: list[str]  # the operations carried out, this delivery or earlier ones
-    may_have_acted: bool  # some attempt may have reached Cognito without an answer
+    may_have_acted: bool  # a request of this job's may have reached Cognito without an answer
     attempts: int = 0
     success: CognitoSuccess = field(default_factory=CognitoSuccess)
 
@@ -173,13 +188,20 @@ class JobProcessor:
     async def _process(
         self, message: ReceivedMessage, on_cognito_call: Callable[[], None]
     ) -> Disposition:
-        received_at = datetime.now(UTC)
+        heartbeat = Heartbeat(
+            self._queue,
+            self._store,
+            message,
+            visibility_s=self._settings.visibility_timeout_s,
+            lease_s=self._settings.idempotency_lease_s,
+        )
+        delivery = _Delivery(message, datetime.now(UTC), on_cognito_call, heartbeat)
         started = time.monotonic()
         result: JobResult | None = None
         disposition = Disposition.HANDED_BACK
         published = False
         try:
-            ending = await self._ending_of(message, received_at, on_cognito_call)
+            ending = await self._ending_of(delivery)
             if ending is None:
                 return disposition
             result = ending.result
@@ -194,17 +216,26 @@ class JobProcessor:
                 letter = message
                 if result.status is ResultStatus.REJECTED:
                     # Never redriven as it is: no plaintext password or code is kept at rest.
-                    letter = replace(message, body=without_plaintext_secrets(message.body))
+                    letter = replace(message, body=dead_letter_body(message.body))
                 await self._retrying(lambda: self._queue.dead_letter(letter, reason))
             await self._retrying(lambda: self._queue.delete(message))
             return disposition
         except asyncio.CancelledError:
             # Told to stop: a published result still gets its delete, anything else goes back.
+            await asyncio.shield(heartbeat.stop())
             if published:
                 await asyncio.shield(self._queue.delete(message))
             else:
                 await asyncio.shield(self._queue.hand_back(message, 0))
             raise
+        except _ClaimTakenOver:
+            # Another worker owns the job now and answers for it: its result, its delete.
+            disposition = Disposition.LEFT
+            log.warning(
+                "job left to its current owner",
+                reason="this worker's claim lapsed and another worker claimed the job",
+            )
+            return disposition
         except Exception as error:
             # SQS, SNS or the store kept failing: the message comes back when its visibility ends,
             # and a stored result is republished then without calling Cognito again.
@@ -220,30 +251,25 @@ class JobProcessor:
             if result is not None:
                 self._log_finished(result, published, started)
 
-    async def _ending_of(
-        self,
-        message: ReceivedMessage,
-        received_at: datetime,
-        on_cognito_call: Callable[[], None],
-    ) -> _Ending | None:
+    async def _ending_of(self, delivery: _Delivery) -> _Ending | None:
         """How the job ends, or None when the message was handed back for a later delivery."""
         try:
-            job = decode_job(message.body)
+            job = decode_job(delivery.message.body)
         except MalformedJob as malformed:
             return _rejected(
-                message, received_at, malformed.reason, malformed.job_id, malformed.job_type, None,
+                delivery, malformed.reason, malformed.job_id, malformed.job_type, None,
                 batch=malformed.batch,
             )  # fmt: skip
-        job_id = job.job_id or message.message_id
+        job_id = job.job_id or delivery.message.message_id
+        job_type = JobType(job.type)
         if self._settings.require_encrypted_fields and plaintext_fields(job):
             # The rule's point is that no plaintext secret rests anywhere: no DLQ copy either.
             return _rejected(
-                message,
-                received_at,
+                delivery,
                 f"{', '.join(plaintext_fields(job))}: sent in plaintext; this worker requires "
                 "secret fields encrypted (REQUIRE_ENCRYPTED_FIELDS)",
                 job_id,
-                JobType(job.type),
+                job_type,
                 job.client_id,
                 batch=job.batch,
                 code="PlaintextSecretField",
@@ -252,87 +278,90 @@ class JobProcessor:
         app_client = self._settings.client(job.client_id)
         if app_client is None:
             return _rejected(
-                message,
-                received_at,
+                delivery,
                 f"client_id: {job.client_id!r} is not a configured app client",
                 job_id,
-                JobType(job.type),
+                job_type,
                 job.client_id,
                 batch=job.batch,
             )
-        with bound_contextvars(job_id=job_id, type=job.type, client_id=app_client.client_id):
-            return await self._ending_of_job(
-                job, job_id, app_client, message, received_at, on_cognito_call
+        if not self._settings.accepts(app_client, job_type):
+            accepted = ", ".join(t.value for t in self._settings.job_types_of(app_client))
+            return _rejected(
+                delivery,
+                f"type: {job_type.value} is not accepted on this queue for this client "
+                f"(accepted: {accepted}; see ACCEPTED_JOB_TYPES)",
+                job_id,
+                job_type,
+                app_client.client_id,
+                batch=job.batch,
+                code="JobTypeNotAccepted",
             )
+        with bound_contextvars(job_id=job_id, type=job.type, client_id=app_client.client_id):
+            return await self._ending_of_job(job, job_id, app_client, delivery)
 
     async def _ending_of_job(
-        self,
-        job: Job,
-        job_id: str,
-        app_client: AppClient,
-        message: ReceivedMessage,
-        received_at: datetime,
-        on_cognito_call: Callable[[], None],
+        self, job: Job, job_id: str, app_client: AppClient, delivery: _Delivery
     ) -> _Ending | None:
         client_id = app_client.client_id
         if self._guard.is_open(client_id):
             # Our configuration is broken for this client: the job is not to blame.
-            await self._hand_back(message, self._guard.hand_back_delay_s(client_id), "breaker_open")
-            return None
-        if encrypted_fields(job):
-            decrypted = await self._decrypted(job, job_id, app_client, message, received_at)
-            if decrypted is None or isinstance(decrypted, _Ending):
-                return decrypted
-            job = decrypted
-        # From here the plaintexts (decrypted or sent so) are masked in every log line; the
-        # decrypted job is dropped with this frame, once the result is known.
-        with masking(request_secrets(job, app_client)):
-            return await self._ending_of_plain_job(
-                job, job_id, app_client, message, received_at, on_cognito_call
+            await self._hand_back(
+                delivery, self._guard.hand_back_delay_s(client_id), "breaker_open"
             )
+            return None
+        # From here on the job is being worked on: its message stays invisible, also while KMS
+        # decrypts its fields (a slow KMS must not hand it to another consumer meanwhile).
+        async with delivery.heartbeat:
+            if encrypted_fields(job):
+                decrypted = await self._decrypted(job, job_id, app_client, delivery)
+                if decrypted is None or isinstance(decrypted, _Ending):
+                    return decrypted
+                job = decrypted
+            # From here the plaintexts (decrypted or sent so) are masked in every log line; the
+            # decrypted job is dropped with this frame, once the result is known.
+            with masking(request_secrets(job, app_client)):
+                return await self._ending_of_plain_job(job, job_id, app_client, delivery)
 
     async def _decrypted(
-        self,
-        job: Job,
-        job_id: str,
-        app_client: AppClient,
-        message: ReceivedMessage,
-        received_at: datetime,
+        self, job: Job, job_id: str, app_client: AppClient, delivery: _Delivery
     ) -> Job | _Ending | None:
-        """The job with its fields decrypted; or its rejection; or None when handed back."""
+        """The job with its fields decrypted; or its rejection; or None when handed back.
+
+        A field no accepted key opens is the message's fault (rejected, so it cannot hold the
+        client up); only KMS refusing a key the worker accepts is the deployment's (the breaker).
+        """
         client_id = app_client.client_id
         try:
             if self._decryptor is None:
-                raise FieldKeyRefused(_NO_FIELD_KEYS)
+                raise FieldUnreadable(
+                    f"{', '.join(encrypted_fields(job))}: encrypted, and this worker accepts no "
+                    "KMS key (FIELD_ENCRYPTION_KEY_ARNS is not set)"
+                )
             # The SDK is synchronous and may call KMS: off the event loop.
             return await asyncio.to_thread(decrypt_job, job, self._decryptor)
         except FieldUnreadable as error:
             log.warning("encrypted field refused", reason=str(error))
             return _rejected(
-                message, received_at, str(error), job_id, JobType(job.type), job.client_id,
+                delivery, str(error), job_id, JobType(job.type), job.client_id,
                 batch=job.batch, code="UndecryptableField",
             )  # fmt: skip
         except FieldKeyRefused as error:
             refused = ConfigurationError("FieldDecryptionRefused", str(error))
             # The Cognito probe cannot see KMS: the breaker closes only once this job's
             # ciphertext decrypts again.
+            assert self._decryptor is not None  # refusals come from KMS, through the decryptor
             delay_s = self._guard.trip(client_id, refused, decryption_recheck(job, self._decryptor))
-            await self._hand_back(message, delay_s, None, refused)
+            await self._hand_back(delivery, delay_s, None, refused)
             return None
         except FieldKeyUnreachable as error:
             unreachable = TransientError("KMSUnavailable", str(error), ambiguous=False)
-            delay_s = self._policy.redelivery_delay_s(message.receive_count)
-            await self._hand_back(message, delay_s, None, unreachable)
+            delay_s = self._policy.redelivery_delay_s(delivery.message.receive_count)
+            await self._hand_back(delivery, delay_s, None, unreachable)
             return None
 
     async def _ending_of_plain_job(
-        self,
-        job: Job,
-        job_id: str,
-        app_client: AppClient,
-        message: ReceivedMessage,
-        received_at: datetime,
-        on_cognito_call: Callable[[], None],
+        self, job: Job, job_id: str, app_client: AppClient, delivery: _Delivery
     ) -> _Ending | None:
         client_id = app_client.client_id
         key = job_key(client_id, job_id)
@@ -342,35 +371,58 @@ class JobProcessor:
             lambda: self._store.claim(key, self._settings.idempotency_lease_s, fingerprint)
         )
         if claim.state is ClaimState.BUSY:
-            await self._hand_back(message, math.ceil(claim.lease_left_s) + 1, "owned_elsewhere")
+            await self._hand_back(delivery, math.ceil(claim.lease_left_s) + 1, "owned_elsewhere")
             return None
         if claim.fingerprint not in (None, fingerprint):
             # The id names another job: never answer it with that job's result, never run it.
             if claim.state is ClaimState.OWNED:
                 await self._retrying(lambda: self._store.release(key, claim.token, claim.history))
             log.warning("job id reused for a different job: refused")
-            return _Ending(_reused(job, job_id, app_client, message, received_at))
+            return _Ending(_reused(job, job_id, app_client, delivery))
         if claim.state is ClaimState.COMPLETED:
             assert claim.result is not None
             log.info("duplicate delivery: republishing the stored result")
             return _Ending(JobResult.model_validate_json(claim.result))
 
-        with masking(request_secrets(job, app_client)):
-            try:
-                async with self._heartbeat(message, key, claim):
-                    report = await self._call_cognito(
-                        job, job_id, app_client, message, claim, on_cognito_call
-                    )
-            except asyncio.CancelledError:
-                # Stopped mid-job (not the job's fault: nothing counted against it). The claim is
-                # freed at once for the next delivery, which is told that Cognito may have acted.
-                stopped = replace(claim.history, may_have_acted=True)
-                await asyncio.shield(self._store.release(key, claim.token, stopped))
-                raise
-
+        delivery.heartbeat.hold(key, claim.token)
+        # Whether Cognito may already have acted on this job starts from the earlier deliveries.
+        so_far = _CallsSoFar(list(claim.history.done), claim.history.may_have_acted)
+        try:
+            report = await self._call_cognito(job, job_id, app_client, delivery, so_far)
+        except asyncio.CancelledError:
+            # Stopped mid-job (not the job's fault: nothing counted against it). The claim is
+            # freed at once for the next delivery, told what this one did: whether a request left
+            # (a job stopped while waiting for the pacer sent none), and the calls carried out.
+            stopped = replace(
+                claim.history, may_have_acted=so_far.may_have_acted, done=tuple(so_far.done)
+            )
+            await asyncio.shield(self._release_on_stop(delivery, key, claim.token, stopped))
+            raise
+        await delivery.heartbeat.stop()
         decision = decide(
             report, job_type=JobType(job.type), history=claim.history, policy=self._policy
         )
+        return await self._carry_out(decision, report, job, job_id, app_client, delivery, claim)
+
+    async def _release_on_stop(
+        self, delivery: _Delivery, key: str, token: str, history: JobHistory
+    ) -> None:
+        await delivery.heartbeat.stop()
+        await self._store.release(key, token, history)
+
+    async def _carry_out(
+        self,
+        decision: Decision,
+        report: CallReport,
+        job: Job,
+        job_id: str,
+        app_client: AppClient,
+        delivery: _Delivery,
+        claim: Claim,
+    ) -> _Ending | None:
+        """Do what ``decision`` says: the job's ending, or None once its message is handed back."""
+        client_id = app_client.client_id
+        key = job_key(client_id, job_id)
         if isinstance(decision, GiveUp) and not self._queue.has_dead_letter_queue:
             # No DLQ of ours to move it to: the queue's redrive policy will.
             failures = claim.history.failures + 1
@@ -380,32 +432,32 @@ class JobProcessor:
             )
         if isinstance(decision, Finish | GiveUp):
             outcome = decision.outcome if isinstance(decision, Finish) else decision.error
-            result = _finished(
-                job, job_id, app_client, message, received_at, report.attempts, outcome
-            )
+            result = _finished(job, job_id, app_client, delivery, report.attempts, outcome)
             if isinstance(decision, GiveUp):
                 # Not stored as done: a redrive from the DLQ runs the job afresh.
-                await self._retrying(
-                    lambda: self._store.release(key, claim.token, decision.history)
-                )
+                history = decision.history
+                await self._retrying(lambda: self._store.release(key, claim.token, history))
                 reason = (
                     f"{decision.error.code}: transient errors in "
                     f"{self._policy.max_failed_deliveries} deliveries"
                 )
                 return _Ending(result, dead_letter_reason=reason)
             self._guard.succeeded(client_id)
-            await self._retrying(
-                lambda: self._store.complete(
-                    key, claim.token, result.to_message(), self._settings.idempotency_ttl_s
+            try:
+                await self._retrying(
+                    lambda: self._store.complete(
+                        key, claim.token, result.to_message(), self._settings.idempotency_ttl_s
+                    )
                 )
-            )
+            except ClaimLost:
+                raise _ClaimTakenOver from None
             return _Ending(result)
         await self._retrying(lambda: self._store.release(key, claim.token, decision.history))
         if isinstance(decision, TripBreaker):
             delay_s = self._guard.trip(client_id, decision.error)
-            await self._hand_back(message, delay_s, None, decision.error, report)
+            await self._hand_back(delivery, delay_s, None, decision.error, report)
         else:
-            await self._hand_back(message, decision.delay_s, None, decision.error, report)
+            await self._hand_back(delivery, decision.delay_s, None, decision.error, report)
         return None
 
     async def _call_cognito(
@@ -413,21 +465,18 @@ class JobProcessor:
         job: Job,
         job_id: str,
         app_client: AppClient,
-        message: ReceivedMessage,
-        claim: Claim,
-        on_cognito_call: Callable[[], None],
+        delivery: _Delivery,
+        so_far: _CallsSoFar,
     ) -> CallReport:
         """Make the job's calls not yet done, retrying transient errors within its attempts and
-        timeout; report how they ended."""
-        # Whether Cognito may already have acted on this job starts from the earlier deliveries.
-        so_far = _CallsSoFar(list(claim.history.done), claim.history.may_have_acted)
+        timeout; report how they ended (``so_far`` says it as they go)."""
         try:
             async with asyncio.timeout(self._policy.job_timeout_s):
                 for operation in OPERATIONS[JobType(job.type)]:
                     if operation in so_far.done:
                         continue
                     answer = await self._call_with_retries(
-                        operation, so_far, job, job_id, app_client, message, on_cognito_call
+                        operation, so_far, job, job_id, app_client, delivery
                     )
                     so_far.done.append(operation)
                     so_far.success = _merged(so_far.success, answer)
@@ -448,15 +497,12 @@ class JobProcessor:
         job: Job,
         job_id: str,
         app_client: AppClient,
-        message: ReceivedMessage,
-        on_cognito_call: Callable[[], None],
+        delivery: _Delivery,
     ) -> CognitoSuccess:
         """One of the job's operations, its transient errors retried; raise the last error."""
         async for attempt in self._cognito_retrying(operation):
             with attempt:
-                return await self._attempt(
-                    operation, so_far, job, job_id, app_client, message, on_cognito_call
-                )
+                return await self._attempt(operation, so_far, job, job_id, app_client, delivery)
         raise AssertionError("unreachable")  # pragma: no cover - reraise=True
 
     async def _attempt(
@@ -466,43 +512,32 @@ class JobProcessor:
         job: Job,
         job_id: str,
         app_client: AppClient,
-        message: ReceivedMessage,
-        on_cognito_call: Callable[[], None],
+        delivery: _Delivery,
     ) -> CognitoSuccess:
-        """One call; keeps ``so_far.may_have_acted`` true for as long as Cognito may have acted."""
-        so_far.attempts += 1
-        acted_before = so_far.may_have_acted
-        # Set before the call and cleared only by an answer that proves nothing was done, so no
-        # way out of the call (an error, a cancellation, the job timeout) can lose it.
-        so_far.may_have_acted = True
+        """One call; an existing user after an earlier attempt that may have created it is taken
+        for the job's own only when Cognito says it was created after the job was sent."""
         try:
-            return await self._call_once(job, job_id, app_client, operation, on_cognito_call)
+            return await self._call_once(operation, so_far, job, job_id, app_client, delivery)
         except CognitoError as error:
-            if await self._created_by_this_job(
-                error, operation, acted_before, job, app_client, message
+            # A definite answer: ``so_far.may_have_acted`` speaks of the earlier attempts now.
+            if counts_as_done(error, operation, so_far.may_have_acted) and (
+                await self._created_by_this_job(operation, job, app_client, delivery.message)
             ):
                 return CognitoSuccess(detail=CREATED_BY_AN_EARLIER_ATTEMPT)
-            if not (isinstance(error, TransientError) and error.ambiguous):
-                so_far.may_have_acted = acted_before
             raise
 
     async def _created_by_this_job(
-        self,
-        error: CognitoError,
-        operation: str,
-        may_have_acted: bool,
-        job: Job,
-        app_client: AppClient,
-        message: ReceivedMessage,
+        self, operation: str, job: Job, app_client: AppClient, message: ReceivedMessage
     ) -> bool:
-        """For an import's first call only: is the existing user the one this job created?
-
-        (A sign-up's lost answer is judged by :func:`decide`; it sets no password.)
-        """
-        if operation != "AdminCreateUser" or not counts_as_done(error, operation, may_have_acted):
-            return False
-        sent_at = message.sent_at or 0.0
-        return await self._gateway.awaits_its_password(app_client, job.username_sent, sent_at)
+        """Whether the user a SignUp or AdminCreateUser found existing is this job's own: created
+        after the job was sent (and, for an import, still awaiting the password it sets next:
+        a password is never set on a user the job did not create)."""
+        status = await self._gateway.status_if_created_since(
+            app_client, job.username_sent, message.sent_at or 0.0
+        )
+        if operation == "AdminCreateUser":
+            return status == "FORCE_CHANGE_PASSWORD"
+        return status is not None
 
     def _cognito_retrying(self, operation: str) -> AsyncRetrying:
         metrics = self._metrics
@@ -530,24 +565,34 @@ class JobProcessor:
 
     async def _call_once(
         self,
+        operation: str,
+        so_far: _CallsSoFar,
         job: Job,
         job_id: str,
         app_client: AppClient,
-        operation: str,
-        on_cognito_call: Callable[[], None],
+        delivery: _Delivery,
     ) -> CognitoSuccess:
-        """One paced, measured Cognito call."""
+        """One paced, measured Cognito call; keeps ``so_far.may_have_acted`` true for as long as
+        Cognito may have acted, and only once a request has left."""
         metrics = self._metrics
         category = CATEGORY_OF_OPERATION[operation].value
         pacer = self._limiter.pacer(operation)
         # Waiting for the limiter is no failure; the job timeout bounds it, and the heartbeat
-        # keeps the message invisible meanwhile.
+        # keeps the message invisible meanwhile. A stop or the timeout that ends the wait leaves
+        # "may have acted" as it was: no request has left.
         metrics.limiter_wait.labels(category).observe(await pacer.acquire())
-        on_cognito_call()
+        delivery.on_cognito_call()
+        so_far.attempts += 1
+        acted_before = so_far.may_have_acted
+        # Set before the call and cleared only by an answer that proves nothing was done, so no
+        # way out of the call (an error, a cancellation, the job timeout) can lose it.
+        so_far.may_have_acted = True
         called = time.monotonic()
         try:
             success = await self._gateway.execute(job, app_client, job_id, operation)
         except CognitoError as error:
+            if not (isinstance(error, TransientError) and error.ambiguous):
+                so_far.may_have_acted = acted_before
             metrics.cognito_calls.labels(operation, error.code).inc()
             if isinstance(error, ThrottledError):
                 pacer.throttled()
@@ -559,41 +604,17 @@ class JobProcessor:
         metrics.cognito_calls.labels(operation, "ok").inc()
         return success
 
-    @contextlib.asynccontextmanager
-    async def _heartbeat(
-        self, message: ReceivedMessage, key: str, claim: Claim
-    ) -> AsyncIterator[None]:
-        """While the job runs, keep its message invisible and its claim leased."""
-
-        async def beat() -> None:
-            visibility = self._settings.visibility_timeout_s
-            lease = self._settings.idempotency_lease_s
-            interval = min(visibility, lease) / 3
-            while True:
-                await asyncio.sleep(interval)
-                try:
-                    await self._queue.hand_back(message, visibility)
-                    await self._store.extend(key, claim.token, lease)
-                except Exception as error:  # a missed beat is survivable; the next may pass
-                    log.warning("heartbeat failed", error=str(error))
-
-        task = asyncio.create_task(beat())
-        try:
-            yield
-        finally:
-            # Stopped before the result is published and the message deleted.
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
     async def _hand_back(
         self,
-        message: ReceivedMessage,
+        delivery: _Delivery,
         delay_s: int,
         reason: str | None,
         error: CognitoError | None = None,
         report: CallReport | None = None,
     ) -> None:
+        """Give the message back to SQS for a later delivery (its heartbeat stopped first)."""
+        await delivery.heartbeat.stop()
+        message = delivery.message
         self._metrics.handed_back.labels(
             reason or (error.code if error is not None else "unknown")
         ).inc()
@@ -638,8 +659,7 @@ def _finished(
     job: Job,
     job_id: str,
     app_client: AppClient,
-    message: ReceivedMessage,
-    received_at: datetime,
+    delivery: _Delivery,
     attempts: int,
     outcome: CognitoSuccess | CognitoError,
 ) -> JobResult:
@@ -648,9 +668,9 @@ def _finished(
         "type": JobType(job.type),
         "client_id": app_client.client_id,
         "batch": job.batch,
-        "sqs_message_id": message.message_id,
+        "sqs_message_id": delivery.message.message_id,
         "attempts": attempts,
-        "received_at": received_at,
+        "received_at": delivery.received_at,
         "finished_at": datetime.now(UTC),
     }
     if isinstance(outcome, CognitoError):
@@ -681,22 +701,16 @@ def _merged(earlier: CognitoSuccess, later: CognitoSuccess) -> CognitoSuccess:
     )
 
 
-def _reused(
-    job: Job,
-    job_id: str,
-    app_client: AppClient,
-    message: ReceivedMessage,
-    received_at: datetime,
-) -> JobResult:
+def _reused(job: Job, job_id: str, app_client: AppClient, delivery: _Delivery) -> JobResult:
     reused = PermanentError(
         "JobIdReused",
         "this job_id was first used for a different job (its payload differs); "
         "this job was not run: send it with a new job_id",
     )
-    return _finished(job, job_id, app_client, message, received_at, 0, reused)
+    return _finished(job, job_id, app_client, delivery, 0, reused)
 
 
-def decryption_recheck(job: Job, decryptor: FieldDecryptor | None) -> Recheck:
+def decryption_recheck(job: Job, decryptor: FieldDecryptor) -> Recheck:
     """The breaker's recheck after a KMS refusal: does this job's ciphertext decrypt now?
 
     It holds the job as received (ciphertext only). Raise :class:`ConfigurationError` while KMS
@@ -707,8 +721,6 @@ def decryption_recheck(job: Job, decryptor: FieldDecryptor | None) -> Recheck:
 
     async def recheck() -> None:
         try:
-            if decryptor is None:
-                raise FieldKeyRefused(_NO_FIELD_KEYS)
             # The plaintexts stay in the thread that makes them (see worker.fields.decrypts).
             await asyncio.to_thread(decrypts, job, decryptor)
         except FieldKeyRefused as error:
@@ -720,8 +732,7 @@ def decryption_recheck(job: Job, decryptor: FieldDecryptor | None) -> Recheck:
 
 
 def _rejected(
-    message: ReceivedMessage,
-    received_at: datetime,
+    delivery: _Delivery,
     reason: str,
     job_id: str | None,
     job_type: JobType | None,
@@ -737,10 +748,10 @@ def _rejected(
         client_id=client_id,
         batch=batch,
         status=ResultStatus.REJECTED,
-        sqs_message_id=message.message_id,
+        sqs_message_id=delivery.message.message_id,
         error=JobError(code=code, message=reason, retryable=False),
         attempts=0,
-        received_at=received_at,
+        received_at=delivery.received_at,
         finished_at=datetime.now(UTC),
     )
     return _Ending(result, dead_letter_reason=reason if dead_letter else None)

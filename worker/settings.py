@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from worker.jobs import ClientId
+from worker.jobs import ClientId, JobType
 
 QueueUrl = Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
 TopicArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[\w-]*:sns:[\w-]+:\d{12}:[\w.-]+$")]
@@ -31,6 +31,12 @@ KmsKeyArn = Annotated[
     str, StringConstraints(pattern=r"^arn:aws[\w-]*:kms:[\w-]+:\d{12}:key/[\w-]+$")
 ]
 UserPoolId = Annotated[str, StringConstraints(pattern=r"^[\w-]+_[0-9a-zA-Z]+$")]
+
+
+#: The job types a queue accepts unless told otherwise: every type but ``import_user``, whose
+#: users are created confirmed, with the attributes as given (``email_verified``) and a
+#: password of the producer's choosing, and are sent nothing: a deployment enables it on purpose.
+INTERACTIVE_JOB_TYPES = tuple(t for t in JobType if t is not JobType.IMPORT_USER)
 
 
 class LogFormat(StrEnum):
@@ -66,6 +72,10 @@ class AppClient(BaseModel):
     user_pool_id: UserPoolId
     client_secret: SecretStr | None = Field(
         default=None, description="None for an app client without a secret: no SecretHash is sent."
+    )
+    accepted_job_types: tuple[JobType, ...] | None = Field(
+        default=None,
+        description="The job types this client's jobs may have; None: ACCEPTED_JOB_TYPES.",
     )
 
     @property
@@ -295,6 +305,15 @@ class Settings(BaseModel):
         description="true: a job carrying a password or code in plaintext is rejected "
         "(`PlaintextSecretField`) and its body copied nowhere; needs FIELD_ENCRYPTION_KEY_ARNS",
     )
+    accepted_job_types: tuple[JobType, ...] = Field(
+        default=INTERACTIVE_JOB_TYPES,
+        alias="ACCEPTED_JOB_TYPES",
+        min_length=1,
+        description="job types the jobs queue accepts (comma-separated; `all` for every type); "
+        "others are rejected (`JobTypeNotAccepted`). Default: all but `import_user`, which "
+        "creates confirmed users with no message to them; a client in COGNITO_CLIENTS may set "
+        "its own `accepted_job_types`",
+    )
     log_level: LogLevel = Field(
         default=LogLevel.INFO,
         alias="LOG_LEVEL",
@@ -319,6 +338,16 @@ class Settings(BaseModel):
     @classmethod
     def _any_case_choice(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("accepted_job_types", mode="before")
+    @classmethod
+    def _job_types(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = [part.strip().lower() for part in value.split(",") if part.strip()]
+            if names == ["all"]:
+                return tuple(JobType)
+            return tuple(names)
+        return value
 
     @field_validator("field_encryption_key_arns", mode="before")
     @classmethod
@@ -385,6 +414,16 @@ class Settings(BaseModel):
     def default_client(self) -> AppClient:
         """The client a job without ``client_id`` is for: the only, or first, configured one."""
         return self.cognito_clients[0]
+
+    def accepts(self, app_client: AppClient, job_type: JobType) -> bool:
+        """Whether jobs of ``job_type`` for ``app_client`` are accepted on the jobs queue."""
+        return job_type in self.job_types_of(app_client)
+
+    def job_types_of(self, app_client: AppClient) -> tuple[JobType, ...]:
+        """The job types accepted for ``app_client``: its own list, else ACCEPTED_JOB_TYPES."""
+        if app_client.accepted_job_types is not None:
+            return app_client.accepted_job_types
+        return self.accepted_job_types
 
     def client(self, client_id: str | None) -> AppClient | None:
         """The configured client with this id (the default for None), or None if not configured."""

@@ -66,6 +66,8 @@ def _default_text(variable: str, field: FieldInfo) -> str:
         return str(default.value)
     if isinstance(default, float):
         return f"{default:g}"
+    if isinstance(default, tuple | list | frozenset):
+        return ",".join(str(item.value if isinstance(item, Enum) else item) for item in default)
     return str(default)
 
 

@@ -17,6 +17,7 @@ from worker.decisions import (
     HandBack,
     RetryPolicy,
     TripBreaker,
+    counts_as_done,
     decide,
 )
 from worker.idempotency import JobHistory
@@ -175,16 +176,34 @@ ROWS = [
         TripBreaker(EMAIL_LIMIT, failed_before(failures=3)),
         history=failed_before(failures=3),
     ),
-    # the guarantee "a SignUp whose answer was lost counts as done"
+    # "a SignUp whose answer was lost counts as done" is decided before the report, by asking
+    # Cognito when the user was created (the processor): an existing user that reaches decide()
+    # is someone else's, whatever an earlier attempt may have done
+    Row("lost answer", EXISTS, Finish(EXISTS), may_have_acted=True),
+    Row("lost answer", NOT_FOUND, Finish(NOT_FOUND), JobType.FORGOT_PASSWORD, may_have_acted=True),
+    # ... and the processor's own success for it finishes like any other
     Row(
         "lost answer",
-        EXISTS,
+        CognitoSuccess(detail=CREATED_BY_AN_EARLIER_ATTEMPT),
         Finish(CognitoSuccess(detail=CREATED_BY_AN_EARLIER_ATTEMPT)),
         may_have_acted=True,
     ),
-    # ... and only a SignUp's: an existing user proves nothing about another job type
-    Row("lost answer", NOT_FOUND, Finish(NOT_FOUND), JobType.FORGOT_PASSWORD, may_have_acted=True),
 ]
+
+
+@pytest.mark.parametrize(
+    ("operation", "may_have_acted", "expected"),
+    [
+        ("SignUp", True, True),
+        ("AdminCreateUser", True, True),
+        ("SignUp", False, False),  # no request of ours could have created it
+        ("ForgotPassword", True, False),  # an existing user proves nothing for other calls
+    ],
+)
+def test_only_an_existing_user_after_a_creating_request_is_worth_asking_about(
+    operation: str, may_have_acted: bool, expected: bool
+) -> None:
+    assert counts_as_done(EXISTS, operation, may_have_acted) is expected
 
 
 @pytest.mark.parametrize(
