@@ -350,6 +350,9 @@ class Stack:
             "COGNITO_USER_POOL_ID": self.user_pool_id,
             "COGNITO_CLIENT_ID": self.client_id,
             "COGNITO_CLIENT_SECRET": self.client_secret,
+            # The local stack tries every job type, imports included; a deployment enables
+            # import_user only where it means to (docs/settings.md).
+            "ACCEPTED_JOB_TYPES": "all",
             **overrides,
         }
 
