@@ -162,11 +162,17 @@ class JobQueue:
         assert self._dlq_url is not None  # only submitted when a DLQ is configured
         entries: list[Any] = []
         for i, letter in enumerate(batch):
-            # SQS allows ten attributes: keep the producer's first nine, add the reason.
-            attributes = dict(list(letter.message.attributes.items())[:9])
+            # SQS allows ten attributes: keep the producer's first eight, add the reason and
+            # the message id the job's result carries as sqs_message_id (a copy whose body was
+            # dropped is still matched to its result by it).
+            attributes = dict(list(letter.message.attributes.items())[:8])
             attributes["rejection_reason"] = {
                 "DataType": "String",
                 "StringValue": letter.reason[:1000] or "rejected",
+            }
+            attributes["original_message_id"] = {
+                "DataType": "String",
+                "StringValue": letter.message.message_id,
             }
             entry: dict[str, Any] = {
                 "Id": str(i),

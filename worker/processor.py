@@ -200,6 +200,7 @@ class JobProcessor:
         result: JobResult | None = None
         disposition = Disposition.HANDED_BACK
         published = False
+        deleting: asyncio.Future[None] | None = None
         try:
             ending = await self._ending_of(delivery)
             if ending is None:
@@ -218,15 +219,23 @@ class JobProcessor:
                     # Never redriven as it is: no plaintext password or code is kept at rest.
                     letter = replace(message, body=dead_letter_body(message.body))
                 await self._retrying(lambda: self._queue.dead_letter(letter, reason))
-            await self._retrying(lambda: self._queue.delete(message))
+            # A task of its own: told to stop meanwhile, the stop waits for this same delete
+            # rather than send a second one for the same receipt handle.
+            deleting = asyncio.ensure_future(self._retrying(lambda: self._queue.delete(message)))
+            await asyncio.shield(deleting)
             return disposition
         except asyncio.CancelledError:
             # Told to stop: a published result still gets its delete, anything else goes back.
             await asyncio.shield(heartbeat.stop())
-            if published:
-                await asyncio.shield(self._queue.delete(message))
-            else:
-                await asyncio.shield(self._queue.hand_back(message, 0))
+            if deleting is None:
+                settle = self._queue.delete if published else self._queue.hand_back
+                deleting = asyncio.ensure_future(settle(message))
+            try:
+                await asyncio.shield(deleting)
+            except Exception as error:
+                # SQS refused; the message comes back when its visibility ends, and its job
+                # is answered again from the idempotency store.
+                log.warning("message left on the queue while stopping", error=type(error).__name__)
             raise
         except _ClaimTakenOver:
             # Another worker owns the job now and answers for it: its result, its delete.

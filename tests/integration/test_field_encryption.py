@@ -24,6 +24,7 @@ from aws_encryption_sdk.key_providers.kms import StrictAwsKmsMasterKeyProvider
 
 from tests.support.fault_proxy import FaultProxy
 from tests.support.harness import (
+    ResultCollector,
     _outputs,
     by_job_id,
     enqueue,
@@ -186,29 +187,77 @@ def _peek_bodies(stack: Stack) -> Iterator[str]:
         yield message["Body"]
 
 
-def test_a_key_the_worker_does_not_accept_opens_the_breaker(stack: Stack) -> None:
+def raw_key_body(**fields: Any) -> str:
+    """A job whose password a producer encrypted under its own raw AES key, not under KMS: the
+    message format is right, and no key the worker may use will ever open it."""
+    from aws_encryption_sdk.identifiers import EncryptionKeyType, WrappingAlgorithm
+    from aws_encryption_sdk.internal.crypto.wrapping_keys import WrappingKey
+    from aws_encryption_sdk.key_providers.raw import RawMasterKey, RawMasterKeyConfig
+
+    class OwnKey(RawMasterKey):  # type: ignore[misc]
+        provider_id = "producer-own"
+
+    own_key = OwnKey(
+        config=RawMasterKeyConfig(
+            key_id=b"own-key",
+            provider_id="producer-own",
+            wrapping_key=WrappingKey(
+                wrapping_algorithm=WrappingAlgorithm.AES_256_GCM_IV12_TAG16_NO_PADDING,
+                wrapping_key=b"k" * 32,
+                wrapping_key_type=EncryptionKeyType.SYMMETRIC,
+            ),
+        )
+    )
+    envelope = json.dumps({"job_id": fields["job_id"], "value": fields.pop("password")})
+    ciphertext, _ = aws_encryption_sdk.EncryptionSDKClient(
+        commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT
+    ).encrypt(
+        source=envelope.encode(),
+        key_provider=own_key,
+        encryption_context=encryption_context(None, "password"),
+    )
+    encrypted = {"encrypted": base64.b64encode(ciphertext).decode()}
+    return json.dumps({"version": 1, **fields, "password": encrypted})
+
+
+@pytest.mark.parametrize("premise", ["another_kms_key", "a_raw_key", "no_key_configured"])
+def test_a_message_no_accepted_key_opens_is_rejected_while_the_other_jobs_flow(
+    stack: Stack, premise: str
+) -> None:
+    """A ciphertext that no key the worker accepts can open is the message's fault: it is
+    rejected with its reason, and the client's breaker stays closed for the jobs behind it."""
     worker_key, other_key = new_key(stack), new_key(stack)
-    enqueue(stack, encrypted_body(other_key, version=1, type="sign_up", job_id="wk",
-                                  username="ann", password=PASSWORDS[0]))  # fmt: skip
-    worker = start_worker(stack, FIELD_ENCRYPTION_KEY_ARNS=worker_key, BREAKER_COOLDOWN_S="1")
+    fields = {"type": "sign_up", "job_id": "sealed", "username": "ann", "password": PASSWORDS[0]}
+    if premise == "a_raw_key":
+        sealed = raw_key_body(**fields)
+    else:
+        sealed = encrypted_body(worker_key if premise == "no_key_configured" else other_key,
+                                version=1, **fields)  # fmt: skip
+    plain = [job("sign_up", job_id=f"next-{n}", username=f"next-{n}", password=PASSWORDS[1])
+             for n in range(3)]  # fmt: skip
+    enqueue(stack, sealed, *plain)
+    port = free_port()
+    keys = {} if premise == "no_key_configured" else {"FIELD_ENCRYPTION_KEY_ARNS": worker_key}
+    worker = start_worker(stack, HEALTH_PORT=str(port), **keys)
     try:
-        wait_for(lambda: stack.queue_depth(stack.jobs_queue_url) == 1 and _handed_back(worker))
-        # After the cool-down the Cognito probe passes, but the key is still not one the worker
-        # accepts: the recheck keeps the breaker open.
-        wait_for(lambda: _logged(worker, "configuration probe failed"))
+        results = ResultCollector(stack)
+        collected = wait_for(lambda: len(results.poll()) == 4 and results.results, timeout_s=60)
+        status, readiness = probe_http(port, "/readyz")
     finally:
         worker.send_signal(signal.SIGTERM)
         run = finish(worker)
-    handed = run.events("job handed back to the queue")
-    assert handed
-    assert handed[0]["error_code"] == "FieldDecryptionRefused"
-    assert (
-        len(run.events("configuration error: this client takes no work until a probe passes")) == 1
-    )
-    assert not run.events("configuration probe passed: taking work again")
-    assert read_results(stack) == []  # no job was failed for the deployment's mistake
-    assert stack.queue_depth(stack.jobs_queue_url) == 1  # and none was lost
-    assert PASSWORDS[0] not in run.stdout + run.stderr
+    outcome = by_job_id(collected)
+    assert outcome["sealed"]["status"] == "rejected"
+    assert outcome["sealed"]["error"]["code"] == "UndecryptableField"
+    assert "password" in outcome["sealed"]["error"]["message"]
+    assert [outcome[f"next-{n}"]["status"] for n in range(3)] == ["succeeded"] * 3
+    assert status == 200, readiness
+    assert not run.events("configuration error: this client takes no work until a probe passes")
+    assert stack.queue_depth(stack.jobs_queue_url) == 0  # none left to come back
+    assert "Task exception was never retrieved" not in run.stdout
+    (copy,) = dead_letters(stack)
+    assert json.loads(copy)["password"] == json.loads(sealed)["password"]  # still sealed
+    assert PASSWORDS[0] not in "".join([run.stdout, run.stderr, copy, *(r.raw for r in collected)])
 
 
 def _handed_back(worker: Any) -> bool:
@@ -301,6 +350,30 @@ def test_kms_unreachable_hands_the_job_back_then_it_runs(stack: Stack, proxy: Fa
     assert handed[0]["error_code"] == "KMSUnavailable"
     assert signs_in(stack, "uma", PASSWORDS[2])
     assert PASSWORDS[2] not in run.stdout + run.stderr
+
+
+def test_a_hanging_kms_ends_a_decryption_in_seconds_and_the_job_goes_back(
+    stack: Stack, proxy: FaultProxy
+) -> None:
+    """KMS calls time out in seconds (5 s read, two tries), not the SDK's 60 s: a KMS brownout
+    cannot outlast the message's visibility or hold the decryption threads."""
+    key = new_key(stack)
+    enqueue(stack, encrypted_body(key, version=1, type="import_user", job_id="slow",
+                                  username="sol", password=PASSWORDS[0]))  # fmt: skip
+    settings = through(proxy.url, FIELD_ENCRYPTION_KEY_ARNS=key, RETRY_BACKOFF_CAP_S="1")
+    with proxy.fault("timeout", service="kms", operation="Decrypt", latency_s=120):
+        started = time.monotonic()
+        worker = start_worker(stack, **settings)
+        wait_for(lambda: _handed_back(worker), timeout_s=60)
+        handed_back_after_s = time.monotonic() - started
+    results = wait_for(lambda: read_results(stack), timeout_s=60)
+    worker.send_signal(signal.SIGTERM)
+    run = finish(worker)
+    # Two tries of 5 s each, and the worker's start: far inside the 60 s visibility timeout.
+    assert handed_back_after_s < 25, handed_back_after_s
+    assert run.events("job handed back to the queue")[0]["error_code"] == "KMSUnavailable"
+    assert [r.body["status"] for r in results] == ["succeeded"]
+    assert signs_in(stack, "sol", PASSWORDS[0])
 
 
 def test_mandatory_encryption_rejects_plaintext_and_keeps_no_copy(stack: Stack) -> None:

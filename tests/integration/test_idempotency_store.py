@@ -7,13 +7,14 @@ import aioboto3
 import pytest
 
 from worker.idempotency import (
+    ClaimLost,
     ClaimState,
     DynamoDbStore,
     IdempotencyStore,
     JobHistory,
     MemoryStore,
 )
-from worker.local_aws import REGION, Endpoints, create_idempotency_table
+from worker.local_aws import REGION, Endpoints, aws_client, create_idempotency_table
 
 FP = "fingerprint-of-the-payload"
 
@@ -62,6 +63,44 @@ async def test_a_released_job_can_be_claimed_and_says_whether_cognito_may_have_a
     after_ambiguous = await store.claim("c#3", lease_s=30, fingerprint=FP)
     assert after_ambiguous.state is ClaimState.OWNED
     assert after_ambiguous.interrupted
+
+
+async def test_an_expired_record_is_a_fresh_key(
+    store: IdempotencyStore, endpoints: Endpoints
+) -> None:
+    """After IDEMPOTENCY_TTL_S a job id is new again, on both stores alike. DynamoDB deletes an
+    expired item when it gets to it (up to days later), so the item is still there when the
+    claim comes: the store must read ``expires_at`` itself."""
+    done = await store.claim("c#x", lease_s=30, fingerprint=FP)
+    await store.complete("c#x", done.token, '{"status": "succeeded"}', ttl_s=1)
+    await store.claim("c#y", lease_s=30, fingerprint=FP)  # left in progress: its own TTL
+    await asyncio.sleep(2.1)
+    if isinstance(store, DynamoDbStore):
+        dynamodb = aws_client("dynamodb", endpoints.moto)
+        item = dynamodb.get_item(TableName=store._table, Key={"pk": {"S": "c#x"}})["Item"]
+        assert item["state"]["S"] == "completed"  # expired, not yet deleted
+    fresh = await store.claim("c#x", lease_s=30, fingerprint="another-payload")
+    assert fresh.state is ClaimState.OWNED
+    assert fresh.result is None
+    assert not fresh.interrupted
+    assert fresh.fingerprint == "another-payload"  # no JobIdReused for a new job
+    # The fresh record is a record like any other: a second claim finds it busy.
+    assert (await store.claim("c#x", lease_s=30, fingerprint=FP)).state is ClaimState.BUSY
+
+
+async def test_an_owner_whose_lease_lapsed_cannot_overwrite_the_new_owners_result(
+    store: IdempotencyStore,
+) -> None:
+    first = await store.claim("c#z", lease_s=2.0, fingerprint=FP)
+    await asyncio.sleep(2.1)
+    second = await store.claim("c#z", lease_s=30, fingerprint=FP)
+    assert second.state is ClaimState.OWNED
+    await store.complete("c#z", second.token, '{"status": "failed"}', ttl_s=3600)
+    with pytest.raises(ClaimLost):
+        await store.complete("c#z", first.token, '{"status": "succeeded"}', ttl_s=3600)
+    answer = await store.claim("c#z", lease_s=30, fingerprint=FP)
+    assert answer.state is ClaimState.COMPLETED
+    assert answer.result == '{"status": "failed"}'
 
 
 async def test_a_crashed_owners_lease_lapses_in_seconds(store: IdempotencyStore) -> None:

@@ -10,7 +10,12 @@ What moto verifies and what it does not (see worker/local_aws.py):
 """
 
 import json
+import subprocess
+import sys
 import uuid
+from typing import Any
+
+import pytest
 
 from tests.support.harness import (
     by_job_id,
@@ -22,6 +27,7 @@ from tests.support.harness import (
     read_results,
     run_worker,
     user_status,
+    worker_env,
 )
 from worker.local_aws import Endpoints, Stack, aws_client, provision
 from worker.secret_hash import secret_hash
@@ -149,12 +155,17 @@ def test_malformed_messages_are_rejected_and_moved_to_the_dlq(stack: Stack) -> N
         job("delete_everything", job_id="m-unknown-type", username="ann"),
         job("sign_up", job_id="m-extra", username="ann", password=PASSWORD, admin=True),
         job("forgot_password", job_id="m-client", username="ann", client_id="notconfigured"),
+        # Bodies that carry a password where the worker cannot tell it is one.
+        '{"version": 1, "type": "sign_up", "username": "ann", "password": "' + PASSWORD,
+        '{"version": 1, "type": "sign_up", "job_id": "m-twice", "username": "ann", '
+        f'"password": "{PASSWORD}", "password": {{"encrypted": "AAAA"}}}}',
+        job("sign_up", job_id="m-misspelt", username="ann", passwd=PASSWORD),
     ]
     message_ids = enqueue(stack, *bodies)
     run = run_worker(stack)
     assert run.returncode == 0
     results = read_results(stack)
-    assert len(results) == 5
+    assert len(results) == len(bodies)
     assert {r.body["status"] for r in results} == {"rejected"}
     by_message = {r.body["sqs_message_id"]: r.body for r in results}
     assert by_message[message_ids[0]]["job_id"] is None
@@ -167,18 +178,43 @@ def test_malformed_messages_are_rejected_and_moved_to_the_dlq(stack: Stack) -> N
         "'notconfigured' is not a configured app client"
         in (by_message[message_ids[4]]["error"]["message"])
     )
+    assert by_message[message_ids[6]]["error"]["message"] == (
+        "duplicate key 'password': a JSON object names each field once"
+    )
     assert all(r.body["error"]["code"] == "InvalidJob" for r in results)
     assert user_status(stack, "ann") is None
-    # Nothing lost: every body is on the DLQ, with the reason, but for the plaintext password,
-    # which no DLQ copy keeps (docs/secrets.md); the jobs queue is empty.
-    without_password = {k: v for k, v in json.loads(bodies[3]).items() if k != "password"}
-    expected = [*bodies[:3], json.dumps(without_password, separators=(",", ":")), bodies[4]]
+    # Nothing lost: every message is on the DLQ with its reason, matched to its result by
+    # original_message_id. A copy keeps only what is provably not secret (docs/secrets.md):
+    # the fields the contract names, never a password that is not encrypted, and of a body that
+    # does not parse as one object its size alone.
     sqs = aws_client("sqs", stack.endpoints.queues_and_topics)
-    dead = sqs.receive_message(
-        QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10,
-        MessageAttributeNames=["All"],
-    )["Messages"]  # fmt: skip
-    assert sorted(m["Body"] for m in dead) == sorted(expected)
+    dead: list[dict[str, Any]] = []
+    while len(dead) < len(bodies):
+        answer = sqs.receive_message(
+            QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"], WaitTimeSeconds=1,
+        )  # fmt: skip
+        assert answer.get("Messages"), f"{len(dead)} of {len(bodies)} on the DLQ"
+        dead += answer["Messages"]
+    copies = {
+        m["MessageAttributes"]["original_message_id"]["StringValue"]: json.loads(m["Body"])
+        for m in dead
+    }
+    assert set(copies) == set(message_ids)
+    unreadable = {"unreadable_body": {"bytes": len(bodies[0]), "kept": False}}
+    assert copies[message_ids[0]] == unreadable
+    assert copies[message_ids[1]] == {"unreadable_body": {"bytes": 9, "kept": False}}
+    assert copies[message_ids[2]] == json.loads(bodies[2])
+    assert copies[message_ids[3]] == {"version": 1, "type": "sign_up", "job_id": "m-extra",
+                                      "username": "ann"}  # fmt: skip
+    assert copies[message_ids[4]] == json.loads(bodies[4])
+    assert copies[message_ids[5]] == {
+        "unreadable_body": {"bytes": len(bodies[5].encode()), "kept": False}
+    }
+    assert "unreadable_body" in copies[message_ids[6]]
+    assert copies[message_ids[7]] == {"version": 1, "type": "sign_up", "job_id": "m-misspelt",
+                                      "username": "ann"}  # fmt: skip
+    assert PASSWORD not in json.dumps([m["Body"] for m in dead])
     assert all(m["MessageAttributes"]["rejection_reason"]["StringValue"] for m in dead)
     assert queue_depth(stack, stack.jobs_queue_url) == 0
 
@@ -293,3 +329,76 @@ def test_a_wrong_client_secret_fails_no_job(stack: Stack) -> None:
     assert handed_back["error_class"] == "ConfigurationError"
     assert "SecretHash does not match" in handed_back["error_message"]
     assert user_status(stack, "wendy") is None
+
+
+def test_by_default_import_user_is_refused_with_its_reason_and_kept_on_the_dlq(
+    stack: Stack,
+) -> None:
+    """import_user creates a confirmed user with a permanent password and no message to the
+    user: a deployment carries it out only where ACCEPTED_JOB_TYPES says so."""
+    enqueue(
+        stack,
+        job("import_user", job_id="imp", username="mallory", password=PASSWORD,
+            user_attributes={"email": "m@example.com", "email_verified": "true"}),
+        job("sign_up", job_id="live", username="nina", password=PASSWORD),
+    )  # fmt: skip
+    environment = worker_env(stack)
+    del environment["ACCEPTED_JOB_TYPES"]  # the worker's own default, as deployed
+    run = subprocess.run([sys.executable, "-m", "worker", "run", "--exit-when-idle"],
+                         env=environment, capture_output=True, text=True, timeout=90)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:]
+    outcome = by_job_id(read_results(stack))
+    assert outcome["imp"]["status"] == "rejected"
+    assert outcome["imp"]["error"]["code"] == "JobTypeNotAccepted"
+    assert "ACCEPTED_JOB_TYPES" in outcome["imp"]["error"]["message"]
+    assert outcome["live"]["status"] == "succeeded"
+    assert user_status(stack, "mallory") is None
+    (copy,) = drain_dead_letters(stack)
+    assert json.loads(copy["Body"])["job_id"] == "imp"
+    assert "password" not in json.loads(copy["Body"])  # a plaintext password is never kept
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"version": True}, "version"),
+        ({"version": 1.0}, "version"),
+        ({"job_id": "nul\u0000inside"}, "U+0000"),
+        ({"job_id": "noncharacter\uffff"}, "U+FFFF"),
+        ({"job_id": "bidi\u202eoverride"}, "U+202E RIGHT-TO-LEFT OVERRIDE"),
+    ],
+)
+def test_a_version_or_job_id_the_contract_refuses_is_rejected_readably(
+    stack: Stack, change: dict[str, Any], reason: str
+) -> None:
+    body = json.dumps({"version": 1, "type": "sign_up", "job_id": "j", "username": "ann",
+                       "password": PASSWORD, **change})  # fmt: skip
+    (message_id,) = enqueue(stack, body)
+    run = run_worker(stack)
+    assert run.returncode == 0
+    (result,) = read_results(stack)
+    assert result.body["sqs_message_id"] == message_id
+    assert result.body["status"] == "rejected"
+    assert reason in result.body["error"]["message"], result.body["error"]
+    assert result.body["job_id"] is None or result.body["job_id"].isprintable()
+    # Results go out as SQS accepts them: no raw U+0000 / U+FFFF in the body.
+    assert "\uffff" not in result.raw
+    assert "\u0000" not in result.raw
+    assert user_status(stack, "ann") is None
+
+
+def drain_dead_letters(stack: Stack) -> list[dict[str, Any]]:
+    """Every message on the stack's DLQ, with its attributes."""
+    sqs = aws_client("sqs", stack.endpoints.queues_and_topics)
+    messages: list[dict[str, Any]] = []
+    while answer := sqs.receive_message(
+        QueueUrl=stack.dead_letter_queue_url, MaxNumberOfMessages=10,
+        MessageAttributeNames=["All"], WaitTimeSeconds=0,
+    ).get("Messages"):  # fmt: skip
+        messages += answer
+        sqs.delete_message_batch(
+            QueueUrl=stack.dead_letter_queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                     for i, m in enumerate(answer)],
+        )  # fmt: skip
+    return messages
