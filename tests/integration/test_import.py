@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -280,3 +281,32 @@ def test_import_user_leaves_users_ready_to_sign_in(stack: Stack, tmp_path: Path)
         },
     )
     assert "AccessToken" in answer["AuthenticationResult"]
+
+
+def test_the_report_neither_runs_formulas_nor_shows_users_to_others(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Usernames are the file's, and a spreadsheet runs a cell that starts with = + - or @ as a
+    formula: the report writes such a cell with a leading apostrophe. The report and the
+    checkpoint hold users' names and emails: both are created readable by their owner alone."""
+    names = ['=HYPERLINK("http://x.example")', "+447700900123", "-minus", "@at", "plain"]
+    path = tmp_path / "tricky.csv"
+    rows = [f'"{n.replace(chr(34), chr(34) * 2)}",{PASSWORDS[0]},u{i}@example.com\n'
+            for i, n in enumerate(names)]  # fmt: skip
+    path.write_text("username,password,email\n" + "".join(rows), encoding="utf-8")
+    worker = start_worker(stack)
+    try:
+        done = run_import(stack, tmp_path, path.name, "--type", "sign_up", "--wait",
+                          "--report", "r.csv")  # fmt: skip
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        finish(worker)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = report_rows(tmp_path / "r.csv")
+    assert [r["username"] for r in rows] == [*("'" + n for n in names[:4]), "plain"]
+    assert {r["status"] for r in rows} == {"succeeded"}
+    assert user_status(stack, names[0]) == "UNCONFIRMED"  # the user is created as named
+    written = [tmp_path / "r.csv", *tmp_path.glob("*checkpoint*")]
+    assert len(written) >= 2, sorted(p.name for p in tmp_path.iterdir())
+    for file in written:
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name

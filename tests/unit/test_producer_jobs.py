@@ -114,3 +114,12 @@ def test_group_and_deduplication_ids_are_what_sqs_accepts() -> None:
     assert hashed == sqs_id("Zoë")
     assert sqs_id("x" * 129) != sqs_id("x" * 130)
     assert sqs_id("a\n") != "a\n"
+
+
+def test_a_username_is_sent_as_given_unless_a_normal_form_is_asked_for() -> None:
+    decomposed = "zoe\u0308"  # "zoë" as e + COMBINING DIAERESIS (NFD)
+    job = {"version": 1, "type": "forgot_password", "job_id": "n", "username": decomposed}
+    assert json.loads(prepare_job(job).body)["username"] == decomposed
+    nfc = json.loads(prepare_job(job, normalize_username="NFC").body)["username"]
+    assert nfc == "zo\u00eb"
+    assert len(nfc) == 3

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker.importer.private_files import open_private
+
 _FORMAT = 1
 
 
@@ -101,5 +103,6 @@ class Checkpoint:
             "sent_lines": self.ranges,
         }
         temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text(json.dumps(document), encoding="utf-8")
+        with open_private(temporary) as file:
+            file.write(json.dumps(document))
         os.replace(temporary, self.path)

@@ -16,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TextIO
 
+from worker.importer.private_files import open_private
 from worker.jobs import JobResult, ResultStatus
 
 
@@ -133,17 +134,37 @@ class Summary:
         return all(RowStatus(status) in GOOD_STATUSES for status in self.by_status)
 
 
+#: What a spreadsheet reads as the start of a formula (OWASP's CSV injection list).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str | None) -> str | None:
+    """``cell`` as a spreadsheet shows it and never runs it: a leading apostrophe before a
+    formula's first character (``=HYPERLINK(...)`` in a username is text, not a link)."""
+    if cell and cell.startswith(_FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
 def write_report(rows: Iterable[ReportRow], path: Path) -> Summary:
-    """Write the report CSV (UTF-8, header row); return its counts."""
+    """Write the report CSV (UTF-8, header row, mode 0600, formula cells neutralised); return
+    its counts."""
     summary = Summary(Counter(), Counter())
-    with path.open("w", encoding="utf-8", newline="") as file:
+    with open_private(path) as file:
         writer = csv.writer(file)
         writer.writerow(REPORT_COLUMNS)
         for row in rows:
             outcome = row.outcome
             status = outcome.status.value
             writer.writerow(
-                [row.line, row.username, row.job_id, status, outcome.error_code, outcome.message]
+                [
+                    row.line,
+                    spreadsheet_safe(row.username),
+                    spreadsheet_safe(row.job_id),
+                    status,
+                    outcome.error_code,
+                    spreadsheet_safe(outcome.message),
+                ]
             )
             summary.by_status[outcome.status.value] += 1
             if outcome.error_code:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from functools import partial
 from typing import Any
 
 import aioboto3
@@ -23,6 +24,7 @@ from worker.producer.jobs import (
     PreparedJob,
     SendReport,
     SentJob,
+    UnicodeForm,
     prepare_job,
     sqs_id,
 )
@@ -51,6 +53,7 @@ class AsyncJobProducer:
         max_bytes: int = DEFAULT_MAX_BYTES,
         kms_key_arn: str | None = None,
         max_concurrency: int = 8,
+        normalize_username: UnicodeForm | None = None,
     ) -> None:
         if max_attempts < 1 or max_concurrency < 1:
             raise ValueError("max_attempts and max_concurrency must be at least 1")
@@ -58,6 +61,7 @@ class AsyncJobProducer:
         self.fifo = is_fifo(queue_url)
         self.max_attempts = max_attempts
         self.max_bytes = max_bytes
+        self.normalize_username = normalize_username
         # One encryptor for the producer's life: its data-key cache spares KMS calls.
         self._encryptor = FieldEncryptor(kms_key_arn) if kms_key_arn else None
         self.max_concurrency = max_concurrency
@@ -84,12 +88,18 @@ class AsyncJobProducer:
         await self._exit_stack.aclose()
 
     async def _prepared(self, job: JobInput, index: int) -> PreparedJob:
-        if self._encryptor is None:
-            return prepare_job(job, index=index, max_bytes=self.max_bytes)
-        # The Encryption SDK is synchronous and may call KMS: off the event loop.
-        return await asyncio.to_thread(
-            prepare_job, job, index=index, max_bytes=self.max_bytes, encryptor=self._encryptor
+        prepare = partial(
+            prepare_job,
+            job,
+            index=index,
+            max_bytes=self.max_bytes,
+            encryptor=self._encryptor,
+            normalize_username=self.normalize_username,
         )
+        if self._encryptor is None:
+            return prepare()
+        # The Encryption SDK is synchronous and may call KMS: off the event loop.
+        return await asyncio.to_thread(prepare)
 
     def _sqs(self) -> Any:
         if self._client is None:

@@ -18,6 +18,7 @@ from worker.producer.jobs import (
     JobInput,
     SendReport,
     SentJob,
+    UnicodeForm,
     prepare_job,
     sqs_id,
 )
@@ -50,6 +51,7 @@ class JobProducer:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         kms_key_arn: str | None = None,
+        normalize_username: UnicodeForm | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -59,6 +61,7 @@ class JobProducer:
         self.max_bytes = max_bytes
         # One encryptor for the producer's life: its data-key cache spares KMS calls.
         self._encryptor = FieldEncryptor(kms_key_arn) if kms_key_arn else None
+        self.normalize_username = normalize_username
         self._owns_client = client is None
         self._client = client or _sqs_client(region_name, endpoint_url, max_attempts)
 
@@ -86,7 +89,12 @@ class JobProducer:
         SDK's ``ClientError`` when SQS refuses it after ``max_attempts``. On a FIFO queue the group
         defaults to the username and the deduplication id to the job id.
         """
-        prepared = prepare_job(job, max_bytes=self.max_bytes, encryptor=self._encryptor)
+        prepared = prepare_job(
+            job,
+            max_bytes=self.max_bytes,
+            encryptor=self._encryptor,
+            normalize_username=self.normalize_username,
+        )
         request: dict[str, Any] = {"QueueUrl": self.queue_url, "MessageBody": prepared.body}
         if self.fifo:
             request["MessageGroupId"] = message_group(prepared.job, group_id)
@@ -133,7 +141,11 @@ class JobProducer:
         for index, job in enumerate(jobs):
             try:
                 prepared = prepare_job(
-                    job, index=index, max_bytes=self.max_bytes, encryptor=self._encryptor
+                    job,
+                    index=index,
+                    max_bytes=self.max_bytes,
+                    encryptor=self._encryptor,
+                    normalize_username=self.normalize_username,
                 )
             except InvalidJob as invalid:
                 if not skip_invalid:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -115,14 +116,23 @@ class PreparedJob:
         return len(self.body.encode("utf-8", "surrogatepass"))
 
 
+#: The Unicode normal forms :func:`prepare_job` can put a username in.
+UnicodeForm = Literal["NFC", "NFD", "NFKC", "NFKD"]
+
+
 def prepare_job(
     job: JobInput,
     *,
     index: int = 0,
     max_bytes: int = DEFAULT_MAX_BYTES,
     encryptor: FieldEncryptor | None = None,
+    normalize_username: UnicodeForm | None = None,
 ) -> PreparedJob:
     """Check ``job`` the way the worker will, give it an id if it has none, and encode it.
+
+    With ``normalize_username`` (``"NFC"`` or ``"NFD"``...), the username is put in that Unicode
+    form first: the worker sends it exactly as received, and Cognito holds ``zoë`` in NFC and in
+    NFD as two users.
 
     With an ``encryptor``, its plaintext ``password`` and ``confirmation_code`` are encrypted
     (bound to the job's id, client and field); fields already encrypted are kept.
@@ -147,6 +157,8 @@ def prepare_job(
             ) from None
     else:
         raise TypeError(f"a job is a worker.jobs model or a mapping, not {type(job).__name__}")
+    if normalize_username is not None:
+        body = _with_username_in(normalize_username, body)
     try:
         # The worker's own decoder, on the exact text it will receive: the same verdict, the same
         # reason, and a model whose wire form carries the secrets themselves.
@@ -167,6 +179,16 @@ def prepare_job(
             index=index,
         )
     return prepared
+
+
+def _with_username_in(form: UnicodeForm, body: str) -> str:
+    """``body`` with its username (if it has one) in Unicode form ``form``; checked after, as
+    any body is, so a form that breaks a limit is refused like any other."""
+    document = json.loads(body)
+    if not isinstance(document, dict) or not isinstance(document.get("username"), str):
+        return body
+    document["username"] = unicodedata.normalize(form, document["username"])
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
 def new_job_id() -> str:
