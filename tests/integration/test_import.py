@@ -291,9 +291,9 @@ def test_the_report_neither_runs_formulas_nor_shows_users_to_others(
     checkpoint hold users' names and emails: both are created readable by their owner alone."""
     names = ['=HYPERLINK("http://x.example")', "+447700900123", "-minus", "@at", "plain"]
     path = tmp_path / "tricky.csv"
-    rows = [f'"{n.replace(chr(34), chr(34) * 2)}",{PASSWORDS[0]},u{i}@example.com\n'
+    lines = [f'"{n.replace(chr(34), chr(34) * 2)}",{PASSWORDS[0]},u{i}@example.com\n'
             for i, n in enumerate(names)]  # fmt: skip
-    path.write_text("username,password,email\n" + "".join(rows), encoding="utf-8")
+    path.write_text("username,password,email\n" + "".join(lines), encoding="utf-8")
     worker = start_worker(stack)
     try:
         done = run_import(stack, tmp_path, path.name, "--type", "sign_up", "--wait",
