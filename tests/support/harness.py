@@ -78,13 +78,15 @@ class Published:
     raw: str
 
 
-def read_results(stack: Stack) -> list[Published]:
-    """Every result published so far, as the topic's subscribed queue received it."""
+def read_results(stack: Stack, queue_url: str | None = None) -> list[Published]:
+    """Every result published so far, as the topic's subscribed queue received it (the stack's
+    results queue, or ``queue_url``, another queue subscribed to the topic with raw delivery)."""
     sqs = aws_client("sqs", stack.endpoints.queues_and_topics)
+    queue_url = queue_url or stack.results_queue_url
     results: list[Published] = []
     while True:
         answer = sqs.receive_message(
-            QueueUrl=stack.results_queue_url,
+            QueueUrl=queue_url,
             MaxNumberOfMessages=10,
             WaitTimeSeconds=0,
             MessageAttributeNames=["All"],
@@ -99,7 +101,7 @@ def read_results(stack: Stack) -> list[Published]:
             }
             results.append(Published(json.loads(message["Body"]), attributes, message["Body"]))
         sqs.delete_message_batch(
-            QueueUrl=stack.results_queue_url,
+            QueueUrl=queue_url,
             Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)
             ],
