@@ -11,8 +11,12 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check --requir
 # installed from its package-lock.
 FAUXQS_DIR := tests/support/fauxqs
 FAUXQS := $(FAUXQS_DIR)/node_modules/.installed
+# dynalite, the DynamoDB emulator of the same (its conditional writes are atomic, moto's are not),
+# installed likewise.
+DYNALITE_DIR := tests/support/dynalite
+DYNALITE := $(DYNALITE_DIR)/node_modules/.installed
 
-.PHONY: demo test lint lock lock-check unit integration bench soak clean fauxqs
+.PHONY: demo test lint lock lock-check unit integration bench soak clean fauxqs dynalite
 
 $(STAMP): pyproject.toml requirements/dev.txt requirements/build.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +33,12 @@ $(FAUXQS): $(FAUXQS_DIR)/package-lock.json
 
 fauxqs: $(FAUXQS)
 
+$(DYNALITE): $(DYNALITE_DIR)/package-lock.json
+	npm ci --prefix $(DYNALITE_DIR) --no-audit --no-fund --loglevel=error
+	touch $(DYNALITE)
+
+dynalite: $(DYNALITE)
+
 # checkov lives in a venv of its own: its pins conflict with the dev set's (see tools/lock.py).
 $(CHECKOV_STAMP): requirements/checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
@@ -39,7 +49,7 @@ $(CHECKOV_STAMP): requirements/checkov.txt
 demo: $(STAMP)
 	$(BIN)/python -m worker demo
 
-test: lint lock-check $(FAUXQS)
+test: lint lock-check $(FAUXQS) $(DYNALITE)
 	$(BIN)/pytest
 
 lint: $(STAMP) $(CHECKOV_STAMP)
@@ -61,16 +71,16 @@ lock-check: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-integration: $(STAMP) $(FAUXQS)
+integration: $(STAMP) $(FAUXQS) $(DYNALITE)
 	$(BIN)/pytest tests/integration
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info \
-		$(FAUXQS_DIR)/node_modules
+		$(FAUXQS_DIR)/node_modules $(DYNALITE_DIR)/node_modules
 
-bench: $(STAMP) $(FAUXQS)
+bench: $(STAMP) $(FAUXQS) $(DYNALITE)
 	$(PIP) --requirement requirements/bench.txt
 	$(BIN)/python -m bench
 
-soak: $(STAMP) $(FAUXQS)
+soak: $(STAMP) $(FAUXQS) $(DYNALITE)
 	SOAK_JOBS=20000 $(BIN)/pytest -s tests/integration/test_soak.py

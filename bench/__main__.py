@@ -63,6 +63,7 @@ import aioboto3
 from aiobotocore.config import AioConfig
 
 from bench.baseline import run_baseline
+from tests.support.dynalite import running_dynalite
 from tests.support.fault_proxy import FaultProxy, running_proxy
 from tests.support.fauxqs import running_fauxqs
 from tests.support.harness import Traffic, finish, job, start_worker
@@ -78,7 +79,6 @@ from worker.local_aws import (
     create_idempotency_table,
     free_port,
     local_aws,
-    moto_server,
     provision,
 )
 from worker.secret_hash import secret_hash
@@ -235,7 +235,7 @@ def _pids(marker: str) -> list[int]:
 
 
 MOTO_COGNITO = "moto (Cognito)"
-MOTO_DYNAMODB = "moto (DynamoDB)"
+DYNALITE = "dynalite (DynamoDB)"
 
 
 def _cpu_by_role(endpoints: Endpoints) -> dict[str, float]:
@@ -244,10 +244,10 @@ def _cpu_by_role(endpoints: Endpoints) -> dict[str, float]:
 
     roles = {
         MOTO_COGNITO: moto_at(endpoints.moto),
-        MOTO_DYNAMODB: moto_at(endpoints.tables),
+        DYNALITE: "dynalite/serve.mjs",
         "Cognito front": "worker.local_aws",
         "fault proxy": "tests.support.fault_proxy",
-        "fauxqs (SQS, SNS)": "serve.mjs",
+        "fauxqs (SQS, SNS)": "fauxqs/serve.mjs",
     }
     total = {}
     for role, marker in roles.items():
@@ -485,14 +485,15 @@ def _judge_capacity(
 ) -> None:
     total = busy_after[1] - busy_before[1]
     scenario.machine_busy = (busy_after[0] - busy_before[0]) / total if total else 0.0
-    # Each moto is one process: the busier one is the one that may have set the pace.
-    busiest = max(scenario.cpu_s.get(MOTO_COGNITO, 0.0), scenario.cpu_s.get(MOTO_DYNAMODB, 0.0))
+    # moto (Cognito) and dynalite (DynamoDB) are one single-threaded process each (the GIL, the
+    # event loop): the busier one is the one that may have set the pace.
+    busiest = max(scenario.cpu_s.get(MOTO_COGNITO, 0.0), scenario.cpu_s.get(DYNALITE, 0.0))
     scenario.moto_cores = busiest / max(wall_s, 1e-9)
     reasons = []
     if scenario.machine_busy > MACHINE_BUSY_CAP:
         reasons.append(f"the machine was {scenario.machine_busy:.0%} busy")
     if scenario.moto_cores > MOTO_CORES_CAP:
-        reasons.append(f"a moto process used {scenario.moto_cores:.2f} of its one core")
+        reasons.append(f"an emulator process used {scenario.moto_cores:.2f} of its one core")
     scenario.capped = "; ".join(reasons) or None
 
 
@@ -840,9 +841,11 @@ def main() -> None:
     live_budgets = {"UserCreation": 40.0 * kf, "UserAccountRecovery": 30.0 * kf}
     results: list[Scenario] = []
     load_at_start = os.getloadavg()
-    with local_aws() as local, running_fauxqs() as fauxqs_url, moto_server() as tables_url:
+    with local_aws() as local, running_fauxqs() as fauxqs_url, running_dynalite() as tables_url:
         endpoints = Endpoints(local.moto, local.cognito, sqs_sns=fauxqs_url, dynamodb=tables_url)
-        with running_proxy(endpoints.moto, endpoints.cognito) as proxy:
+        with running_proxy(
+            endpoints.moto, endpoints.cognito, upstream_dynamodb=endpoints.tables
+        ) as proxy:
             if want("one-worker"):
                 print(f"one worker, {args.jobs} jobs at the default quota ...", flush=True)
                 with configured(proxy, latency_s=latency, quotas=quotas):

@@ -1,11 +1,14 @@
-"""Integration fixtures: the local AWS (moto server and the Cognito front) over HTTP on 127.0.0.1.
+"""Integration fixtures: the local AWS (moto server and the Cognito front, and dynalite for
+DynamoDB) over HTTP on 127.0.0.1.
 
-It is started once per test session, in a child process on free ports; every test provisions its
-own pool, queues and topic in it, so tests do not see each other's messages.
+It is started once per test session, in child processes on free ports; every test provisions its
+own pool, queues and topic in it (and its own table), so tests do not see each other's messages.
 
-SQS and SNS come from moto unless a module parametrises ``emulator`` with ``"fauxqs"``: then a
-second emulator, fauxqs, serves them (started once, when first asked for), and moto keeps Cognito
-and DynamoDB. Behaviour that holds on both rests on SQS's contract, not on one emulator's quirks.
+DynamoDB comes from dynalite, whose conditional writes are atomic as DynamoDB's are (moto's are
+not: two claims of one job sent at once can both win there). SQS and SNS come from moto unless a
+module parametrises ``emulator`` with ``"fauxqs"``: then a third emulator, fauxqs, serves them
+(started once, when first asked for), and moto keeps Cognito and KMS. Behaviour that holds on
+both rests on SQS's contract, not on one emulator's quirks.
 """
 
 import dataclasses
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.dynalite import running_dynalite
 from tests.support.fault_proxy import FaultProxy, running_proxy
 from tests.support.fauxqs import running_fauxqs
 from worker.local_aws import Endpoints, Stack, local_aws, provision
@@ -25,8 +29,8 @@ BOTH_EMULATORS = pytest.mark.parametrize("emulator", ["moto", "fauxqs"], indirec
 
 @pytest.fixture(scope="session")
 def local_endpoints() -> Iterator[Endpoints]:
-    with local_aws() as started:
-        yield started
+    with local_aws() as started, running_dynalite() as tables:
+        yield dataclasses.replace(started, dynamodb=tables)
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +63,12 @@ def stack(endpoints: Endpoints, request: pytest.FixtureRequest) -> Stack:
 @pytest.fixture(scope="module")
 def module_proxy(local_endpoints: Endpoints) -> Iterator[FaultProxy]:
     """The fault proxy in front of the local AWS, one per test module."""
-    with running_proxy(local_endpoints.moto, local_endpoints.cognito, seed=7) as proxy:
+    with running_proxy(
+        local_endpoints.moto,
+        local_endpoints.cognito,
+        seed=7,
+        upstream_dynamodb=local_endpoints.tables,
+    ) as proxy:
         yield proxy
 
 

@@ -1,5 +1,6 @@
 """`cognito-worker check` against the local AWS: what an operator reads before a deploy."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -46,6 +47,29 @@ def test_a_sound_configuration_passes_every_check(stack: Stack) -> None:
         assert expected in names, f"{expected!r} missing from:\n{done.stdout}"
     assert lines[-1].endswith("0 failed")
     assert stack.client_secret not in done.stdout + done.stderr
+
+
+def test_the_table_ttl_is_reported_on_or_missing(stack: Stack) -> None:
+    # dynalite, the tests' DynamoDB, has no TTL at all: its tables always say DISABLED. moto's
+    # DynamoDB keeps the setting, so the table with TTL on expires_at lives there.
+    in_moto = dataclasses.replace(stack.endpoints, dynamodb=None)
+    with_ttl = check(
+        stack,
+        IDEMPOTENCY_STORE="dynamodb",
+        IDEMPOTENCY_TABLE=create_idempotency_table(in_moto),
+        AWS_ENDPOINT_URL_DYNAMODB=stack.endpoints.moto,
+    )
+    assert lines_about(with_ttl.stdout, "idempotency table TTL") == [
+        "ok   idempotency table TTL: on expires_at"
+    ], with_ttl.stdout
+    without = check(
+        stack,
+        IDEMPOTENCY_STORE="dynamodb",
+        IDEMPOTENCY_TABLE=create_idempotency_table(stack.endpoints),
+    )
+    (line,) = lines_about(without.stdout, "idempotency table TTL")
+    assert line.startswith("warn idempotency table TTL: not enabled on expires_at"), line
+    assert without.returncode == 0  # a warning, not a failure
 
 
 def test_a_wrong_client_secret_fails_its_line_without_printing_a_secret(stack: Stack) -> None:

@@ -20,7 +20,7 @@ from tests.support.fault_proxy import (
     FaultProxyError,
     running_proxy,
 )
-from worker.local_aws import Endpoints, Stack, aws_client, provision
+from worker.local_aws import Endpoints, Stack, aws_client, create_idempotency_table, provision
 from worker.secret_hash import secret_hash
 
 PASSWORD = "Start-Passw0rd!"
@@ -33,7 +33,12 @@ def stack(local_endpoints: Endpoints) -> Stack:
 
 @pytest.fixture(scope="module")
 def running(local_endpoints: Endpoints) -> Iterator[FaultProxy]:
-    with running_proxy(local_endpoints.moto, local_endpoints.cognito, seed=7) as started:
+    with running_proxy(
+        local_endpoints.moto,
+        local_endpoints.cognito,
+        seed=7,
+        upstream_dynamodb=local_endpoints.tables,
+    ) as started:
         yield started
 
 
@@ -108,6 +113,21 @@ def test_forwards_and_counts_sqs_sns_and_cognito(proxy: FaultProxy, stack: Stack
     assert stats["users"] == {"SignUp": {username: 2}}
     assert stats["requests"] == {"sqs": 3, "sns": 1, "cognito-idp": 2}
     assert stats["faults"] == {}
+
+
+def test_dynamodb_calls_go_to_their_own_upstream(
+    proxy: FaultProxy, local_endpoints: Endpoints
+) -> None:
+    # The table lives in dynalite only: moto, the other upstream, does not know it.
+    table = create_idempotency_table(local_endpoints)
+    dynamodb = client("dynamodb", proxy)
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "through-the-proxy"}})
+    item = aws_client("dynamodb", local_endpoints.tables).get_item(
+        TableName=table, Key={"pk": {"S": "through-the-proxy"}}, ConsistentRead=True
+    )
+    assert item["Item"] == {"pk": {"S": "through-the-proxy"}}
+    assert table not in aws_client("dynamodb", local_endpoints.moto).list_tables()["TableNames"]
+    assert proxy.stats()["calls"]["dynamodb"] == {"PutItem": 1}
 
 
 def test_the_front_still_checks_the_secret_hash(proxy: FaultProxy, stack: Stack) -> None:

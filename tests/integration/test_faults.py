@@ -358,6 +358,39 @@ def test_a_duplicate_delivery_republishes_without_calling_cognito(
     assert run.events("duplicate delivery: republishing the stored result")
 
 
+def test_copies_delivered_side_by_side_reach_cognito_once_with_the_dynamodb_store(
+    stack: Stack, proxy: FaultProxy, endpoints: Endpoints
+) -> None:
+    """Each job sent twice in one SendMessageBatch, so that both copies usually come in one
+    receive and are claimed at the same moment from two of the worker's tasks. Exactly one claim
+    may win: a second ForgotPassword would mail the user a second code. (With moto serving the
+    table this went wrong for 3 pairs in 550 in one run; the tests' DynamoDB is dynalite, whose
+    conditional writes are atomic as DynamoDB's are.)"""
+    usernames = [f"twin-{i}" for i in range(120)]
+    for username in usernames:
+        create_confirmed_user(stack, username)
+    bodies = [job("forgot_password", job_id=f"twin-job-{i}", username=name)
+              for i, name in enumerate(usernames)]  # fmt: skip
+    enqueue(stack, *(body for body in bodies for _copy in range(2)))
+    table = create_idempotency_table(endpoints)
+    settings = through(
+        proxy.url, IDEMPOTENCY_STORE="dynamodb", IDEMPOTENCY_TABLE=table, IDEMPOTENCY_LEASE_S="5"
+    )
+    run = run_worker(stack, **settings)
+    assert run.returncode == 0, run.stderr[-2000:]
+    # The premise: copies met while the other copy held the job, not only one after the other.
+    handed_back = run.events("job handed back to the queue")
+    met = [event for event in handed_back if event["reason"] == "owned_elsewhere"]
+    assert met, "no two copies were claimed at once: the race was not run"
+    assert proxy.stats()["users"]["ForgotPassword"] == dict.fromkeys(usernames, 1)
+    results = results_per_job(read_results(stack))
+    assert sorted(results) == sorted(f"twin-job-{i}" for i in range(120))
+    for copies in results.values():
+        # The second copy answers with the first one's stored result, unchanged.
+        assert [copy["status"] for copy in copies] == ["succeeded", "succeeded"]
+        assert copies[0] == copies[1]
+
+
 def test_a_per_user_limit_is_deferred_then_failed(stack: Stack, proxy: FaultProxy) -> None:
     create_confirmed_user(stack, "limited")
     enqueue(stack, job("forgot_password", job_id="lim", username="limited"))

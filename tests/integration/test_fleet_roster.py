@@ -1,8 +1,9 @@
-"""The fleet roster against moto's DynamoDB over HTTP (and the memory store's fleet of one).
+"""The fleet roster against dynalite's DynamoDB over HTTP (and the memory store's fleet of one).
 
-moto evaluates UpdateItem's nested map paths, ReturnValues=ALL_NEW and condition expressions as
-DynamoDB documents them; its TTL deletion is not timely (nor is DynamoDB's), which is why entries
-carry their own deadline and the roster never relies on the item's TTL.
+dynalite evaluates UpdateItem's nested map paths, ReturnValues=ALL_NEW and condition expressions
+as DynamoDB documents them, and a conditional write as one step; it deletes nothing by TTL, and
+DynamoDB's TTL deletion is not timely either, which is why entries carry their own deadline and
+the roster never relies on the item's TTL.
 """
 
 import asyncio
@@ -29,12 +30,12 @@ async def roster(endpoints: Endpoints) -> AsyncIterator[DynamoDbRoster]:
     session = aioboto3.Session(
         region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
     )
-    async with session.client("dynamodb", endpoint_url=endpoints.moto) as client:
+    async with session.client("dynamodb", endpoint_url=endpoints.tables) as client:
         yield DynamoDbRoster(client, table)
 
 
 def entries(endpoints: Endpoints, roster: DynamoDbRoster) -> set[str]:
-    item = aws_client("dynamodb", endpoints.moto).get_item(
+    item = aws_client("dynamodb", endpoints.tables).get_item(
         TableName=roster._table, Key={"pk": {"S": ROSTER_KEY}}, ConsistentRead=True
     )["Item"]
     return set(item["members"]["M"])

@@ -32,7 +32,9 @@ pytestmark = pytest.mark.parametrize("emulator", ["fauxqs"], indirect=True)
 def test_soak_every_job_ends_once_under_faults(stack: Stack, endpoints: Endpoints) -> None:
     bodies = [job("sign_up", job_id=f"s-{i}", username=f"s-{i}", password="Soak-Passw0rd!")
               for i in range(SOAK_JOBS)]  # fmt: skip
-    with running_proxy(endpoints.queues_and_topics, endpoints.cognito, seed=11) as proxy:
+    with running_proxy(
+        endpoints.queues_and_topics, endpoints.cognito, seed=11, upstream_dynamodb=endpoints.tables
+    ) as proxy:
         add_soak_faults(proxy)
         with Traffic(stack, bodies, keep_queued=300) as traffic:
             worker = start_worker(

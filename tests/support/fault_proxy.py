@@ -1,14 +1,15 @@
 """A fault-injecting HTTP proxy for the tests, between the worker and the local AWS.
 
 The proxy runs as its own process (``python -m tests.support.fault_proxy --upstream URL
-[--upstream-cognito URL] [--seed N]``). It binds a free port on 127.0.0.1, prints one JSON line
-``{"url": "http://127.0.0.1:PORT"}`` once it is ready, and serves until SIGTERM or SIGINT.
+[--upstream-cognito URL] [--upstream-dynamodb URL] [--seed N]``). It binds a free port on
+127.0.0.1, prints one JSON line ``{"url": "http://127.0.0.1:PORT"}`` once it is ready, and serves
+until SIGTERM or SIGINT.
 
 Every request is identified (service from the SigV4 credential scope or the ``X-Amz-Target``
 prefix, operation from ``X-Amz-Target`` or the query protocol's ``Action``, and, for Cognito, the
 ``Username``), counted, checked against the fault rules and quotas, and otherwise forwarded
-unchanged: Cognito requests to ``--upstream-cognito`` when given, everything else to
-``--upstream``.
+unchanged: Cognito requests to ``--upstream-cognito`` and DynamoDB requests to
+``--upstream-dynamodb`` when given, everything else to ``--upstream``.
 
 Fault rules and quotas are switched at runtime through a control API on the same port, under
 ``/__proxy/``; :class:`FaultProxy` is its synchronous client (stdlib only) and
@@ -355,9 +356,16 @@ class Stats:
 class FaultProxyServer:
     """The aiohttp application: the control API under ``/__proxy/`` and the proxy elsewhere."""
 
-    def __init__(self, upstream: str, upstream_cognito: str | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        upstream_cognito: str | None = None,
+        seed: int = 0,
+        upstream_dynamodb: str | None = None,
+    ) -> None:
         self._upstream = upstream.rstrip("/")
         self._upstream_cognito = upstream_cognito.rstrip("/") if upstream_cognito else None
+        self._upstream_dynamodb = upstream_dynamodb.rstrip("/") if upstream_dynamodb else None
         self._random = random.Random(seed)
         self._rules: list[Rule] = []
         self._next_rule_id = 1
@@ -583,6 +591,8 @@ class FaultProxyServer:
             or request.headers.get("X-Amz-Target", "").startswith(COGNITO_TARGET_PREFIX)
         ):
             base = self._upstream_cognito
+        elif self._upstream_dynamodb and call.service == "dynamodb":
+            base = self._upstream_dynamodb
         headers = CIMultiDict(
             (k, v) for k, v in request.headers.items() if k.lower() not in _REQUEST_DROP
         )
@@ -647,9 +657,14 @@ def _abort(request: web.Request) -> web.Response:
     return web.Response(status=499, text="connection dropped by the fault proxy")
 
 
-async def serve(upstream: str, upstream_cognito: str | None = None, seed: int = 0) -> None:
+async def serve(
+    upstream: str,
+    upstream_cognito: str | None = None,
+    seed: int = 0,
+    upstream_dynamodb: str | None = None,
+) -> None:
     """Serve on a free loopback port until SIGTERM/SIGINT; print the URL as JSON once ready."""
-    server = FaultProxyServer(upstream, upstream_cognito, seed)
+    server = FaultProxyServer(upstream, upstream_cognito, seed, upstream_dynamodb)
     runner = web.AppRunner(server.app(), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     await web.TCPSite(runner, LOOPBACK, 0).start()
@@ -670,9 +685,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--upstream", required=True, help="where requests go (e.g. moto)")
     parser.add_argument("--upstream-cognito", help="where Cognito requests go, if elsewhere")
+    parser.add_argument("--upstream-dynamodb", help="where DynamoDB requests go, if elsewhere")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault draws")
     arguments = parser.parse_args(argv)
-    asyncio.run(serve(arguments.upstream, arguments.upstream_cognito, arguments.seed))
+    asyncio.run(
+        serve(
+            arguments.upstream,
+            arguments.upstream_cognito,
+            arguments.seed,
+            arguments.upstream_dynamodb,
+        )
+    )
 
 
 # --------------------------------------------------------------------------- the client
@@ -807,12 +830,15 @@ def running_proxy(
     upstream_cognito: str | None = None,
     seed: int = 0,
     *,
+    upstream_dynamodb: str | None = None,
     start_timeout_s: float = 30.0,
 ) -> Iterator[FaultProxy]:
     """Run the proxy in a child process for the duration of the block."""
     command = [sys.executable, "-m", "tests.support.fault_proxy", "--upstream", upstream]
     if upstream_cognito:
         command += ["--upstream-cognito", upstream_cognito]
+    if upstream_dynamodb:
+        command += ["--upstream-dynamodb", upstream_dynamodb]
     command += ["--seed", str(seed)]
     with announced_child(
         command, "the fault proxy", cwd=_REPO_ROOT, start_timeout_s=start_timeout_s

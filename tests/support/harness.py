@@ -160,6 +160,7 @@ def through(proxy_url: str, **overrides: str) -> dict[str, str]:
         "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER": proxy_url,
         "AWS_ENDPOINT_URL_SQS": proxy_url,
         "AWS_ENDPOINT_URL_SNS": proxy_url,
+        "AWS_ENDPOINT_URL_DYNAMODB": proxy_url,
         **overrides,
     }
 
