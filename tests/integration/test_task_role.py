@@ -464,7 +464,8 @@ def test_the_task_role_cannot_do_what_the_worker_never_does(iam: IamStack) -> No
 def test_moto_ignores_what_the_key_policy_would_refuse(iam: IamStack, ciphertext: bytes) -> None:
     """moto reads no key policy: here a principal the key policy's OnlyTheWorkerDecrypts denies
     (any but the task role, outside SQS and SNS) decrypts once IAM allows it. What the key policy
-    refuses is tested in its text (tests/unit/test_key_policy.py), never through moto."""
+    refuses is tested in its text (tests/unit/test_key_policy.py), never through moto. Should this
+    fail, moto has begun to read key policies, and those tests can move here."""
     other = iam.aws.principal(
         "decrypts-elsewhere",
         {
