@@ -4,7 +4,8 @@ A moto server of its own enforces IAM (tests/support/iam_aws.py, which also says
 and what it does not). An administrator creates the stack in its CloudFormation (accepting every
 job type, as a deployment that runs imports would), and an IAM user holds the task role's policy
 as the template writes it, resolved against the created resources. The worker runs with that
-user's key and the task definition's environment.
+user's key and the task definition's environment. An operator holding the permissions
+docs/imports.md lists runs ``cognito-worker import --wait`` beside it.
 
 Where moto checks less than AWS, the tests do not lean on it:
 
@@ -25,18 +26,30 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.support.harness import Published, WorkerRun, finish, run_worker, start_worker, wait_for
+from tests.support.harness import (
+    Published,
+    WorkerRun,
+    finish,
+    run_worker,
+    start_worker,
+    wait_for,
+    worker_env,
+)
 from tests.support.iam_aws import IamAws, Keys, as_moto_evaluates, cognito_front, enforcing_moto
-from tests.support.stack import Deployed, deploy, parameters, task_role_policy
+from tests.support.stack import Deployed, deploy, load_template, parameters, task_role_policy
 from worker.fields import FieldEncryptor
 from worker.fleet import ROSTER_KEY
 from worker.local_aws import REGION, Endpoints, Stack
@@ -475,3 +488,72 @@ def test_moto_ignores_what_the_key_policy_would_refuse(iam: IamStack, ciphertext
     )
     answer = iam.aws.client("kms", other).decrypt(CiphertextBlob=ciphertext)
     assert base64.b64encode(answer["Plaintext"]) == base64.b64encode(b"field")
+
+
+IMPORTS_DOC = Path(__file__).parents[2] / "docs" / "imports.md"
+
+
+def documented_import_actions() -> list[str]:
+    """The actions docs/imports.md says the identity running ``import --wait`` needs."""
+    text = " ".join(IMPORTS_DOC.read_text(encoding="utf-8").split())
+    paragraph = text[text.index("The IAM identity running the import then needs") :]
+    paragraph = paragraph[: paragraph.index("jobs queue.")]
+    return re.findall(r"`((?:sqs|sns):\w+)`", paragraph)
+
+
+def test_an_operator_with_the_documented_import_permissions_imports_and_waits(
+    iam: IamStack, tmp_path: Path
+) -> None:
+    actions = documented_import_actions()
+    assert {"sqs:SendMessage", "sqs:CreateQueue", "sns:Subscribe"} <= set(actions), actions
+    # The docs name no resource but the jobs queue's (the results queue is created on the fly).
+    key_statements = {
+        s["Sid"]: s
+        for s in load_template()["Resources"]["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"]
+    }
+    operator_policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "SendJobs", "Effect": "Allow", "Action": "sqs:SendMessage",
+             "Resource": iam.outputs["JobsQueueArn"]},
+            {"Sid": "FollowResults", "Effect": "Allow",
+             "Action": [a for a in actions if a != "sqs:SendMessage"], "Resource": "*"},
+            # In AWS the key policy's ProducersEncrypt grants these to the ProducerPrincipalArns;
+            # moto reads no key policy, so the operator holds them as its own.
+            {"Sid": "ProducersEncrypt", "Effect": "Allow",
+             "Action": key_statements["ProducersEncrypt"]["Action"], "Resource": "*"},
+        ],
+    }  # fmt: skip
+    adapted, _changes = as_moto_evaluates(operator_policy)
+    operator = iam.aws.principal("operator", adapted)
+    (tmp_path / "people.csv").write_text(
+        f"username,password,email\nola,{PASSWORD},ola@example.com\n"
+        f"oren,{PASSWORD},oren@example.com\n",
+        encoding="utf-8",
+    )
+    worker = start_worker(iam.stack, **iam.environment)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "worker", "import", "people.csv", "--type", "sign_up",
+             "--import-id", "ops-1", "--kms-key-arn", iam.outputs["SecretsKeyArn"],
+             "--wait", "--wait-timeout-s", "60", "--report", "r.csv",
+             "--progress-interval-s", "0.2"],
+            env=worker_env(iam.stack, AWS_ACCESS_KEY_ID=operator.access_key_id,
+                           AWS_SECRET_ACCESS_KEY=operator.secret_access_key),
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        ran = finish(worker)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    no_refusal_in(ran)
+    assert "results: 2/2 rows" in done.stdout, done.stdout
+    report = (tmp_path / "r.csv").read_text(encoding="utf-8")
+    assert report.count(",succeeded,") == 2, report
+    # The temporary results queue and its subscription are gone: DeleteQueue, Unsubscribe.
+    left = iam.aws.client("sqs").list_queues(QueueNamePrefix="cognito-worker-results-ops-1")
+    assert left.get("QueueUrls", []) == []
+    subscriptions = iam.aws.client("sns").list_subscriptions_by_topic(
+        TopicArn=iam.outputs["ResultsTopicArn"]
+    )["Subscriptions"]
+    assert [s for s in subscriptions if "ops-1" in s["Endpoint"]] == []
