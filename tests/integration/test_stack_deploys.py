@@ -10,6 +10,7 @@ table's TimeToLiveSpecification, the task definition's TaskRoleArn; nor does mot
 with the queues' key.
 """
 
+import dataclasses
 import json
 import uuid
 
@@ -156,7 +157,10 @@ def test_the_worker_runs_on_the_stacks_outputs_with_its_task_definition(
     pool: tuple[str, str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    stack, environment = stack_for_worker(deployed, local_endpoints, pool)
+    # moto's CloudFormation creates the table in moto's own DynamoDB, not in dynalite: the
+    # worker uses it there (one claim, no race: what atomicity rests on is tested on dynalite).
+    in_moto = dataclasses.replace(local_endpoints, dynamodb=None)
+    stack, environment = stack_for_worker(deployed, in_moto, pool)
     # What the worker reads from the task definition is the stack's own.
     assert environment["JOBS_QUEUE_URL"] == deployed.outputs["JobsQueueUrl"]
     assert environment["RESULTS_TOPIC_ARN"] == deployed.outputs["ResultsTopicArn"]
