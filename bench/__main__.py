@@ -66,10 +66,11 @@ from bench.baseline import run_baseline
 from tests.support.fault_proxy import FaultProxy, running_proxy
 from tests.support.fauxqs import running_fauxqs
 from tests.support.harness import Traffic, finish, job, start_worker
-from worker.fields import FieldEncryptor, encrypt_job
-from worker.fleet import HEARTBEAT_S
-from worker.jobs import JOB_ADAPTER, encode_job
-from worker.local_aws import (
+from worker.cognito.fleet import HEARTBEAT_S
+from worker.cognito.secret_hash import secret_hash
+from worker.contract.fields import FieldEncryptor, encrypt_job
+from worker.contract.jobs import JOB_ADAPTER, encode_job
+from worker.local.aws import (
     LOOPBACK,
     REGION,
     Endpoints,
@@ -81,7 +82,6 @@ from worker.local_aws import (
     moto_server,
     provision,
 )
-from worker.secret_hash import secret_hash
 
 OUT = Path(__file__).parent / "results"
 # The fleet scenarios run at this share of the default quotas (budgets and live traffic alike).
@@ -245,7 +245,7 @@ def _cpu_by_role(endpoints: Endpoints) -> dict[str, float]:
     roles = {
         MOTO_COGNITO: moto_at(endpoints.moto),
         MOTO_DYNAMODB: moto_at(endpoints.tables),
-        "Cognito front": "worker.local_aws",
+        "Cognito front": "worker.local.aws",
         "fault proxy": "tests.support.fault_proxy",
         "fauxqs (SQS, SNS)": "serve.mjs",
     }

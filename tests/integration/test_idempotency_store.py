@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 import aioboto3
 import pytest
 
-from worker.idempotency import (
+from worker.local.aws import REGION, Endpoints, aws_client, create_idempotency_table
+from worker.pipeline.idempotency import (
     ClaimLost,
     ClaimState,
     DynamoDbStore,
@@ -14,7 +15,6 @@ from worker.idempotency import (
     JobHistory,
     MemoryStore,
 )
-from worker.local_aws import REGION, Endpoints, aws_client, create_idempotency_table
 
 FP = "fingerprint-of-the-payload"
 

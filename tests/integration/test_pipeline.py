@@ -29,8 +29,8 @@ from tests.support.harness import (
     user_status,
     worker_env,
 )
-from worker.local_aws import Endpoints, Stack, aws_client, provision
-from worker.secret_hash import secret_hash
+from worker.cognito.secret_hash import secret_hash
+from worker.local.aws import Endpoints, Stack, aws_client, provision
 
 from .conftest import BOTH_EMULATORS
 

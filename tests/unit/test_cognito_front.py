@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from worker.local_aws import CognitoFront, _Client, _hash
+from worker.local.aws import CognitoFront, _Client, _hash
 
 
 async def test_a_burst_of_calls_for_a_client_not_yet_known_looks_the_client_up_once() -> None:

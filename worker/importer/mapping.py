@@ -21,8 +21,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from worker.contract.jobs import Job, MalformedJob, decode_job
 from worker.importer.cli import IMPORTABLE_TYPES
-from worker.jobs import Job, MalformedJob, decode_job
 
 VALIDATION_DATA_PREFIX = "validation_data."
 CLIENT_METADATA_PREFIX = "client_metadata."

@@ -1,6 +1,6 @@
 """The producer side of the contract: send jobs the worker will accept, and read their results.
 
-    from worker.jobs import SignUpJob
+    from worker.contract.jobs import SignUpJob
     from worker.producer import JobProducer
 
     with JobProducer(queue_url) as producer:

@@ -13,7 +13,7 @@ from typing import Any
 import aioboto3
 from botocore.config import Config
 
-from worker.fields import FieldEncryptor
+from worker.contract.fields import FieldEncryptor
 from worker.producer.batches import Batch, GroupId, backoff_s, is_fifo, message_group, settle
 from worker.producer.client import DEFAULT_MAX_ATTEMPTS
 from worker.producer.jobs import (

@@ -2,7 +2,7 @@
 
 It turns a job into its Cognito call (two calls for an import), with the SecretHash of exactly the
 username it sends, and turns the answer into a :class:`CognitoSuccess` or one of the
-:mod:`worker.outcomes` errors.
+:mod:`worker.cognito.outcomes` errors.
 """
 
 from __future__ import annotations
@@ -19,7 +19,18 @@ from botocore.exceptions import (
     ParamValidationError,
 )
 
-from worker.jobs import (
+from worker.cognito.outcomes import (
+    ALREADY_CONFIRMED_MESSAGE,
+    CognitoError,
+    CognitoSuccess,
+    ConfigurationError,
+    PermanentError,
+    TransientError,
+    classify,
+    per_job_code,
+)
+from worker.cognito.secret_hash import secret_hash
+from worker.contract.jobs import (
     CodeDelivery,
     ConfirmForgotPasswordJob,
     ConfirmSignUpJob,
@@ -32,19 +43,8 @@ from worker.jobs import (
     SignUpJob,
     plain_secret,
 )
-from worker.logs import scrub
-from worker.outcomes import (
-    ALREADY_CONFIRMED_MESSAGE,
-    CognitoError,
-    CognitoSuccess,
-    ConfigurationError,
-    PermanentError,
-    TransientError,
-    classify,
-    per_job_code,
-)
-from worker.secret_hash import secret_hash
 from worker.settings import AppClient
+from worker.telemetry.logs import scrub
 
 if TYPE_CHECKING:
     from types_aiobotocore_cognito_idp.client import CognitoIdentityProviderClient

@@ -27,10 +27,10 @@ import aiohttp
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.cognito import CognitoGateway
-from worker.logs import scrub
-from worker.outcomes import ConfigurationError, TransientError
+from worker.cognito.gateway import CognitoGateway
+from worker.cognito.outcomes import ConfigurationError, TransientError
 from worker.settings import AppClient, IdempotencyBackend, Settings
+from worker.telemetry.logs import scrub
 
 EXIT_OK = 0
 EXIT_FAILED = 1

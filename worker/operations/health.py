@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from worker.metrics import CONTENT_TYPE, Metrics
+from worker.telemetry.metrics import CONTENT_TYPE, Metrics
 
 
 @dataclass(frozen=True, slots=True)

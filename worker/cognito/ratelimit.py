@@ -3,9 +3,9 @@
 Cognito counts requests per account and quota category, across every caller. Each category gets a
 pacer that spaces calls evenly at its current rate. The ``RATE_*`` budgets belong to the whole
 fleet: each task paces at its share (the budget divided by the tasks alive, see
-:mod:`worker.fleet`), so the fleet together stays within the budget. What the fleet does not see
-is the rest of the quota's traffic (the application's own users): a TooManyRequestsException cuts
-the rate by a tenth, and calm raises it additively back up to the share (additive increase,
+:mod:`worker.cognito.fleet`), so the fleet together stays within the budget. What the fleet does not
+see is the rest of the quota's traffic (the application's own users): a TooManyRequestsException
+cuts the rate by a tenth, and calm raises it additively back up to the share (additive increase,
 multiplicative decrease), so the fleet yields when that traffic takes more than its headroom.
 
 Tasks that pace independently bunch: each at ``r`` calls a second puts ``ceil(r)`` calls in some
@@ -30,7 +30,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from worker.fleet import Standing
+    from worker.cognito.fleet import Standing
 
 
 class QuotaCategory(StrEnum):
@@ -212,7 +212,7 @@ class RateLimiter:
             pacer.set_place(place, tasks)
 
     def set_standing(self, standing: Standing) -> None:
-        """The fleet changed (see :class:`worker.fleet.FleetMembership`): pace at the new share."""
+        """The fleet changed (see :mod:`worker.cognito.fleet`): pace at the new share."""
         self.set_fleet_size(standing.size, standing.place)
 
     def backlog_s(self) -> float:

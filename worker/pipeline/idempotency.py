@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import ClientError
 from pydantic import Secret
 
-from worker.jobs import Job
+from worker.contract.jobs import Job
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient

@@ -6,9 +6,9 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from worker.batching import Batcher, failed_entries
-from worker.consumer import Observe
-from worker.jobs import JobResult
+from worker.contract.jobs import JobResult
+from worker.pipeline.batching import Batcher, failed_entries
+from worker.pipeline.consumer import Observe
 
 if TYPE_CHECKING:
     from types_aiobotocore_sns.client import SNSClient

@@ -1,17 +1,18 @@
 """The published JSON Schemas: one document per contract (job, result), as in ``schema/``.
 
-They are pydantic's schemas of the contract's models, made usable by the validators producers
-run (python-jsonschema, ajv): ``$schema`` and ``$id``, portable patterns (:mod:`worker.patterns`),
-and no OpenAPI-only keywords (``discriminator``; the ``password`` format), which ajv's strict
-mode refuses. The ``oneOf`` on each job type's ``const`` ``type`` says what the discriminator did.
+They are pydantic's schemas of the contract's models, made usable by the validators producers run
+(python-jsonschema, ajv): ``$schema`` and ``$id``, portable patterns
+(:mod:`worker.contract.patterns`), and no OpenAPI-only keywords (``discriminator``; the ``password``
+format), which ajv's strict mode refuses. The ``oneOf`` on each job type's ``const`` ``type`` says
+what the discriminator did.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from worker.jobs import JOB_ADAPTER, JobResult
-from worker.patterns import portable_patterns
+from worker.contract.jobs import JOB_ADAPTER, JobResult
+from worker.contract.patterns import portable_patterns
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 JOB_SCHEMA_ID = "urn:cognito-worker:schema:job:1"

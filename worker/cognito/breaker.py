@@ -30,10 +30,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from worker.logs import get_logger
-from worker.metrics import Metrics
-from worker.outcomes import ConfigurationError
+from worker.cognito.outcomes import ConfigurationError
 from worker.settings import AppClient
+from worker.telemetry.logs import get_logger
+from worker.telemetry.metrics import Metrics
 
 log = get_logger("breaker")
 

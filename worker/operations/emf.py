@@ -21,8 +21,8 @@ from typing import Any
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from worker.logs import write_line
-from worker.metrics import Metrics
+from worker.telemetry.logs import write_line
+from worker.telemetry.metrics import Metrics
 
 NAMESPACE = "CognitoWorker"
 SERVICE = "cognito-worker"

@@ -11,7 +11,7 @@ holds an entry in it that lapses :data:`ENTRY_LIFE_S` after its last heartbeat, 
   its entry lapses. Either way the others take up its share at their next heartbeat, within
   seconds.
 - Each task also learns its place among the members (their ids in order), which the pacers use to
-  interleave the fleet's calls (:mod:`worker.ratelimit`).
+  interleave the fleet's calls (:mod:`worker.cognito.ratelimit`).
 
 With the memory store there is no shared store, so a task is a fleet of one. With DynamoDB the
 roster is one item of the idempotency table, ``pk`` = :data:`ROSTER_KEY`, holding a map of member
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.logs import get_logger
+from worker.telemetry.logs import get_logger
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient

@@ -76,7 +76,7 @@ class StopSignals:
 
 
 def _log_quietly(event: str, **fields: str) -> None:
-    from worker.logs import get_logger
+    from worker.telemetry.logs import get_logger
 
     with contextlib.suppress(Exception):
         get_logger("signals").warning(event, **fields)

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from worker.idempotency import JobHistory
-from worker.jobs import JobType
-from worker.outcomes import (
+from worker.cognito.outcomes import (
     CognitoError,
     CognitoSuccess,
     ConfigurationError,
@@ -19,6 +17,8 @@ from worker.outcomes import (
     PermanentError,
     TransientError,
 )
+from worker.contract.jobs import JobType
+from worker.pipeline.idempotency import JobHistory
 from worker.settings import Settings
 
 #: The ``detail`` of a sign-up whose user an earlier, unanswered attempt of the same job created.

@@ -1,8 +1,9 @@
 """Retries of SQS, SNS and DynamoDB calls through brief outages: one list of errors, one policy.
 
 Cognito calls are not retried here: their errors are classified one by one (see
-:mod:`worker.decisions`). The calls retried here are the worker's own bookkeeping (receive, delete,
-publish, claim), where any transport or service error is worth another try within a deadline.
+:mod:`worker.pipeline.decisions`). The calls retried here are the worker's own bookkeeping (receive,
+delete, publish, claim), where any transport or service error is worth another try within a
+deadline.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from worker.batching import BatchEntryError
+from worker.pipeline.batching import BatchEntryError
 
 T = TypeVar("T")
 

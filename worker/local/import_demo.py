@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from worker.local_aws import Stack
+from worker.local.aws import Stack
 
 _CSV = """\
 username,password,email,given_name,custom:plan

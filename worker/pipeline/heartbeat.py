@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 from typing import Protocol
 
-from worker.consumer import ReceivedMessage
-from worker.logs import get_logger
+from worker.pipeline.consumer import ReceivedMessage
+from worker.telemetry.logs import get_logger
 
 log = get_logger("heartbeat")
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from worker.batching import Batcher, failed_entries
+from worker.pipeline.batching import Batcher, failed_entries
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.client import SQSClient

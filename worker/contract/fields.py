@@ -46,7 +46,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from pydantic import ValidationError
 
-from worker.jobs import (
+from worker.contract.jobs import (
     JOB_ADAPTER,
     JOB_MODELS,
     EncryptedSecret,

@@ -26,7 +26,7 @@ from pydantic import (
     TypeAdapter,
 )
 
-from worker.patterns import COGNITO_NAME, JOB_ID
+from worker.contract.patterns import COGNITO_NAME, JOB_ID
 
 # Cognito's own patterns (botocore's cognito-idp model), anchored: the API matches the whole value.
 Username = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=COGNITO_NAME)]
@@ -77,7 +77,7 @@ class EncryptedSecret(_Strict):
     """A secret field encrypted by the producer: an AWS Encryption SDK message, in base64.
 
     Encrypted under a KMS key the worker accepts, with the encryption context and envelope
-    :mod:`worker.fields` describes (binding it to the job's id, client and field).
+    :mod:`worker.contract.fields` describes (binding it to the job's id, client and field).
     """
 
     encrypted: Base64Text = Field(

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from worker.importer.demo import run_import_demo
-from worker.local_aws import Stack, aws_client, local_aws, provision
+from worker.local.aws import Stack, aws_client, local_aws, provision
+from worker.local.import_demo import run_import_demo
 
 _PASSWORD = "Demo-Passw0rd!"  # noqa: S105 - a throwaway password for local users
 _CODE = "123456"

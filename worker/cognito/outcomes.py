@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.jobs import CodeDelivery
+from worker.contract.jobs import CodeDelivery
 
 
 @dataclass(frozen=True, slots=True)

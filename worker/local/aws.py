@@ -6,7 +6,7 @@ Cognito API and closes those two gaps the way Cognito behaves: it refuses a miss
 SecretHash with Cognito's own error, and answers ResendConfirmationCode from the user's state in
 moto. Everything else passes through to moto unchanged.
 
-Run it as ``python -m worker.local_aws`` (or ``cognito-worker local``): it provisions a pool, the
+Run it as ``python -m worker.local.aws`` (or ``cognito-worker local``): it provisions a pool, the
 queues and the topic, prints the environment to export, and serves until Ctrl-C (``--help``).
 With ``--endpoints-only`` it provisions nothing and prints one JSON line with its endpoints, as the
 tests and the demo read it. Loopback only; needs the ``local`` extra (moto).
@@ -550,7 +550,7 @@ def _arguments(argv: Sequence[str] | None, prog: str) -> argparse.Namespace:
     return arguments
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m worker.local_aws") -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m worker.local.aws") -> int:
     """Run moto server and the Cognito front until SIGTERM or Ctrl-C."""
     arguments = _arguments(argv, prog)
     moto_port = arguments.port or free_port()
@@ -627,7 +627,7 @@ def announced_child(
 @contextmanager
 def local_aws() -> Iterator[Endpoints]:
     """Start the local AWS in a child process for the duration of the block."""
-    command = [sys.executable, "-m", "worker.local_aws", "--endpoints-only"]
+    command = [sys.executable, "-m", "worker.local.aws", "--endpoints-only"]
     # moto's first start imports much of botocore: minutes on a loaded machine are not unheard of.
     with announced_child(command, "the local AWS", start_timeout_s=300, stop_timeout_s=15) as (
         document,

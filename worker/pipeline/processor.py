@@ -1,10 +1,10 @@
 """One message's way through the worker: decode, claim, call Cognito, decide, publish, delete.
 
-A message is deleted in exactly one place, :meth:`JobProcessor.process`, after its result was
-stored and published. Every other way out hands the message back to SQS, so nothing is lost; and a
-job id already done is answered from the idempotency store, so nothing is done twice in effect.
-What to do once Cognito has answered is decided by :func:`worker.decisions.decide`; this module
-only carries decisions out.
+A message is deleted in exactly one place, :meth:`JobProcessor.process`, after its result was stored
+and published. Every other way out hands the message back to SQS, so nothing is lost; and a job id
+already done is answered from the idempotency store, so nothing is done twice in effect. What to do
+once Cognito has answered is decided by :func:`worker.pipeline.decisions.decide`; this module only
+carries decisions out.
 """
 
 from __future__ import annotations
@@ -29,11 +29,40 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from worker.aws_retries import with_aws_retries
-from worker.breaker import ConfigurationGuard, Recheck
-from worker.cognito import OPERATIONS, CognitoGateway, request_secrets
-from worker.consumer import JobQueue, ReceivedMessage
-from worker.decisions import (
+from worker.cognito.breaker import ConfigurationGuard, Recheck
+from worker.cognito.gateway import OPERATIONS, CognitoGateway, request_secrets
+from worker.cognito.outcomes import (
+    CognitoError,
+    CognitoSuccess,
+    ConfigurationError,
+    PermanentError,
+    ThrottledError,
+    TransientError,
+)
+from worker.cognito.ratelimit import CATEGORY_OF_OPERATION, RateLimiter
+from worker.contract.fields import (
+    FieldDecryptor,
+    FieldKeyRefused,
+    FieldKeyUnreachable,
+    FieldUnreadable,
+    dead_letter_body,
+    decrypt_job,
+    decrypts,
+    encrypted_fields,
+    plaintext_fields,
+)
+from worker.contract.jobs import (
+    Job,
+    JobError,
+    JobResult,
+    JobType,
+    MalformedJob,
+    ResultStatus,
+    decode_job,
+)
+from worker.pipeline.aws_retries import with_aws_retries
+from worker.pipeline.consumer import JobQueue, ReceivedMessage
+from worker.pipeline.decisions import (
     CREATED_BY_AN_EARLIER_ATTEMPT,
     CallReport,
     Decision,
@@ -45,19 +74,8 @@ from worker.decisions import (
     counts_as_done,
     decide,
 )
-from worker.fields import (
-    FieldDecryptor,
-    FieldKeyRefused,
-    FieldKeyUnreachable,
-    FieldUnreadable,
-    dead_letter_body,
-    decrypt_job,
-    decrypts,
-    encrypted_fields,
-    plaintext_fields,
-)
-from worker.heartbeat import Heartbeat
-from worker.idempotency import (
+from worker.pipeline.heartbeat import Heartbeat
+from worker.pipeline.idempotency import (
     Claim,
     ClaimLost,
     ClaimState,
@@ -66,28 +84,10 @@ from worker.idempotency import (
     job_key,
     payload_fingerprint,
 )
-from worker.jobs import (
-    Job,
-    JobError,
-    JobResult,
-    JobType,
-    MalformedJob,
-    ResultStatus,
-    decode_job,
-)
-from worker.logs import get_logger, masking
-from worker.metrics import Metrics
-from worker.outcomes import (
-    CognitoError,
-    CognitoSuccess,
-    ConfigurationError,
-    PermanentError,
-    ThrottledError,
-    TransientError,
-)
-from worker.ratelimit import CATEGORY_OF_OPERATION, RateLimiter
-from worker.results import ResultPublisher
+from worker.pipeline.results import ResultPublisher
 from worker.settings import AppClient, Settings
+from worker.telemetry.logs import get_logger, masking
+from worker.telemetry.metrics import Metrics
 
 log = get_logger("processor")
 T = TypeVar("T")
@@ -730,7 +730,7 @@ def decryption_recheck(job: Job, decryptor: FieldDecryptor) -> Recheck:
 
     async def recheck() -> None:
         try:
-            # The plaintexts stay in the thread that makes them (see worker.fields.decrypts).
+            # The plaintexts stay in the thread that makes them (see contract.fields.decrypts).
             await asyncio.to_thread(decrypts, job, decryptor)
         except FieldKeyRefused as error:
             raise ConfigurationError("FieldDecryptionRefused", str(error)) from None

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-from worker.logs import get_logger
+from worker.telemetry.logs import get_logger
 
 log = get_logger("batching")
 
