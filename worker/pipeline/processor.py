@@ -4,7 +4,9 @@ A message is deleted in exactly one place, :meth:`JobProcessor.process`, after i
 and published. Every other way out hands the message back to SQS, so nothing is lost; and a job id
 already done is answered from the idempotency store, so nothing is done twice in effect. What to do
 once Cognito has answered is decided by :func:`worker.pipeline.decisions.decide`; this module only
-carries decisions out.
+carries decisions out. It is the one place that orders a message's steps; the steps themselves live
+beside it: the Cognito calls in :mod:`~worker.pipeline.calls`, the results in
+:mod:`~worker.pipeline.endings`, the claim in :mod:`~worker.pipeline.idempotency`.
 """
 
 from __future__ import annotations
@@ -20,26 +22,11 @@ from enum import StrEnum
 from typing import TypeVar
 
 from structlog.contextvars import bound_contextvars
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
 
 from worker.cognito.breaker import ConfigurationGuard, Recheck
-from worker.cognito.gateway import OPERATIONS, CognitoGateway, request_secrets
-from worker.cognito.outcomes import (
-    CognitoError,
-    CognitoSuccess,
-    ConfigurationError,
-    PermanentError,
-    ThrottledError,
-    TransientError,
-)
-from worker.cognito.ratelimit import CATEGORY_OF_OPERATION, RateLimiter
+from worker.cognito.gateway import CognitoGateway, request_secrets
+from worker.cognito.outcomes import CognitoError, ConfigurationError, TransientError
+from worker.cognito.ratelimit import RateLimiter
 from worker.contract.fields import (
     FieldDecryptor,
     FieldKeyRefused,
@@ -51,19 +38,11 @@ from worker.contract.fields import (
     encrypted_fields,
     plaintext_fields,
 )
-from worker.contract.jobs import (
-    Job,
-    JobError,
-    JobResult,
-    JobType,
-    MalformedJob,
-    ResultStatus,
-    decode_job,
-)
+from worker.contract.jobs import Job, JobResult, JobType, MalformedJob, ResultStatus, decode_job
 from worker.pipeline.aws_retries import with_aws_retries
+from worker.pipeline.calls import CallsSoFar, CognitoCalls
 from worker.pipeline.consumer import JobQueue, ReceivedMessage
 from worker.pipeline.decisions import (
-    CREATED_BY_AN_EARLIER_ATTEMPT,
     CallReport,
     Decision,
     Finish,
@@ -71,9 +50,9 @@ from worker.pipeline.decisions import (
     HandBack,
     RetryPolicy,
     TripBreaker,
-    counts_as_done,
     decide,
 )
+from worker.pipeline.endings import Ending, finished, rejected, reused
 from worker.pipeline.heartbeat import Heartbeat
 from worker.pipeline.idempotency import (
     Claim,
@@ -104,14 +83,6 @@ class Disposition(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class _Ending:
-    """A job's published result, and whether its message is also copied to the DLQ (and why)."""
-
-    result: JobResult
-    dead_letter_reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class _Delivery:
     """One delivery of one message on its way through the processor."""
 
@@ -123,20 +94,6 @@ class _Delivery:
 
 class _ClaimTakenOver(Exception):
     """This worker's claim lapsed and another worker owns the job now: leave it to that one."""
-
-
-@dataclass
-class _CallsSoFar:
-    """What one delivery's Cognito calls have come to so far."""
-
-    done: list[str]  # the operations carried out, this delivery or earlier ones
-    may_have_acted: bool  # a request of this job's may have reached Cognito without an answer
-    attempts: int = 0
-    success: CognitoSuccess = field(default_factory=CognitoSuccess)
-
-    def report(self, outcome: CognitoSuccess | CognitoError) -> CallReport:
-        """The report of calls that ended with ``outcome``."""
-        return CallReport(outcome, self.may_have_acted, self.attempts, tuple(self.done))
 
 
 @dataclass
@@ -162,14 +119,13 @@ class JobProcessor:
         metrics: Metrics,
     ) -> None:
         self._settings = settings
-        self._gateway = gateway
         self._queue = queue
         self._publisher = publisher
         self._store = store
         self._guard = guard
         self._policy = policy
-        self._limiter = limiter
         self._metrics = metrics
+        self._calls = CognitoCalls(gateway, limiter, policy, metrics)
         self.stats = ProcessorStats()
         keys = settings.field_encryption_key_arns
         self._decryptor = FieldDecryptor(keys) if keys else None
@@ -213,29 +169,14 @@ class JobProcessor:
                 if not self._queue.has_dead_letter_queue:
                     # No DLQ of ours: the queue's redrive policy moves it after maxReceiveCount.
                     return disposition
-                reason = ending.dead_letter_reason
-                letter = message
-                if result.status is ResultStatus.REJECTED:
-                    # Never redriven as it is: no plaintext password or code is kept at rest.
-                    letter = replace(message, body=dead_letter_body(message.body))
-                await self._retrying(lambda: self._queue.dead_letter(letter, reason))
+                await self._dead_letter(message, ending.result, ending.dead_letter_reason)
             # A task of its own: told to stop meanwhile, the stop waits for this same delete
             # rather than send a second one for the same receipt handle.
             deleting = asyncio.ensure_future(self._retrying(lambda: self._queue.delete(message)))
             await asyncio.shield(deleting)
             return disposition
         except asyncio.CancelledError:
-            # Told to stop: a published result still gets its delete, anything else goes back.
-            await asyncio.shield(heartbeat.stop())
-            if deleting is None:
-                settle = self._queue.delete if published else self._queue.hand_back
-                deleting = asyncio.ensure_future(settle(message))
-            try:
-                await asyncio.shield(deleting)
-            except Exception as error:
-                # SQS refused; the message comes back when its visibility ends, and its job
-                # is answered again from the idempotency store.
-                log.warning("message left on the queue while stopping", error=type(error).__name__)
+            await self._settle_on_stop(heartbeat, message, published, deleting)
             raise
         except _ClaimTakenOver:
             # Another worker owns the job now and answers for it: its result, its delete.
@@ -260,12 +201,38 @@ class JobProcessor:
             if result is not None:
                 self._log_finished(result, published, started)
 
-    async def _ending_of(self, delivery: _Delivery) -> _Ending | None:
+    async def _dead_letter(self, message: ReceivedMessage, result: JobResult, reason: str) -> None:
+        letter = message
+        if result.status is ResultStatus.REJECTED:
+            # Never redriven as it is: no plaintext password or code is kept at rest.
+            letter = replace(message, body=dead_letter_body(message.body))
+        await self._retrying(lambda: self._queue.dead_letter(letter, reason))
+
+    async def _settle_on_stop(
+        self,
+        heartbeat: Heartbeat,
+        message: ReceivedMessage,
+        published: bool,
+        deleting: asyncio.Future[None] | None,
+    ) -> None:
+        """Told to stop: a published result still gets its delete, anything else goes back."""
+        await asyncio.shield(heartbeat.stop())
+        if deleting is None:
+            settle = self._queue.delete if published else self._queue.hand_back
+            deleting = asyncio.ensure_future(settle(message))
+        try:
+            await asyncio.shield(deleting)
+        except Exception as error:
+            # SQS refused; the message comes back when its visibility ends, and its job
+            # is answered again from the idempotency store.
+            log.warning("message left on the queue while stopping", error=type(error).__name__)
+
+    async def _ending_of(self, delivery: _Delivery) -> Ending | None:
         """How the job ends, or None when the message was handed back for a later delivery."""
         try:
             job = decode_job(delivery.message.body)
         except MalformedJob as malformed:
-            return _rejected(
+            return rejected(
                 delivery, malformed.reason, malformed.job_id, malformed.job_type, None,
                 batch=malformed.batch,
             )  # fmt: skip
@@ -273,7 +240,7 @@ class JobProcessor:
         job_type = JobType(job.type)
         if self._settings.require_encrypted_fields and plaintext_fields(job):
             # The rule's point is that no plaintext secret rests anywhere: no DLQ copy either.
-            return _rejected(
+            return rejected(
                 delivery,
                 f"{', '.join(plaintext_fields(job))}: sent in plaintext; this worker requires "
                 "secret fields encrypted (REQUIRE_ENCRYPTED_FIELDS)",
@@ -286,7 +253,7 @@ class JobProcessor:
             )
         app_client = self._settings.client(job.client_id)
         if app_client is None:
-            return _rejected(
+            return rejected(
                 delivery,
                 f"client_id: {job.client_id!r} is not a configured app client",
                 job_id,
@@ -296,7 +263,7 @@ class JobProcessor:
             )
         if not self._settings.accepts(app_client, job_type):
             accepted = ", ".join(t.value for t in self._settings.job_types_of(app_client))
-            return _rejected(
+            return rejected(
                 delivery,
                 f"type: {job_type.value} is not accepted on this queue for this client "
                 f"(accepted: {accepted}; see ACCEPTED_JOB_TYPES)",
@@ -311,7 +278,7 @@ class JobProcessor:
 
     async def _ending_of_job(
         self, job: Job, job_id: str, app_client: AppClient, delivery: _Delivery
-    ) -> _Ending | None:
+    ) -> Ending | None:
         client_id = app_client.client_id
         if self._guard.is_open(client_id):
             # Our configuration is broken for this client: the job is not to blame.
@@ -324,7 +291,7 @@ class JobProcessor:
         async with delivery.heartbeat:
             if encrypted_fields(job):
                 decrypted = await self._decrypted(job, job_id, app_client, delivery)
-                if decrypted is None or isinstance(decrypted, _Ending):
+                if decrypted is None or isinstance(decrypted, Ending):
                     return decrypted
                 job = decrypted
             # From here the plaintexts (decrypted or sent so) are masked in every log line; the
@@ -334,7 +301,7 @@ class JobProcessor:
 
     async def _decrypted(
         self, job: Job, job_id: str, app_client: AppClient, delivery: _Delivery
-    ) -> Job | _Ending | None:
+    ) -> Job | Ending | None:
         """The job with its fields decrypted; or its rejection; or None when handed back.
 
         A field no accepted key opens is the message's fault (rejected, so it cannot hold the
@@ -351,7 +318,7 @@ class JobProcessor:
             return await asyncio.to_thread(decrypt_job, job, self._decryptor)
         except FieldUnreadable as error:
             log.warning("encrypted field refused", reason=str(error))
-            return _rejected(
+            return rejected(
                 delivery, str(error), job_id, JobType(job.type), job.client_id,
                 batch=job.batch, code="UndecryptableField",
             )  # fmt: skip
@@ -371,7 +338,7 @@ class JobProcessor:
 
     async def _ending_of_plain_job(
         self, job: Job, job_id: str, app_client: AppClient, delivery: _Delivery
-    ) -> _Ending | None:
+    ) -> Ending | None:
         client_id = app_client.client_id
         key = job_key(client_id, job_id)
         secret = app_client.client_secret
@@ -387,17 +354,20 @@ class JobProcessor:
             if claim.state is ClaimState.OWNED:
                 await self._retrying(lambda: self._store.release(key, claim.token, claim.history))
             log.warning("job id reused for a different job: refused")
-            return _Ending(_reused(job, job_id, app_client, delivery))
+            return Ending(reused(job, job_id, app_client, delivery))
         if claim.state is ClaimState.COMPLETED:
             assert claim.result is not None
             log.info("duplicate delivery: republishing the stored result")
-            return _Ending(JobResult.model_validate_json(claim.result))
+            return Ending(JobResult.model_validate_json(claim.result))
 
         delivery.heartbeat.hold(key, claim.token)
         # Whether Cognito may already have acted on this job starts from the earlier deliveries.
-        so_far = _CallsSoFar(list(claim.history.done), claim.history.may_have_acted)
+        so_far = CallsSoFar(list(claim.history.done), claim.history.may_have_acted)
         try:
-            report = await self._call_cognito(job, job_id, app_client, delivery, so_far)
+            report = await self._calls.make(
+                job, job_id, app_client, so_far,
+                sent_at=delivery.message.sent_at or 0.0, on_call=delivery.on_cognito_call,
+            )  # fmt: skip
         except asyncio.CancelledError:
             # Stopped mid-job (not the job's fault: nothing counted against it). The claim is
             # freed at once for the next delivery, told what this one did: whether a request left
@@ -428,7 +398,7 @@ class JobProcessor:
         app_client: AppClient,
         delivery: _Delivery,
         claim: Claim,
-    ) -> _Ending | None:
+    ) -> Ending | None:
         """Do what ``decision`` says: the job's ending, or None once its message is handed back."""
         client_id = app_client.client_id
         key = job_key(client_id, job_id)
@@ -441,7 +411,7 @@ class JobProcessor:
             )
         if isinstance(decision, Finish | GiveUp):
             outcome = decision.outcome if isinstance(decision, Finish) else decision.error
-            result = _finished(job, job_id, app_client, delivery, report.attempts, outcome)
+            result = finished(job, job_id, app_client, delivery, report.attempts, outcome)
             if isinstance(decision, GiveUp):
                 # Not stored as done: a redrive from the DLQ runs the job afresh.
                 history = decision.history
@@ -450,7 +420,7 @@ class JobProcessor:
                     f"{decision.error.code}: transient errors in "
                     f"{self._policy.max_failed_deliveries} deliveries"
                 )
-                return _Ending(result, dead_letter_reason=reason)
+                return Ending(result, dead_letter_reason=reason)
             self._guard.succeeded(client_id)
             try:
                 await self._retrying(
@@ -460,7 +430,7 @@ class JobProcessor:
                 )
             except ClaimLost:
                 raise _ClaimTakenOver from None
-            return _Ending(result)
+            return Ending(result)
         await self._retrying(lambda: self._store.release(key, claim.token, decision.history))
         if isinstance(decision, TripBreaker):
             delay_s = self._guard.trip(client_id, decision.error)
@@ -468,150 +438,6 @@ class JobProcessor:
         else:
             await self._hand_back(delivery, decision.delay_s, None, decision.error, report)
         return None
-
-    async def _call_cognito(
-        self,
-        job: Job,
-        job_id: str,
-        app_client: AppClient,
-        delivery: _Delivery,
-        so_far: _CallsSoFar,
-    ) -> CallReport:
-        """Make the job's calls not yet done, retrying transient errors within its attempts and
-        timeout; report how they ended (``so_far`` says it as they go)."""
-        try:
-            async with asyncio.timeout(self._policy.job_timeout_s):
-                for operation in OPERATIONS[JobType(job.type)]:
-                    if operation in so_far.done:
-                        continue
-                    answer = await self._call_with_retries(
-                        operation, so_far, job, job_id, app_client, delivery
-                    )
-                    so_far.done.append(operation)
-                    so_far.success = _merged(so_far.success, answer)
-            return so_far.report(so_far.success)
-        except TimeoutError:
-            # Cut off mid-call, Cognito may have acted; cut off while waiting, it cannot have.
-            timeout = TransientError(
-                "JobTimeout", "job timeout reached", ambiguous=so_far.may_have_acted
-            )
-            return so_far.report(timeout)
-        except CognitoError as error:
-            return so_far.report(error)
-
-    async def _call_with_retries(
-        self,
-        operation: str,
-        so_far: _CallsSoFar,
-        job: Job,
-        job_id: str,
-        app_client: AppClient,
-        delivery: _Delivery,
-    ) -> CognitoSuccess:
-        """One of the job's operations, its transient errors retried; raise the last error."""
-        async for attempt in self._cognito_retrying(operation):
-            with attempt:
-                return await self._attempt(operation, so_far, job, job_id, app_client, delivery)
-        raise AssertionError("unreachable")  # pragma: no cover - reraise=True
-
-    async def _attempt(
-        self,
-        operation: str,
-        so_far: _CallsSoFar,
-        job: Job,
-        job_id: str,
-        app_client: AppClient,
-        delivery: _Delivery,
-    ) -> CognitoSuccess:
-        """One call; an existing user after an earlier attempt that may have created it is taken
-        for the job's own only when Cognito says it was created after the job was sent."""
-        try:
-            return await self._call_once(operation, so_far, job, job_id, app_client, delivery)
-        except CognitoError as error:
-            # A definite answer: ``so_far.may_have_acted`` speaks of the earlier attempts now.
-            if counts_as_done(error, operation, so_far.may_have_acted) and (
-                await self._created_by_this_job(operation, job, app_client, delivery.message)
-            ):
-                return CognitoSuccess(detail=CREATED_BY_AN_EARLIER_ATTEMPT)
-            raise
-
-    async def _created_by_this_job(
-        self, operation: str, job: Job, app_client: AppClient, message: ReceivedMessage
-    ) -> bool:
-        """Whether the user a SignUp or AdminCreateUser found existing is this job's own: created
-        after the job was sent (and, for an import, still awaiting the password it sets next:
-        a password is never set on a user the job did not create)."""
-        status = await self._gateway.status_if_created_since(
-            app_client, job.username_sent, message.sent_at or 0.0
-        )
-        if operation == "AdminCreateUser":
-            return status == "FORCE_CHANGE_PASSWORD"
-        return status is not None
-
-    def _cognito_retrying(self, operation: str) -> AsyncRetrying:
-        metrics = self._metrics
-
-        def log_retry(state: RetryCallState) -> None:
-            metrics.retries.labels(operation).inc()
-            error = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "cognito call will be retried",
-                attempt=state.attempt_number,
-                error_code=getattr(error, "code", type(error).__name__),
-                wait_s=round(state.upcoming_sleep, 3),
-            )
-
-        return AsyncRetrying(
-            stop=stop_after_attempt(self._policy.max_attempts)
-            | stop_after_delay(self._policy.job_timeout_s),
-            wait=wait_random_exponential(
-                multiplier=self._policy.wait_base_s, max=self._policy.wait_cap_s
-            ),
-            retry=retry_if_exception_type(TransientError),
-            before_sleep=log_retry,
-            reraise=True,
-        )
-
-    async def _call_once(
-        self,
-        operation: str,
-        so_far: _CallsSoFar,
-        job: Job,
-        job_id: str,
-        app_client: AppClient,
-        delivery: _Delivery,
-    ) -> CognitoSuccess:
-        """One paced, measured Cognito call; keeps ``so_far.may_have_acted`` true for as long as
-        Cognito may have acted, and only once a request has left."""
-        metrics = self._metrics
-        category = CATEGORY_OF_OPERATION[operation].value
-        pacer = self._limiter.pacer(operation)
-        # Waiting for the limiter is no failure; the job timeout bounds it, and the heartbeat
-        # keeps the message invisible meanwhile. A stop or the timeout that ends the wait leaves
-        # "may have acted" as it was: no request has left.
-        metrics.limiter_wait.labels(category).observe(await pacer.acquire())
-        delivery.on_cognito_call()
-        so_far.attempts += 1
-        acted_before = so_far.may_have_acted
-        # Set before the call and cleared only by an answer that proves nothing was done, so no
-        # way out of the call (an error, a cancellation, the job timeout) can lose it.
-        so_far.may_have_acted = True
-        called = time.monotonic()
-        try:
-            success = await self._gateway.execute(job, app_client, job_id, operation)
-        except CognitoError as error:
-            if not (isinstance(error, TransientError) and error.ambiguous):
-                so_far.may_have_acted = acted_before
-            metrics.cognito_calls.labels(operation, error.code).inc()
-            if isinstance(error, ThrottledError):
-                pacer.throttled()
-                metrics.throttles.labels(category).inc()
-            raise
-        finally:
-            metrics.cognito_latency.labels(operation).observe(time.monotonic() - called)
-            metrics.limiter_rate.labels(category).set(pacer.rate_rps)
-        metrics.cognito_calls.labels(operation, "ok").inc()
-        return success
 
     async def _hand_back(
         self,
@@ -664,61 +490,6 @@ class JobProcessor:
         )
 
 
-def _finished(
-    job: Job,
-    job_id: str,
-    app_client: AppClient,
-    delivery: _Delivery,
-    attempts: int,
-    outcome: CognitoSuccess | CognitoError,
-) -> JobResult:
-    common = {
-        "job_id": job_id,
-        "type": JobType(job.type),
-        "client_id": app_client.client_id,
-        "batch": job.batch,
-        "sqs_message_id": delivery.message.message_id,
-        "attempts": attempts,
-        "received_at": delivery.received_at,
-        "finished_at": datetime.now(UTC),
-    }
-    if isinstance(outcome, CognitoError):
-        return JobResult(
-            status=ResultStatus.FAILED,
-            error=JobError(code=outcome.code, message=outcome.message, retryable=outcome.retryable),
-            **common,
-        )
-    return JobResult(
-        status=ResultStatus.SUCCEEDED,
-        user_sub=outcome.user_sub,
-        user_confirmed=outcome.user_confirmed,
-        code_delivery=outcome.code_delivery,
-        detail=outcome.detail,
-        **common,
-    )
-
-
-def _merged(earlier: CognitoSuccess, later: CognitoSuccess) -> CognitoSuccess:
-    """One success for a job of several calls: what each call learnt, the later ones winning."""
-    return CognitoSuccess(
-        user_sub=later.user_sub or earlier.user_sub,
-        user_confirmed=(
-            later.user_confirmed if later.user_confirmed is not None else earlier.user_confirmed
-        ),
-        code_delivery=later.code_delivery or earlier.code_delivery,
-        detail=later.detail or earlier.detail,
-    )
-
-
-def _reused(job: Job, job_id: str, app_client: AppClient, delivery: _Delivery) -> JobResult:
-    reused = PermanentError(
-        "JobIdReused",
-        "this job_id was first used for a different job (its payload differs); "
-        "this job was not run: send it with a new job_id",
-    )
-    return _finished(job, job_id, app_client, delivery, 0, reused)
-
-
 def decryption_recheck(job: Job, decryptor: FieldDecryptor) -> Recheck:
     """The breaker's recheck after a KMS refusal: does this job's ciphertext decrypt now?
 
@@ -738,29 +509,3 @@ def decryption_recheck(job: Job, decryptor: FieldDecryptor) -> Recheck:
             return
 
     return recheck
-
-
-def _rejected(
-    delivery: _Delivery,
-    reason: str,
-    job_id: str | None,
-    job_type: JobType | None,
-    client_id: str | None,
-    *,
-    batch: str | None = None,
-    code: str = "InvalidJob",
-    dead_letter: bool = True,
-) -> _Ending:
-    result = JobResult(
-        job_id=job_id,
-        type=job_type,
-        client_id=client_id,
-        batch=batch,
-        status=ResultStatus.REJECTED,
-        sqs_message_id=delivery.message.message_id,
-        error=JobError(code=code, message=reason, retryable=False),
-        attempts=0,
-        received_at=delivery.received_at,
-        finished_at=datetime.now(UTC),
-    )
-    return _Ending(result, dead_letter_reason=reason if dead_letter else None)
