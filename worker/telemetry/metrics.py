@@ -14,9 +14,29 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class Metrics:
     """Every metric the worker exports (documented in the README)."""
 
+    registry: CollectorRegistry
+    jobs: Counter
+    handed_back: Counter
+    jobs_in_flight: Gauge
+    job_latency: Histogram
+    cognito_calls: Counter
+    cognito_latency: Histogram
+    throttles: Counter
+    retries: Counter
+    limiter_wait: Histogram
+    limiter_rate: Gauge
+    breaker_open: Gauge
+    batch_size: Histogram
+    aws_requests: Counter
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
+        self._add_job_metrics(self.registry)
+        self._add_cognito_metrics(self.registry)
+        self._add_aws_metrics(self.registry)
+
+    def _add_job_metrics(self, r: CollectorRegistry) -> None:
+        # Jobs and messages: how many finished and how, how long they took, how many are in flight.
         self.jobs = Counter(
             "cognito_worker_jobs", "Jobs finished, by type and status.", ["type", "status"],
             registry=r,
@@ -27,6 +47,18 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.jobs_in_flight = Gauge(
+            "cognito_worker_jobs_in_flight", "Messages received and not finished.", registry=r
+        )
+        self.job_latency = Histogram(
+            "cognito_worker_job_seconds",
+            "From receiving a message to its published result.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    def _add_cognito_metrics(self, r: CollectorRegistry) -> None:
+        # The Cognito side: calls, latency, throttles, retries, the pacer and the breakers.
         self.cognito_calls = Counter(
             "cognito_worker_cognito_calls",
             "Cognito calls, by operation and outcome (ok or the error code).",
@@ -63,9 +95,15 @@ class Metrics:
             ["category"],
             registry=r,
         )
-        self.jobs_in_flight = Gauge(
-            "cognito_worker_jobs_in_flight", "Messages received and not finished.", registry=r
+        self.breaker_open = Gauge(
+            "cognito_worker_breaker_open",
+            "1 while an app client's circuit breaker is open.",
+            ["client_id"],
+            registry=r,
         )
+
+    def _add_aws_metrics(self, r: CollectorRegistry) -> None:
+        # The worker's own SQS and SNS requests.
         self.batch_size = Histogram(
             "cognito_worker_batch_size",
             "Entries per batched SQS/SNS request, by call.",
@@ -77,18 +115,6 @@ class Metrics:
             "cognito_worker_aws_requests",
             "SQS and SNS requests made, by call.",
             ["call"],
-            registry=r,
-        )
-        self.job_latency = Histogram(
-            "cognito_worker_job_seconds",
-            "From receiving a message to its published result.",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.breaker_open = Gauge(
-            "cognito_worker_breaker_open",
-            "1 while an app client's circuit breaker is open.",
-            ["client_id"],
             registry=r,
         )
 
