@@ -1,4 +1,4 @@
-"""The local AWS's Cognito front: what it does apart from moto (see worker/local_aws.py)."""
+"""The local AWS's Cognito front: what it does apart from moto (see worker/local/aws.py)."""
 
 import asyncio
 import time

@@ -57,7 +57,7 @@ def _portable(node: Any, patterns: dict[str, tuple[str, str]], used: dict[str, s
         if key == "pattern" and isinstance(value, str):
             if value not in patterns:
                 raise ValueError(
-                    f"no portable form of the pattern {value!r}: see worker/patterns.py"
+                    f"no portable form of the pattern {value!r}: see worker/contract/patterns.py"
                 )
             name, pattern = patterns[value]
             used[name] = pattern
