@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from worker.local_aws import REGION, Stack
-from worker.secret_hash import secret_hash
+from worker.cognito.secret_hash import secret_hash
+from worker.local.aws import REGION, Stack
 
 
 def _client(service: str, endpoint: str) -> Any:

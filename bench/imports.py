@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.fauxqs import running_fauxqs
-from worker.local_aws import LOOPBACK, REGION, _wait_until_up, aws_client, free_port
+from worker.local.aws import LOOPBACK, REGION, _wait_until_up, aws_client, free_port
 
 
 def write_users(path: Path, rows: int) -> None:

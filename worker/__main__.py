@@ -30,8 +30,8 @@ def _report(error: SettingsError) -> int:
 
 
 def _load_settings() -> Settings | SettingsError:
-    from worker.logs import register_secret
     from worker.settings import Settings, SettingsError
+    from worker.telemetry.logs import register_secret
 
     try:
         settings = Settings.from_env(os.environ)
@@ -44,9 +44,9 @@ def _load_settings() -> Settings | SettingsError:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from worker.logs import configure_logging, get_logger
     from worker.service import serve
     from worker.settings import SettingsError
+    from worker.telemetry.logs import configure_logging, get_logger
 
     settings = _load_settings()
     if isinstance(settings, SettingsError):
@@ -67,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(_args: argparse.Namespace) -> int:
-    from worker.check import run_checks
+    from worker.operations.check import run_checks
     from worker.settings import SettingsError
 
     settings = _load_settings()
@@ -77,7 +77,7 @@ def _check(_args: argparse.Namespace) -> int:
 
 
 def _secret_hash(args: argparse.Namespace) -> int:
-    from worker.secret_hash import secret_hash
+    from worker.cognito.secret_hash import secret_hash
 
     secret = os.environ.get("COGNITO_CLIENT_SECRET", "")
     if not secret:
@@ -92,7 +92,7 @@ def _secret_hash(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from worker.schema import job_schema, result_schema
+    from worker.contract.schema import job_schema, result_schema
 
     schema = job_schema() if args.contract == "job" else result_schema()
     print(json.dumps(schema, indent=2, ensure_ascii=False))
@@ -101,7 +101,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 def _demo(_args: argparse.Namespace) -> int:
     try:
-        from worker.demo import run_demo
+        from worker.local.demo import run_demo
     except ImportError as error:
         print(
             f"cognito-worker: the demo needs the 'local' extra ({error.name} is missing): "
@@ -115,7 +115,7 @@ def _demo(_args: argparse.Namespace) -> int:
 
 def _local(args: argparse.Namespace) -> int:
     try:
-        from worker.local_aws import main as local_main
+        from worker.local.aws import main as local_main
     except ImportError as error:
         print(
             f"cognito-worker: `local` needs the 'local' extra ({error.name} is missing): "
@@ -133,7 +133,7 @@ def _local_argv(argv: Sequence[str]) -> list[str] | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from worker.settings_doc import help_text
+    from worker.operations.settings_doc import help_text
 
     parser = argparse.ArgumentParser(
         prog="cognito-worker",
@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = _glue_option_values(argv)
     signals = None
     if arguments[:1] == ["run"]:
-        from worker.signals import StopSignals
+        from worker.operations.signals import StopSignals
 
         # First of all: a stop during start-up (loading the SDK takes a while) is heard.
         signals = StopSignals()

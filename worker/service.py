@@ -21,22 +21,28 @@ from aiobotocore.config import AioConfig
 from aiohttp import web
 from botocore.exceptions import ClientError
 
-from worker.aws_retries import AWS_ERRORS
-from worker.breaker import CircuitBreakers, ConfigurationGuard
-from worker.cognito import CognitoGateway
-from worker.consumer import MAX_RECEIVE, JobQueue, ReceivedMessage
-from worker.decisions import RetryPolicy
-from worker.emf import EmfEmitter
-from worker.fleet import DynamoDbRoster, FleetMembership, Roster, SoloRoster, fleet_membership
-from worker.health import Check, health_app
-from worker.idempotency import DynamoDbStore, IdempotencyStore, MemoryStore
-from worker.logs import get_logger
-from worker.metrics import Metrics
-from worker.processor import Disposition, JobProcessor, ProcessorStats
-from worker.ratelimit import QuotaCategory, RateLimiter
-from worker.results import ResultPublisher
+from worker.cognito.breaker import CircuitBreakers, ConfigurationGuard
+from worker.cognito.fleet import (
+    DynamoDbRoster,
+    FleetMembership,
+    Roster,
+    SoloRoster,
+    fleet_membership,
+)
+from worker.cognito.gateway import CognitoGateway
+from worker.cognito.ratelimit import QuotaCategory, RateLimiter
+from worker.operations.emf import EmfEmitter
+from worker.operations.health import Check, health_app
+from worker.operations.signals import StopSignals
+from worker.pipeline.aws_retries import AWS_ERRORS
+from worker.pipeline.consumer import MAX_RECEIVE, JobQueue, ReceivedMessage
+from worker.pipeline.decisions import RetryPolicy
+from worker.pipeline.idempotency import DynamoDbStore, IdempotencyStore, MemoryStore
+from worker.pipeline.processor import Disposition, JobProcessor, ProcessorStats
+from worker.pipeline.results import ResultPublisher
 from worker.settings import IdempotencyBackend, Settings, SettingsError
-from worker.signals import StopSignals
+from worker.telemetry.logs import get_logger
+from worker.telemetry.metrics import Metrics
 
 log = get_logger("service")
 
@@ -491,7 +497,7 @@ def error_code(error: BaseException) -> str:
 
 
 def _sdk_config(read_timeout_s: float, pool_size: int) -> AioConfig:
-    # The SDK's own retries are off: the worker's policy owns retries (see worker.processor).
+    # The SDK's own retries are off: the worker's policy owns retries (see pipeline.processor).
     return AioConfig(
         retries={"total_max_attempts": 1},
         connect_timeout=CONNECT_TIMEOUT_S,

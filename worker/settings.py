@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from worker.jobs import ClientId, JobType
+from worker.contract.jobs import ClientId, JobType
 
 QueueUrl = Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
 TopicArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[\w-]*:sns:[\w-]+:\d{12}:[\w.-]+$")]

@@ -21,7 +21,7 @@ import pytest
 from tests.support.dynalite import running_dynalite
 from tests.support.fault_proxy import FaultProxy, running_proxy
 from tests.support.fauxqs import running_fauxqs
-from worker.local_aws import Endpoints, Stack, local_aws, provision
+from worker.local.aws import Endpoints, Stack, local_aws, provision
 
 #: Mark a module with this to run its tests against both SQS/SNS emulators.
 BOTH_EMULATORS = pytest.mark.parametrize("emulator", ["moto", "fauxqs"], indirect=True)

@@ -1,7 +1,7 @@
 """Burst mode says what it waits for, and ends with a summary an operator can paste in a ticket."""
 
 from tests.support.harness import enqueue, job, run_worker
-from worker.local_aws import Stack, aws_client
+from worker.local.aws import Stack, aws_client
 
 
 def test_burst_mode_says_what_it_waits_for_and_sums_up(stack: Stack) -> None:

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.support.harness import worker_env
-from worker.local_aws import REGION, Stack, aws_client, create_idempotency_table
+from worker.local.aws import REGION, Stack, aws_client, create_idempotency_table
 
 
 def check(stack: Stack, **overrides: str) -> subprocess.CompletedProcess[str]:

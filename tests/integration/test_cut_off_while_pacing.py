@@ -30,8 +30,8 @@ from tests.support.harness import (
     start_worker,
     wait_for,
 )
-from worker.idempotency import job_key
-from worker.local_aws import Stack, aws_client, create_idempotency_table
+from worker.local.aws import Stack, aws_client, create_idempotency_table
+from worker.pipeline.idempotency import job_key
 
 TAKEN = [f"taken-{n}" for n in range(4)]
 PASSWORD = "Their-Passw0rd!"

@@ -5,7 +5,7 @@ from collections import Counter
 from typing import Any
 
 from tests.support.harness import create_confirmed_user, enqueue, job, read_results, run_worker
-from worker.local_aws import Stack
+from worker.local.aws import Stack
 
 
 def _emf_documents(stdout: str) -> list[dict[str, Any]]:

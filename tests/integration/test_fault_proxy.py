@@ -20,8 +20,8 @@ from tests.support.fault_proxy import (
     FaultProxyError,
     running_proxy,
 )
-from worker.local_aws import Endpoints, Stack, aws_client, create_idempotency_table, provision
-from worker.secret_hash import secret_hash
+from worker.cognito.secret_hash import secret_hash
+from worker.local.aws import Endpoints, Stack, aws_client, create_idempotency_table, provision
 
 PASSWORD = "Start-Passw0rd!"
 

@@ -30,7 +30,7 @@ from tests.support.harness import (
     user_status,
     wait_for,
 )
-from worker.local_aws import Endpoints, Stack, create_idempotency_table, free_port
+from worker.local.aws import Endpoints, Stack, create_idempotency_table, free_port
 
 PASSWORD = "Valid-Passw0rd!"
 

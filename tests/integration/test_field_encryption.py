@@ -39,8 +39,8 @@ from tests.support.harness import (
     wait_for,
     worker_env,
 )
-from worker.fields import FieldDecryptor, FieldEncryptor, encryption_context
-from worker.local_aws import REGION, Stack, aws_client, free_port
+from worker.contract.fields import FieldDecryptor, FieldEncryptor, encryption_context
+from worker.local.aws import REGION, Stack, aws_client, free_port
 from worker.producer import JobProducer
 
 PASSWORDS = ["Enc-Passw0rd-Alpha!", "Enc-Passw0rd-Beta!", "Enc-Passw0rd-Gamma!"]
@@ -85,7 +85,7 @@ def dead_letters(stack: Stack) -> list[str]:
 
 
 def sdk_decrypt(key_arn: str, encrypted: str) -> tuple[bytes, dict[str, str]]:
-    """The Encryption SDK's own decrypt, configured here and not by worker.fields."""
+    """The Encryption SDK's own decrypt, configured here and not by worker.contract.fields."""
     client = aws_encryption_sdk.EncryptionSDKClient(
         commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT
     )

@@ -25,7 +25,7 @@ from tests.support.harness import (
     read_results,
     run_worker,
 )
-from worker.local_aws import Stack, aws_client
+from worker.local.aws import Stack, aws_client
 
 from .conftest import BOTH_EMULATORS
 

@@ -18,7 +18,7 @@ import pytest
 from tests.support import harness
 from tests.support.fault_proxy import FaultProxy
 from tests.support.harness import enqueue, finish, job, start_worker, wait_for
-from worker.local_aws import Stack, create_idempotency_table, free_port
+from worker.local.aws import Stack, create_idempotency_table, free_port
 
 pytestmark = pytest.mark.parametrize("emulator", ["fauxqs"], indirect=True)
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import aioboto3
 import pytest
 
-from worker.fleet import (
+from worker.cognito.fleet import (
     ROSTER_KEY,
     DynamoDbRoster,
     FleetMembership,
@@ -20,8 +20,8 @@ from worker.fleet import (
     Standing,
     fleet_membership,
 )
-from worker.local_aws import REGION, Endpoints, aws_client, create_idempotency_table
-from worker.ratelimit import QuotaCategory, RateLimiter
+from worker.cognito.ratelimit import QuotaCategory, RateLimiter
+from worker.local.aws import REGION, Endpoints, aws_client, create_idempotency_table
 
 
 @pytest.fixture

@@ -39,9 +39,9 @@ from tests.unit.test_fuzz_jobs import (
     spliced_jobs,
     sqs_chars,
 )
-from worker.fields import dead_letter_body
-from worker.jobs import MalformedJob, decode_job
-from worker.local_aws import Endpoints, Stack, aws_client, provision
+from worker.contract.fields import dead_letter_body
+from worker.contract.jobs import MalformedJob, decode_job
+from worker.local.aws import Endpoints, Stack, aws_client, provision
 
 MAX_BODY_BYTES = 200_000
 _FORBIDDEN = re.compile(f"[{re.escape(SQS_FORBIDDEN)}]")

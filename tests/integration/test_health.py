@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from tests.support.harness import finish, probe_http, start_worker, wait_for, worker_env
-from worker.local_aws import Stack, free_port
+from worker.local.aws import Stack, free_port
 
 
 def without_credentials(env: dict[str, str]) -> dict[str, str]:

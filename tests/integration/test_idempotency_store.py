@@ -19,7 +19,15 @@ import aioboto3
 import pytest
 from aiobotocore.config import AioConfig
 
-from worker.idempotency import (
+from worker.local.aws import (
+    LOOPBACK,
+    REGION,
+    Endpoints,
+    aws_client,
+    create_idempotency_table,
+    free_port,
+)
+from worker.pipeline.idempotency import (
     Claim,
     ClaimLost,
     ClaimState,
@@ -27,14 +35,6 @@ from worker.idempotency import (
     IdempotencyStore,
     JobHistory,
     MemoryStore,
-)
-from worker.local_aws import (
-    LOOPBACK,
-    REGION,
-    Endpoints,
-    aws_client,
-    create_idempotency_table,
-    free_port,
 )
 
 FP = "fingerprint-of-the-payload"

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 from tests.support.harness import finish, start_worker, user_status, wait_for, worker_env
-from worker.local_aws import Stack, aws_client
-from worker.secret_hash import secret_hash
+from worker.cognito.secret_hash import secret_hash
+from worker.local.aws import Stack, aws_client
 
 PASSWORDS = ["Imp0rt-Secret-ann!", "Imp0rt-Secret-bob!", "Imp0rt-Secret-zoe!", "bad pass word"]
 

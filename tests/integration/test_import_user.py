@@ -18,7 +18,7 @@ from tests.support.harness import (
     signs_in,
     through,
 )
-from worker.local_aws import Stack, aws_client
+from worker.local.aws import Stack, aws_client
 
 PASSWORD = "Imported-Passw0rd!"
 

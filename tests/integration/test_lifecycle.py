@@ -18,7 +18,7 @@ from tests.support.harness import (
     wait_for,
     worker_env,
 )
-from worker.local_aws import Stack, free_port
+from worker.local.aws import Stack, free_port
 
 
 def test_health_then_sigterm_drains_and_exits_0(stack: Stack) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.harness import finish, start_worker
 from tests.unit.test_schema import BROKEN, examples
-from worker.local_aws import REGION, Stack
+from worker.local.aws import REGION, Stack
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "node"
 

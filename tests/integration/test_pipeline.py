@@ -1,6 +1,6 @@
 """The real worker process, end to end, against moto server (and the Cognito front) over HTTP.
 
-What moto verifies and what it does not (see worker/local_aws.py):
+What moto verifies and what it does not (see worker/local/aws.py):
 - moto never checks the SecretHash on the five job operations; the Cognito front does, with its
   own HMAC. The hash itself is checked independently in test_secret_hash_is_accepted_by_moto
   (moto's InitiateAuth USER_SRP_AUTH check) and in tests/unit/test_secret_hash.py (Node vectors).
@@ -29,8 +29,8 @@ from tests.support.harness import (
     user_status,
     worker_env,
 )
-from worker.local_aws import Endpoints, Stack, aws_client, provision
-from worker.secret_hash import secret_hash
+from worker.cognito.secret_hash import secret_hash
+from worker.local.aws import Endpoints, Stack, aws_client, provision
 
 from .conftest import BOTH_EMULATORS
 

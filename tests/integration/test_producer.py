@@ -13,8 +13,8 @@ import pytest
 
 from tests.support.fault_proxy import FaultProxy
 from tests.support.harness import enqueue, read_results, run_worker, user_status
-from worker.jobs import ForgotPasswordJob, SignUpJob, decode_job
-from worker.local_aws import REGION, Stack, aws_client
+from worker.contract.jobs import ForgotPasswordJob, SignUpJob, decode_job
+from worker.local.aws import REGION, Stack, aws_client
 from worker.producer import (
     AsyncJobProducer,
     FailedJob,

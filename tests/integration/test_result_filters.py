@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.support.harness import create_confirmed_user, enqueue, job, read_results, run_worker
-from worker.local_aws import Stack, aws_client
+from worker.local.aws import Stack, aws_client
 
 from .conftest import BOTH_EMULATORS
 

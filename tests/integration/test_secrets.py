@@ -16,8 +16,8 @@ from tests.support.harness import (
     read_results,
     run_worker,
 )
-from worker.local_aws import Stack
-from worker.secret_hash import secret_hash
+from worker.cognito.secret_hash import secret_hash
+from worker.local.aws import Stack
 
 PASSWORDS = ["Leak-Passw0rd-Alpha!", "Leak-N3w-Passw0rd-Beta!", "leakweak"]
 CODES = ["CODE-Gamma-771", "CODE-Delta-772"]
@@ -86,9 +86,9 @@ _TRACEBACK_SCRIPT = """
 import asyncio, json, sys
 import aioboto3
 from aiobotocore.config import AioConfig
-from worker.cognito import CognitoGateway, request_secrets
-from worker.jobs import decode_job
-from worker.logs import configure_logging, get_logger, masking, register_secret
+from worker.cognito.gateway import CognitoGateway, request_secrets
+from worker.contract.jobs import decode_job
+from worker.telemetry.logs import configure_logging, get_logger, masking, register_secret
 from worker.settings import AppClient
 
 endpoint, body, client_secret = sys.argv[1:4]

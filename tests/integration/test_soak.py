@@ -21,7 +21,7 @@ import pytest
 
 from tests.support.fault_proxy import FaultProxy, running_proxy
 from tests.support.harness import Traffic, finish, job, queue_depth, start_worker, through
-from worker.local_aws import Endpoints, Stack
+from worker.local.aws import Endpoints, Stack
 
 SOAK_JOBS = int(os.environ.get("SOAK_JOBS", "0"))
 pytestmark = pytest.mark.parametrize("emulator", ["fauxqs"], indirect=True)

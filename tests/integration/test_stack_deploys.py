@@ -19,8 +19,8 @@ from moto.cloudformation.parsing import get_model_map
 
 from tests.support.harness import read_results, run_worker
 from tests.support.stack import NOT_IN_MOTO, Deployed, deploy, load_template, parameters
-from worker.fields import FieldEncryptor
-from worker.local_aws import REGION, Endpoints, Stack, aws_client
+from worker.contract.fields import FieldEncryptor
+from worker.local.aws import REGION, Endpoints, Stack, aws_client
 from worker.producer import prepare_job
 
 PASSWORD = "Stack-Passw0rd!"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.support.fault_proxy import FaultProxy
 from tests.support.harness import enqueue, finish, job, start_worker, through, wait_for
-from worker.local_aws import Stack
+from worker.local.aws import Stack
 from worker.service import FLUSH_BUDGET_S, FLUSH_MIN_S, STOP_RECEIVE_GRACE_S
 
 STACK_TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "cloudformation.yaml"

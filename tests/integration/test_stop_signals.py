@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.support.harness import probe_http, wait_for, worker_env
-from worker.local_aws import Stack, free_port
+from worker.local.aws import Stack, free_port
 
 
 class _Reader:

@@ -50,11 +50,11 @@ from tests.support.harness import (
 )
 from tests.support.iam_aws import IamAws, Keys, as_moto_evaluates, cognito_front, enforcing_moto
 from tests.support.stack import Deployed, deploy, load_template, parameters, task_role_policy
-from worker.fields import FieldEncryptor
-from worker.fleet import ROSTER_KEY
-from worker.local_aws import REGION, Endpoints, Stack
+from worker.cognito.fleet import ROSTER_KEY
+from worker.cognito.secret_hash import secret_hash
+from worker.contract.fields import FieldEncryptor
+from worker.local.aws import REGION, Endpoints, Stack
 from worker.producer import prepare_job
-from worker.secret_hash import secret_hash
 
 PASSWORD = "Iam-Passw0rd!"
 NEW_PASSWORD = "Iam-New-Passw0rd!"

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from worker.local_aws import announced_child
+from worker.local.aws import announced_child
 
 HERE = Path(__file__).parent / "dynalite"
 INSTALL_HINT = "run `make dynalite` (npm ci in tests/support/dynalite; needs Node 20 or later)"

@@ -57,7 +57,7 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from worker.local_aws import announced_child
+from worker.local.aws import announced_child
 
 LOOPBACK = "127.0.0.1"
 CONTROL_PREFIX = "/__proxy/"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from worker.local_aws import announced_child
+from worker.local.aws import announced_child
 
 HERE = Path(__file__).parent / "fauxqs"
 INSTALL_HINT = "run `make fauxqs` (npm ci in tests/support/fauxqs; needs Node 20 or later)"

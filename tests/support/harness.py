@@ -14,8 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from worker.local_aws import Stack, aws_client
-from worker.secret_hash import secret_hash
+from worker.cognito.secret_hash import secret_hash
+from worker.local.aws import Stack, aws_client
 
 
 @dataclass

@@ -42,7 +42,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from worker.local_aws import LOOPBACK, REGION, CognitoFront, free_port
+from worker.local.aws import LOOPBACK, REGION, CognitoFront, free_port
 
 #: The services whose requests moto checks against the resource they name.
 RESOURCE_CHECKED = {"sqs"}

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from worker.batching import BatchEntryError, Batcher
+from worker.pipeline.batching import BatchEntryError, Batcher
 
 
 class RecordingSender:

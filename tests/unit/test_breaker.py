@@ -8,14 +8,19 @@ from typing import cast
 import pytest
 from structlog.testing import capture_logs
 
-from worker import breaker
-from worker.breaker import CircuitBreakers, ConfigurationGuard, Recheck
-from worker.fields import FieldDecryptor, FieldKeyRefused, FieldKeyUnreachable, FieldUnreadable
-from worker.jobs import decode_job
-from worker.metrics import Metrics
-from worker.outcomes import ConfigurationError
-from worker.processor import decryption_recheck
+from worker.cognito import breaker
+from worker.cognito.breaker import CircuitBreakers, ConfigurationGuard, Recheck
+from worker.cognito.outcomes import ConfigurationError
+from worker.contract.fields import (
+    FieldDecryptor,
+    FieldKeyRefused,
+    FieldKeyUnreachable,
+    FieldUnreadable,
+)
+from worker.contract.jobs import decode_job
+from worker.pipeline.processor import decryption_recheck
 from worker.settings import AppClient
+from worker.telemetry.metrics import Metrics
 
 CLIENTS = (
     AppClient(client_id="first", user_pool_id="us-east-1_a"),

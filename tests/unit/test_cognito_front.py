@@ -1,9 +1,9 @@
-"""The local AWS's Cognito front: what it does apart from moto (see worker/local_aws.py)."""
+"""The local AWS's Cognito front: what it does apart from moto (see worker/local/aws.py)."""
 
 import asyncio
 import time
 
-from worker.local_aws import CognitoFront, _Client, _hash
+from worker.local.aws import CognitoFront, _Client, _hash
 
 
 async def test_a_burst_of_calls_for_a_client_not_yet_known_looks_the_client_up_once() -> None:

@@ -6,8 +6,8 @@ user nothing is checked here, on the request itself.
 
 from typing import Any
 
-from worker.cognito import CognitoGateway
-from worker.jobs import decode_job
+from worker.cognito.gateway import CognitoGateway
+from worker.contract.jobs import decode_job
 from worker.settings import AppClient
 
 APP_CLIENT = AppClient(client_id="client1", user_pool_id="us-east-1_pool", client_secret=None)

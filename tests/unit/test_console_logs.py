@@ -5,7 +5,7 @@ import json
 import pytest
 import structlog
 
-from worker.logs import configure_logging, get_logger
+from worker.telemetry.logs import configure_logging, get_logger
 
 
 @pytest.fixture(autouse=True)

@@ -1,14 +1,24 @@
 """Every row of the README's error-classification table, from Cognito's answer to the decision.
 
-Each case goes through :func:`worker.outcomes.classify` (as the gateway does with a real answer)
-and then :func:`worker.decisions.decide`, so the table is checked end to end without a network.
+Each case goes through :func:`worker.cognito.outcomes.classify` (as the gateway does with a real
+answer) and then :func:`worker.pipeline.decisions.decide`, so the table is checked end to end
+without a network.
 """
 
 from dataclasses import dataclass, field
 
 import pytest
 
-from worker.decisions import (
+from worker.cognito.outcomes import (
+    CognitoError,
+    CognitoSuccess,
+    ConfigurationError,
+    TransientError,
+    classify,
+    per_job_code,
+)
+from worker.contract.jobs import JobType
+from worker.pipeline.decisions import (
     CREATED_BY_AN_EARLIER_ATTEMPT,
     CallReport,
     Decision,
@@ -20,16 +30,7 @@ from worker.decisions import (
     counts_as_done,
     decide,
 )
-from worker.idempotency import JobHistory
-from worker.jobs import JobType
-from worker.outcomes import (
-    CognitoError,
-    CognitoSuccess,
-    ConfigurationError,
-    TransientError,
-    classify,
-    per_job_code,
-)
+from worker.pipeline.idempotency import JobHistory
 
 POLICY = RetryPolicy(
     max_attempts=4,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from cfnlint.decode import cfn_yaml
 
-from worker.local_aws import MAX_RECEIVE_COUNT
+from worker.local.aws import MAX_RECEIVE_COUNT
 from worker.settings import INTERACTIVE_JOB_TYPES
 
 STACK = Path(__file__).parents[2] / "deploy" / "cloudformation.yaml"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.fields import (
+from worker.contract.fields import (
     KNOWN_NOT_SECRET,
     FieldKeyRefused,
     FieldKeyUnreachable,
@@ -15,7 +15,7 @@ from worker.fields import (
     dead_letter_body,
     plaintext_fields,
 )
-from worker.jobs import EncryptedSecret, MalformedJob, decode_job, encode_job, plain_secret
+from worker.contract.jobs import EncryptedSecret, MalformedJob, decode_job, encode_job, plain_secret
 from worker.settings import Settings, SettingsError
 
 ENCRYPTED = {"encrypted": "AgV4ZXhhbXBsZQ=="}

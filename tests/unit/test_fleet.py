@@ -8,8 +8,8 @@ import time
 
 from botocore.exceptions import EndpointConnectionError
 
-from worker.fleet import FleetMembership, SoloRoster, Standing, fleet_membership
-from worker.ratelimit import QuotaCategory, RateLimiter
+from worker.cognito.fleet import FleetMembership, SoloRoster, Standing, fleet_membership
+from worker.cognito.ratelimit import QuotaCategory, RateLimiter
 
 
 class SharedRoster:

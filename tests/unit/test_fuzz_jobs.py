@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from worker.jobs import (
+from worker.contract.jobs import (
     ConfirmForgotPasswordJob,
     ConfirmSignUpJob,
     ForgotPasswordJob,

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from worker.jobs import (
+from worker.contract.jobs import (
     ConfirmForgotPasswordJob,
     JobType,
     MalformedJob,

@@ -7,7 +7,7 @@ import reprlib
 import pytest
 import structlog
 
-from worker.logs import REDACTED, configure_logging, get_logger, masking, register_secret
+from worker.telemetry.logs import REDACTED, configure_logging, get_logger, masking, register_secret
 
 
 @pytest.fixture

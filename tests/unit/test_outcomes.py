@@ -2,7 +2,7 @@
 
 import pytest
 
-from worker.outcomes import (
+from worker.cognito.outcomes import (
     ConfigurationError,
     DeferredError,
     PermanentError,

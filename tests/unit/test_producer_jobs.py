@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.jobs import (
+from worker.contract.jobs import (
     ConfirmForgotPasswordJob,
     ConfirmSignUpJob,
     MalformedJob,

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from worker.ratelimit import (
+from worker.cognito.ratelimit import (
     CATEGORY_OF_OPERATION,
     PACING_HEADROOM,
     AdaptivePacer,

@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import StringConstraints, TypeAdapter, ValidationError
 
-from worker.jobs import JobResult, JobType, MalformedJob, decode_job
-from worker.patterns import (
+from worker.contract.jobs import JobResult, JobType, MalformedJob, decode_job
+from worker.contract.patterns import (
     _COGNITO_NAME_RANGES,
     _NO_WHITE_SPACE_RANGES,
     _WORD_OR_PLUS_RANGES,

@@ -8,7 +8,7 @@ The vectors were computed with Node.js (on this machine), not with Python:
 
 import pytest
 
-from worker.secret_hash import secret_hash
+from worker.cognito.secret_hash import secret_hash
 
 NODE_VECTORS = [
     # (username, client id, client secret, hash from Node's crypto.createHmac)

@@ -1,7 +1,7 @@
 """The settings reference cannot drift: run --help and docs/settings.md come from the model."""
 
+from worker.operations.settings_doc import DOC, help_text, markdown_table, setting_rows, table_in
 from worker.settings import Settings
-from worker.settings_doc import DOC, help_text, markdown_table, setting_rows, table_in
 
 
 def test_every_setting_of_the_model_is_listed_with_a_meaning() -> None:
@@ -15,7 +15,7 @@ def test_every_setting_of_the_model_is_listed_with_a_meaning() -> None:
 def test_the_docs_table_is_the_generated_one() -> None:
     document = DOC.read_text(encoding="utf-8")
     assert table_in(document) == markdown_table(), (
-        "docs/settings.md is out of date: run `python -m worker.settings_doc`"
+        "docs/settings.md is out of date: run `python -m worker.operations.settings_doc`"
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import cfn_yaml
 
-from worker.emf import NAMESPACE, SERVICE
+from worker.operations.emf import NAMESPACE, SERVICE
 
 STACK = Path(__file__).parents[2] / "deploy" / "cloudformation.yaml"
 

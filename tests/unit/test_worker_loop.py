@@ -5,12 +5,12 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from worker.breaker import CircuitBreakers, ConfigurationGuard
-from worker.consumer import ReceivedMessage
-from worker.metrics import Metrics
-from worker.processor import Disposition, ProcessorStats
+from worker.cognito.breaker import CircuitBreakers, ConfigurationGuard
+from worker.pipeline.consumer import ReceivedMessage
+from worker.pipeline.processor import Disposition, ProcessorStats
 from worker.service import RECEIVE_AHEAD_S, MessageHandler, MessageSource, Worker
 from worker.settings import AppClient, Settings
+from worker.telemetry.metrics import Metrics
 
 SETTINGS = Settings.from_env(
     {

@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 
+from worker.contract.jobs import Job, JobResult
 from worker.importer.sending import BatchCallback, JobSender, ResultFollower, SendFailure
-from worker.jobs import Job, JobResult
 from worker.producer import (
     AsyncJobProducer,
     FailedJob,

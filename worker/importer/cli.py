@@ -10,11 +10,10 @@ from typing import Any
 
 # Standard library only at module level: the CLI builds this parser for every command, and
 # `--help` or `--version` should not wait for pydantic and the SDK to load.
+from worker.importer.job_types import IMPORTABLE_TYPES
 from worker.importer.reading import FileFormat, UnreadableFile, detect_format
 
 EXIT_USAGE = 2
-#: The job types a file can become (each needs only what a row of users holds).
-IMPORTABLE_TYPES = ("sign_up", "import_user", "forgot_password", "resend_confirmation_code")
 
 _EPILOG = """\
 columns: username, password, validation_data.NAME, client_metadata.NAME; every other column is

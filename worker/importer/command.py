@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from worker.contract.jobs import Job
 from worker.importer.checkpoint import Checkpoint
 from worker.importer.mapping import JobMapper
 from worker.importer.progress import ProgressFactory
@@ -37,7 +38,6 @@ from worker.importer.report import (
     write_report,
 )
 from worker.importer.sending import JobSender, ResultFollower, ResultStream, SendFailure
-from worker.jobs import Job
 
 EXIT_OK = 0
 EXIT_ROWS_NOT_DONE = 1  # a row invalid, not sent, failed, rejected, or without a result

@@ -21,14 +21,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from worker.importer.cli import IMPORTABLE_TYPES
-from worker.jobs import Job, MalformedJob, decode_job
+from worker.contract.jobs import Job, MalformedJob, decode_job
+from worker.importer.job_types import IMPORTABLE_TYPES
 
 VALIDATION_DATA_PREFIX = "validation_data."
 CLIENT_METADATA_PREFIX = "client_metadata."
-
-# Job types an import can send: the ones that need nothing but what a file of users holds.
-# Confirmations need each user's code, which no file of users has.
 
 # Contract fields the import sets itself; a column of that name would be ambiguous.
 _RESERVED_COLUMNS = frozenset(

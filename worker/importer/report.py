@@ -16,8 +16,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TextIO
 
+from worker.contract.jobs import JobResult, ResultStatus
 from worker.importer.private_files import open_private
-from worker.jobs import JobResult, ResultStatus
 
 
 class RowStatus(StrEnum):

@@ -11,7 +11,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from worker.jobs import Job, JobResult
+from worker.contract.jobs import Job, JobResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,9 @@
 
 Jobs are checked by the worker's own decoder before anything is sent, so a job the worker would
 reject raises :class:`InvalidJob` with the reason the worker would publish.
+
+This folder is a library users install with the worker: it imports the contract and nothing
+else of the worker's, so a producer never loads the pipeline, the Cognito side or their settings.
 """
 
 from worker.producer.aio import AsyncJobProducer, AsyncOnBatch

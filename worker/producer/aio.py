@@ -13,7 +13,7 @@ from typing import Any
 import aioboto3
 from botocore.config import Config
 
-from worker.fields import FieldEncryptor
+from worker.contract.fields import FieldEncryptor
 from worker.producer.batches import Batch, GroupId, backoff_s, is_fifo, message_group, settle
 from worker.producer.client import DEFAULT_MAX_ATTEMPTS
 from worker.producer.jobs import (
@@ -142,79 +142,39 @@ class AsyncJobProducer:
         called as each batch completes (not necessarily in input order). On a FIFO queue a job
         waits for the batch in flight that holds its group, so a group's jobs keep their order.
         """
-        sqs = self._sqs()
-        report = SendReport()
-        slots = asyncio.Semaphore(self.max_concurrency)
-        in_flight: set[asyncio.Task[None]] = set()
-        group_tasks: dict[str, asyncio.Task[None]] = {}
-        errors: list[BaseException] = []
-        batch = Batch(self.fifo, self.max_bytes)
-        refused: list[FailedJob] = []
-
-        async def deliver(sent: list[SentJob], failed: list[FailedJob]) -> None:
-            report.add(sent, failed, keep_sent=keep_sent)
-            if on_batch is not None:
-                outcome = on_batch(sent, failed)
-                if inspect.isawaitable(outcome):
-                    await outcome
-
-        async def run(this: Batch, refused_here: list[FailedJob]) -> None:
-            try:
-                sent, failed = await self._send_batch(sqs, this)
-                await deliver(sent, refused_here + failed)
-            except Exception as error:  # raised from send_many once the others have finished
-                errors.append(error)
-            finally:
-                slots.release()
-
-        async def launch() -> None:
-            nonlocal batch, refused
-            this, refused_here = batch, refused
-            batch, refused = Batch(self.fifo, self.max_bytes), []
-            if not this.jobs:
-                if refused_here:
-                    await deliver([], refused_here)
-                return
-            await slots.acquire()  # back-pressure: the input waits for a free slot
-            task = asyncio.create_task(run(this, refused_here))
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
-            for group in this.groups.values():
-                group_tasks[group] = task
-
+        batches = _Batches(
+            partial(self._send_batch, self._sqs()),
+            fifo=self.fifo,
+            max_bytes=self.max_bytes,
+            max_concurrency=self.max_concurrency,
+            on_batch=on_batch,
+            keep_sent=keep_sent,
+        )
         try:
             index = 0
             async for job in _each(jobs):
-                if errors:
+                if batches.errors:
                     break
                 try:
                     prepared = await self._prepared(job, index)
                 except InvalidJob as invalid:
                     if not skip_invalid:
-                        await launch()
-                        await _settle_all(in_flight)
+                        await batches.launch()
+                        await _settle_all(batches.in_flight)
                         raise
-                    refused.append(
-                        FailedJob(invalid.job_id, "InvalidJob", invalid.reason, True, index)
-                    )
+                    batches.refuse(invalid, index)
                     continue
                 finally:
                     index += 1
                 group = message_group(prepared.job, group_id) if self.fifo else None
-                if not batch.has_room(prepared, group):
-                    await launch()
-                earlier = group_tasks.get(group) if group is not None else None
-                if earlier is not None and not earlier.done():
-                    await launch()
-                    await asyncio.wait([earlier])
-                batch.add(prepared, group)
-            if not errors:
-                await launch()
+                await batches.add(prepared, group)
+            if not batches.errors:
+                await batches.launch()
         finally:
-            await _settle_all(in_flight)
-        if errors:
-            raise errors[0]
-        return report
+            await _settle_all(batches.in_flight)
+        if batches.errors:
+            raise batches.errors[0]
+        return batches.report
 
     async def _send_batch(self, sqs: Any, batch: Batch) -> tuple[list[SentJob], list[FailedJob]]:
         sent: list[SentJob] = []
@@ -232,6 +192,79 @@ class AsyncJobProducer:
                 break
             await asyncio.sleep(backoff_s(attempt))
         return sent, failed
+
+
+class _Batches:
+    """One ``send_many``'s batches: the one being filled, those in flight, what came of them."""
+
+    def __init__(
+        self,
+        send: Callable[[Batch], Awaitable[tuple[list[SentJob], list[FailedJob]]]],
+        *,
+        fifo: bool,
+        max_bytes: int,
+        max_concurrency: int,
+        on_batch: AsyncOnBatch | None,
+        keep_sent: bool,
+    ) -> None:
+        self.report = SendReport()
+        self.errors: list[BaseException] = []  # raised from send_many once the others finished
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self._send = send
+        self._fifo = fifo
+        self._max_bytes = max_bytes
+        self._on_batch = on_batch
+        self._keep_sent = keep_sent
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._group_tasks: dict[str, asyncio.Task[None]] = {}
+        self._batch = Batch(fifo, max_bytes)
+        self._refused: list[FailedJob] = []
+
+    def refuse(self, invalid: InvalidJob, index: int) -> None:
+        """Report a job the worker would reject with the next batch, unsent."""
+        self._refused.append(FailedJob(invalid.job_id, "InvalidJob", invalid.reason, True, index))
+
+    async def add(self, prepared: PreparedJob, group: str | None) -> None:
+        """Put a job in the batch being filled, launching that batch first when it is full."""
+        if not self._batch.has_room(prepared, group):
+            await self.launch()
+        earlier = self._group_tasks.get(group) if group is not None else None
+        if earlier is not None and not earlier.done():
+            # The batch in flight holding this job's group goes first: the group keeps its order.
+            await self.launch()
+            await asyncio.wait([earlier])
+        self._batch.add(prepared, group)
+
+    async def launch(self) -> None:
+        """Send the batch being filled (waiting for a free slot), and start a new one."""
+        this, refused_here = self._batch, self._refused
+        self._batch, self._refused = Batch(self._fifo, self._max_bytes), []
+        if not this.jobs:
+            if refused_here:
+                await self._deliver([], refused_here)
+            return
+        await self._slots.acquire()  # back-pressure: the input waits for a free slot
+        task = asyncio.create_task(self._run(this, refused_here))
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+        for group in this.groups.values():
+            self._group_tasks[group] = task
+
+    async def _run(self, this: Batch, refused_here: list[FailedJob]) -> None:
+        try:
+            sent, failed = await self._send(this)
+            await self._deliver(sent, refused_here + failed)
+        except Exception as error:  # raised from send_many once the others have finished
+            self.errors.append(error)
+        finally:
+            self._slots.release()
+
+    async def _deliver(self, sent: list[SentJob], failed: list[FailedJob]) -> None:
+        self.report.add(sent, failed, keep_sent=self._keep_sent)
+        if self._on_batch is not None:
+            outcome = self._on_batch(sent, failed)
+            if inspect.isawaitable(outcome):
+                await outcome
 
 
 async def _each(jobs: Iterable[JobInput] | AsyncIterable[JobInput]) -> AsyncIterator[JobInput]:

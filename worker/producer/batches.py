@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.jobs import Job
+from worker.contract.jobs import Job
 from worker.producer.jobs import MAX_BATCH_ENTRIES, FailedJob, PreparedJob, SentJob, sqs_id
 
 #: ``group_id`` of ``send_many``: one group for every job, a function of the job, or the default

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from worker.fields import FieldEncryptor
+from worker.contract.fields import FieldEncryptor
 from worker.producer.batches import Batch, GroupId, backoff_s, is_fifo, message_group, settle
 from worker.producer.jobs import (
     DEFAULT_MAX_BYTES,

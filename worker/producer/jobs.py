@@ -13,8 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from worker.fields import FieldEncryptor, encrypt_job
-from worker.jobs import Job, JobType, MalformedJob, decode_job, encode_job
+from worker.contract.fields import FieldEncryptor, encrypt_job
+from worker.contract.jobs import Job, JobType, MalformedJob, decode_job, encode_job
 
 #: A job as a producer gives it: one of the contract's models, or a plain dict of its JSON form.
 JobInput = Job | Mapping[str, Any]

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 from pydantic import ValidationError
 
-from worker.jobs import JobResult
+from worker.contract.jobs import JobResult
 from worker.producer.region import sdk_region
 
 _MAX_WAIT_S = 20  # SQS's longest long poll

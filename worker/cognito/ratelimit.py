@@ -1,0 +1,224 @@
+"""Client-side rate limiting per Cognito quota category, adaptive like TCP's congestion control.
+
+Cognito counts requests per account and quota category, across every caller. Each category gets a
+pacer that spaces calls evenly at its current rate. The ``RATE_*`` budgets belong to the whole
+fleet: each task paces at its share (the budget divided by the tasks alive, see
+:mod:`worker.cognito.fleet`), so the fleet together stays within the budget. What the fleet does not
+see is the rest of the quota's traffic (the application's own users): a TooManyRequestsException
+cuts the rate by a tenth, and calm raises it additively back up to the share (additive increase,
+multiplicative decrease), so the fleet yields when that traffic takes more than its headroom.
+
+Tasks that pace independently bunch: each at ``r`` calls a second puts ``ceil(r)`` calls in some
+one-second windows, so ``n`` of them can put ``n * ceil(r)`` in one window, above the fleet's
+``n * r`` (three tasks at 6.5 RPS: 21 calls in a window of a 20 RPS quota). So, while a task
+paces at its full share, its calls keep to a grid on the wall clock that every task shares, at
+its own place on it: task ``k`` of ``n`` calls at ``(m + k / n) / r`` seconds. Together the
+fleet's calls are then spaced evenly, ``1 / (n * r)`` apart, as if one pacer sent them all.
+
+Slots are kept, but a busy event loop can set a call off late and the next one on time, so two
+leave closer than the spacing: in any one second (counted a little longer, for the way to Cognito),
+a pacer lets no more calls leave than its rate rounded up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+import time
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from worker.cognito.fleet import Standing
+
+
+class QuotaCategory(StrEnum):
+    """Cognito's request-rate quota categories of the operations the worker calls."""
+
+    USER_CREATION = "UserCreation"
+    USER_ACCOUNT_RECOVERY = "UserAccountRecovery"
+    USER_RESOURCE_READ = "UserResourceRead"
+
+
+#: Which quota each operation draws on (Cognito's "Quotas in Amazon Cognito").
+CATEGORY_OF_OPERATION = {
+    "SignUp": QuotaCategory.USER_CREATION,
+    "ConfirmSignUp": QuotaCategory.USER_CREATION,
+    "ForgotPassword": QuotaCategory.USER_ACCOUNT_RECOVERY,
+    "ConfirmForgotPassword": QuotaCategory.USER_ACCOUNT_RECOVERY,
+    "ResendConfirmationCode": QuotaCategory.USER_RESOURCE_READ,
+    "AdminCreateUser": QuotaCategory.USER_CREATION,
+    "AdminSetUserPassword": QuotaCategory.USER_ACCOUNT_RECOVERY,
+}
+
+# Calls are paced a little under the budget: requests set off evenly still reach Cognito a few
+# milliseconds closer or further apart, and a quota counted per second would see that as a burst.
+PACING_HEADROOM = 0.97
+# The one-second cap counts departures over a little more than Cognito's second: a call reaches
+# Cognito some milliseconds after it leaves, and not always the same number, so calls that left
+# just over a second apart can arrive within one. (Measured against the proxy's strict window:
+# one worker at the default quotas was throttled on 3-5 of 2,000 calls with a 1.00 s count, on
+# 0-1 with 1.02 s.)
+_COUNTED_OVER_S = 1.02
+# A slot this close past a point of the grid is taken as on it (seconds; see _on_grid).
+_ON_GRID_WITHIN_S = 0.001
+
+
+class AdaptivePacer:
+    """Spaces calls at ``rate`` per second; the rate adapts between ``floor`` and ``ceiling``.
+
+    The ceiling is the budget less :data:`PACING_HEADROOM`.
+    """
+
+    def __init__(
+        self,
+        budget_rps: float,
+        *,
+        floor_rps: float = 1.0,
+        decrease_factor: float = 0.9,
+        increase_rps_per_s: float | None = None,
+    ) -> None:
+        self._floor_setting = floor_rps
+        self._increase_setting = increase_rps_per_s
+        self._decrease_factor = decrease_factor
+        self.rate_rps = budget_rps * PACING_HEADROOM
+        self._set_budget(budget_rps)
+        self._next_slot = 0.0
+        self._last_update = time.monotonic()
+        self._last_cut = 0.0
+        # Where this task's calls fall on the fleet's grid (a fraction of one interval), or None
+        # for a fleet of one, which needs no grid.
+        self._phase: float | None = None
+        # When the calls of the last second left, and how many callers wait for a slot.
+        self._departures: collections.deque[float] = collections.deque()
+        self.waiting = 0
+        # Callers wait their turn in order; each takes its slot only when the one before it is
+        # due, so a change of rate applies to the callers already waiting, not one queue later.
+        self._turn = asyncio.Lock()
+
+    def _set_budget(self, budget_rps: float) -> None:
+        self.budget_rps = budget_rps
+        self.ceiling_rps = budget_rps * PACING_HEADROOM
+        self.floor_rps = min(self._floor_setting, self.ceiling_rps)
+        # Back from one cut to the ceiling in about three seconds of calm.
+        self._increase = self._increase_setting or max(
+            0.5, self.ceiling_rps * (1 - self._decrease_factor) / 3
+        )
+        self.rate_rps = min(self.ceiling_rps, max(self.floor_rps, self.rate_rps))
+
+    def set_budget(self, budget_rps: float) -> None:
+        """Pace within a new budget (the share changed); a cut rate stays as far under it."""
+        if budget_rps == self.budget_rps:
+            return
+        self._recover(time.monotonic())
+        scaled = self.rate_rps * budget_rps / self.budget_rps
+        self.rate_rps = scaled
+        self._set_budget(budget_rps)
+
+    def set_place(self, place: int, tasks: int) -> None:
+        """Keep to place ``place`` (0-based) of ``tasks`` on the fleet's grid (see the module)."""
+        self._phase = place / tasks if tasks > 1 else None
+
+    def reserve(self) -> float:
+        """Take the next free slot; return how long to wait for it, in seconds."""
+        now = time.monotonic()
+        self._recover(now)
+        slot = max(now, self._next_slot)
+        # Only at the full share: every task paces at the same rate then, so their grids
+        # interleave. Below it (cut back, or climbing back) the rate changes from call to call,
+        # and a grid that moved with it would only add waits.
+        if self._phase is not None and self.rate_rps >= self.ceiling_rps:
+            slot = self._on_grid(slot)
+        self._next_slot = slot + 1.0 / self.rate_rps
+        return slot - now
+
+    def _on_grid(self, slot: float) -> float:
+        """The first point of this task's grid at or after ``slot`` (monotonic seconds)."""
+        assert self._phase is not None
+        interval = 1.0 / self.rate_rps
+        # The grid lives on the wall clock, the one clock the tasks share.
+        wall_minus_monotonic = time.time() - time.monotonic()
+        position = (slot + wall_minus_monotonic) / interval - self._phase
+        # A slot already on the grid stays where it is. The two clocks are read some microseconds
+        # apart, and not the same number each time, so a slot put on the grid one call ago can
+        # look a hair past its point now; taken for late, it would skip a whole interval.
+        steps = math.ceil(position - _ON_GRID_WITHIN_S / interval)
+        return (steps + self._phase) * interval - wall_minus_monotonic
+
+    async def acquire(self) -> float:
+        """Wait for the next slot; return the time waited."""
+        started = time.monotonic()
+        self.waiting += 1
+        try:
+            async with self._turn:
+                wait = self.reserve()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await self._within_one_second()
+        finally:
+            self.waiting -= 1
+        return time.monotonic() - started
+
+    async def _within_one_second(self) -> None:
+        """Wait while this call would be one too many in the last second; then count it."""
+        while True:
+            now = time.monotonic()
+            while self._departures and now - self._departures[0] >= _COUNTED_OVER_S:
+                self._departures.popleft()
+            if len(self._departures) < math.ceil(self.rate_rps):
+                self._departures.append(now)
+                return
+            await asyncio.sleep(self._departures[0] + _COUNTED_OVER_S - now)
+
+    def backlog_s(self) -> float:
+        """How long the callers waiting now will take to leave, at the current rate."""
+        return self.waiting / self.rate_rps
+
+    def throttled(self) -> None:
+        """Cognito said TooManyRequests: cut the rate (once per burst of such answers)."""
+        now = time.monotonic()
+        self._recover(now)
+        # The calls already on their way were paced at the old rate: one cut per round trip.
+        if now - self._last_cut < max(0.5, 1.0 / self.rate_rps):
+            return
+        self._last_cut = now
+        self.rate_rps = max(self.floor_rps, self.rate_rps * self._decrease_factor)
+        self._next_slot = max(self._next_slot, now) + 1.0 / self.rate_rps
+
+    def _recover(self, now: float) -> None:
+        elapsed = now - self._last_update
+        self._last_update = now
+        if now - self._last_cut > 1.0:
+            self.rate_rps = min(self.ceiling_rps, self.rate_rps + self._increase * elapsed)
+
+
+class RateLimiter:
+    """One :class:`AdaptivePacer` per quota category, shared by every job in flight.
+
+    ``budgets_rps`` are the fleet's budgets; the pacers run at this task's share of them.
+    """
+
+    def __init__(self, budgets_rps: dict[QuotaCategory, float]) -> None:
+        self.fleet_budgets_rps = dict(budgets_rps)
+        self.pacers = {category: AdaptivePacer(rps) for category, rps in budgets_rps.items()}
+
+    def set_fleet_size(self, tasks: int, place: int = 0) -> None:
+        """Pace every category at its budget divided among ``tasks`` tasks, at place ``place``
+        of the fleet's grid."""
+        tasks = max(1, tasks)
+        for category, pacer in self.pacers.items():
+            pacer.set_budget(self.fleet_budgets_rps[category] / tasks)
+            pacer.set_place(place, tasks)
+
+    def set_standing(self, standing: Standing) -> None:
+        """The fleet changed (see :mod:`worker.cognito.fleet`): pace at the new share."""
+        self.set_fleet_size(standing.size, standing.place)
+
+    def backlog_s(self) -> float:
+        """The longest a category's waiting callers will take to leave (seconds)."""
+        return max(pacer.backlog_s() for pacer in self.pacers.values())
+
+    def pacer(self, operation: str) -> AdaptivePacer:
+        """The pacer of the category ``operation`` draws on."""
+        return self.pacers[CATEGORY_OF_OPERATION[operation]]
