@@ -1,4 +1,4 @@
-"""Command line: ``run`` (production), ``check``, ``import``, ``dlq``, ``local``,
+"""Command line: ``run`` (production), ``check``, ``import``, ``dlq``, ``job``, ``local``,
 ``secret-hash``, ``schema`` and ``demo``.
 
 Only the standard library is imported here: ``--help``, ``--version`` and a stop signal during
@@ -197,9 +197,11 @@ def _parser() -> argparse.ArgumentParser:
 
     from worker.importer.cli import add_import_parser
     from worker.operations.dlq_cli import add_dlq_parser
+    from worker.operations.job_lookup_cli import add_job_parser
 
     add_import_parser(commands)
     add_dlq_parser(commands)
+    add_job_parser(commands)
     return parser
 
 
