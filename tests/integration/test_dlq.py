@@ -5,7 +5,8 @@ second copy), and purged in part.
 The DLQ is filled by the worker itself: malformed bodies, an unknown type and an unknown client
 are rejected and copied there; ResendConfirmationCode sent straight to moto (which lacks it)
 answers HTTP 500, a real transient failure, and with RETRY_MAX_DELIVERIES=1 the worker gives up
-at once and copies the job there too.
+at once and copies the job there too. Grouping and the selective redrive run on both SQS
+emulators; the cut-off redrive runs on moto, behind the fault proxy that refuses its deletes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from tests.support.harness import (
     worker_env,
 )
 from worker.local.aws import Stack, aws_client
+
+from .conftest import BOTH_EMULATORS
 
 PASSWORD = "Corr3ct-Horse-Battery!"
 TRANSIENT = "transient errors in every allowed delivery"
@@ -79,6 +82,7 @@ def fill_the_dlq(stack: Stack) -> dict[str, str]:
     return dict(zip(names, ids, strict=True))
 
 
+@BOTH_EMULATORS
 def test_summary_groups_the_mix_and_show_lists_a_group_with_nothing_secret(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -126,6 +130,7 @@ def test_summary_groups_the_mix_and_show_lists_a_group_with_nothing_secret(
         assert secret not in everything
 
 
+@BOTH_EMULATORS
 def test_redrive_moves_only_the_chosen_checks_them_first_and_a_dry_run_moves_nothing(
     stack: Stack, tmp_path: Path
 ) -> None:
