@@ -67,13 +67,13 @@ def test_a_letter_reads_no_secret_and_a_choice_needs_every_criterion() -> None:
     # Only the body (kept for a redrive, never printed) holds the password.
     assert "pw1!" not in repr(dataclasses.replace(letter, body=""))
     assert letter.username == "a***"
-    assert Selection(job_type="sign_up", lane="bulk", older_than=duration("2h")).matches(
-        letter, now
-    )
+    either = frozenset({"sign_up", "import_user"})
+    chosen = Selection(job_types=either, lanes=frozenset({"bulk"}), older_than=duration("2h"))
+    assert chosen.matches(letter, now)
     assert Selection(job_ids=frozenset({"orig-1"})).matches(letter, now)
-    assert not Selection(job_type="sign_up", lane="-").matches(letter, now)
+    assert not Selection(job_types=either, lanes=frozenset({"-"})).matches(letter, now)
     assert not Selection(newer_than=duration("1h")).matches(letter, now)
-    assert Selection(batch="-").matches(letter, now)
+    assert Selection(batches=frozenset({"-"})).matches(letter, now)
 
 
 def test_the_journal_remembers_sent_and_in_doubt_across_runs(tmp_path: Path) -> None:

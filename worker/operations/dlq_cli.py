@@ -117,10 +117,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="JSON lines, for scripts")
     chosen = parser.add_argument_group("choosing messages (every one given must hold)")
     chosen.add_argument("--reason", help="part of the reason, as summary prints it")
-    chosen.add_argument("--type", dest="job_type", help="the job type")
-    chosen.add_argument("--client-id", help="the app client ('-': none named)")
-    chosen.add_argument("--lane", help="the lane attribute ('-': none)")
-    chosen.add_argument("--batch", help="the batch label ('-': none)")
+    for option, help_text in (
+        ("--type", "the job type"),
+        ("--client-id", "the app client ('-': none named)"),
+        ("--lane", "the lane attribute ('-': none)"),
+        ("--batch", "the batch label ('-': none)"),
+    ):
+        chosen.add_argument(option, action="append", default=[], help=f"{help_text}; repeatable")
     chosen.add_argument(
         "--job-id",
         action="append",
@@ -175,10 +178,10 @@ def _selection(args: argparse.Namespace) -> Any:
         raise _Usage(str(error)) from None
     return Selection(
         reason=args.reason,
-        job_type=args.job_type,
-        client_id=args.client_id,
-        lane=args.lane,
-        batch=args.batch,
+        job_types=frozenset(args.type),
+        client_ids=frozenset(args.client_id),
+        lanes=frozenset(args.lane),
+        batches=frozenset(args.batch),
         job_ids=frozenset(args.job_id),
         older_than=older,
         newer_than=newer,

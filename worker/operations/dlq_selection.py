@@ -1,6 +1,7 @@
 """Which DLQ messages an operator chose: by reason, job type, client, lane, batch, job id, age.
 
-Every criterion given must hold; criteria not given match anything. A reason is matched as a
+Every criterion given must hold; criteria not given match anything. A criterion given several
+values (``--batch a --batch b``) holds for any of them. A reason is matched as a
 piece of the message's rule (what ``dlq summary`` prints), so part of it is enough.
 """
 
@@ -29,10 +30,10 @@ class Selection:
     """The criteria of a choice of messages."""
 
     reason: str | None = None
-    job_type: str | None = None
-    client_id: str | None = None
-    lane: str | None = None
-    batch: str | None = None
+    job_types: frozenset[str] = field(default_factory=frozenset)
+    client_ids: frozenset[str] = field(default_factory=frozenset)
+    lanes: frozenset[str] = field(default_factory=frozenset)
+    batches: frozenset[str] = field(default_factory=frozenset)
     job_ids: frozenset[str] = field(default_factory=frozenset)
     older_than: timedelta | None = None
     newer_than: timedelta | None = None
@@ -48,13 +49,13 @@ class Selection:
         if self.reason is not None and self.reason not in letter.rule:
             return False
         wanted = (
-            (self.job_type, letter.job_type),
-            (self.client_id, letter.client_id),
-            (self.lane, letter.lane),
-            (self.batch, letter.batch),
+            (self.job_types, letter.job_type),
+            (self.client_ids, letter.client_id),
+            (self.lanes, letter.lane),
+            (self.batches, letter.batch),
         )
         # "-" chooses the messages that have no value there (a body with no batch, no lane).
-        if any(want is not None and want != (have or NO_VALUE) for want, have in wanted):
+        if any(want and (have or NO_VALUE) not in want for want, have in wanted):
             return False
         if self.job_ids and not ({letter.job_id, letter.original_message_id} & self.job_ids):
             return False
