@@ -1,5 +1,5 @@
-"""Command line: ``run`` (production), ``check``, ``import``, ``local``, ``secret-hash``,
-``schema`` and ``demo``.
+"""Command line: ``run`` (production), ``check``, ``import``, ``dlq``, ``job``, ``local``,
+``secret-hash``, ``schema`` and ``demo``.
 
 Only the standard library is imported here: ``--help``, ``--version`` and a stop signal during
 start-up do not wait for the SDK to load.
@@ -196,8 +196,12 @@ def _parser() -> argparse.ArgumentParser:
     local.set_defaults(handler=_local, local_arguments=[])
 
     from worker.importer.cli import add_import_parser
+    from worker.operations.dlq_cli import add_dlq_parser
+    from worker.operations.job_lookup_cli import add_job_parser
 
     add_import_parser(commands)
+    add_dlq_parser(commands)
+    add_job_parser(commands)
     return parser
 
 

@@ -29,6 +29,9 @@ from pydantic import Secret
 
 from worker.contract.jobs import Job
 
+# The key is the contract between the worker and the producer library's lookup.
+from worker.contract.records import job_key as job_key
+
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.client import DynamoDBClient
 
@@ -72,11 +75,6 @@ class Claim:
     def interrupted(self) -> bool:
         """OWNED after an attempt that may have reached Cognito without an answer."""
         return self.history.may_have_acted
-
-
-def job_key(client_id: str, job_id: str) -> str:
-    """The store key of a job."""
-    return f"{client_id}#{job_id}"
 
 
 def payload_fingerprint(job: Job, key: str | None) -> str:

@@ -26,6 +26,7 @@ from worker.producer.jobs import (
     new_job_id,
     prepare_job,
 )
+from worker.producer.lookup import JobState, JobStatus, async_look_up_job, look_up_job
 from worker.producer.results import (
     AsyncResultFollower,
     ResultFollower,
@@ -44,13 +45,17 @@ __all__ = [
     "InvalidJob",
     "JobInput",
     "JobProducer",
+    "JobState",
+    "JobStatus",
     "OnBatch",
     "PreparedJob",
     "ResultFollower",
     "SendReport",
     "SentJob",
     "WaitOutcome",
+    "async_look_up_job",
     "async_temporary_results_queue",
+    "look_up_job",
     "new_job_id",
     "parse_result",
     "prepare_job",

@@ -1,0 +1,129 @@
+"""Looking a job up: its stored state and result, read from the worker's idempotency table.
+
+    from worker.producer.lookup import look_up_job
+
+    state = look_up_job("cognito-worker-idempotency", "signup-42", client_id="abc123")
+    if state is None:
+        ...  # not received yet, rejected before it was claimed, or its record expired
+    elif state.status is JobStatus.FINISHED:
+        print(state.result.status)
+
+The worker keeps one item per (app client, job id) in the table it uses with
+``IDEMPOTENCY_STORE=dynamodb``: while the job is worked on or waits for its next delivery, its
+history (deliveries that failed or were deferred, whether a request may have reached Cognito
+without an answer); once finished, the result it published, for ``IDEMPOTENCY_TTL_S``. No item
+holds a secret. A lookup is one ``dynamodb:GetItem``, and needs no other permission. A worker with
+the memory store keeps its records in its own process: there is nothing to look up.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import boto3
+
+from worker.contract.jobs import JobResult
+from worker.contract.records import job_key
+from worker.producer.region import sdk_region
+
+
+class JobStatus(StrEnum):
+    """Where a job stands, as its record says."""
+
+    PENDING = "pending"  # received before, waiting for its next delivery (handed back)
+    RUNNING = "running"  # a worker holds it under a live lease right now
+    FINISHED = "finished"  # its result was published; ``result`` is it
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """A job's record in the idempotency table."""
+
+    client_id: str
+    job_id: str
+    status: JobStatus
+    failed_deliveries: int = 0  # deliveries that ended in transient errors, so far
+    deferred_deliveries: int = 0  # deliveries that ended on a per-user limit, so far
+    may_have_acted: bool = False  # an attempt may have reached Cognito without an answer
+    done: tuple[str, ...] = ()  # calls of a two-call job carried out so far
+    lease_left_s: float = 0.0  # RUNNING: how long the worker's lease still runs
+    expires_at: datetime | None = None  # when the record is dropped
+    result: JobResult | None = None  # FINISHED: the published result
+
+    @property
+    def attempts(self) -> int:
+        """Deliveries that ended without an outcome so far (failed or deferred)."""
+        return self.failed_deliveries + self.deferred_deliveries
+
+
+def read_job_state(
+    item: dict[str, Any], client_id: str, job_id: str, now: float | None = None
+) -> JobState | None:
+    """The state an item of the table holds; None when it has expired (DynamoDB deletes expired
+    items only some time later, and the worker takes them for new keys meanwhile)."""
+    now = time.time() if now is None else now
+    expires = item.get("expires_at", {}).get("N")
+    if expires is not None and int(expires) < int(now):
+        return None
+    common: dict[str, Any] = {
+        "client_id": client_id,
+        "job_id": job_id,
+        "expires_at": datetime.fromtimestamp(int(expires), UTC) if expires else None,
+    }
+    if item.get("state", {}).get("S") == "completed":
+        result = JobResult.model_validate_json(item["result"]["S"])
+        return JobState(status=JobStatus.FINISHED, result=result, **common)
+    lease_left_s = float(item.get("lease_until", {}).get("N", "0")) - now
+    return JobState(
+        status=JobStatus.RUNNING if lease_left_s > 0 else JobStatus.PENDING,
+        failed_deliveries=int(item.get("failures", {}).get("N", "0")),
+        deferred_deliveries=int(item.get("deferrals", {}).get("N", "0")),
+        may_have_acted=bool(item.get("ambiguous", {}).get("BOOL", False)),
+        done=tuple(entry["S"] for entry in item.get("done", {}).get("L", [])),
+        lease_left_s=max(0.0, lease_left_s),
+        **common,
+    )
+
+
+def _request(table: str, client_id: str, job_id: str) -> dict[str, Any]:
+    return {
+        "TableName": table,
+        "Key": {"pk": {"S": job_key(client_id, job_id)}},
+        "ConsistentRead": True,
+    }
+
+
+def look_up_job(
+    table: str,
+    job_id: str,
+    *,
+    client_id: str,
+    client: Any = None,
+    region_name: str | None = None,
+    endpoint_url: str | None = None,
+) -> JobState | None:
+    """The job's state (boto3), or None when the table holds no live record of it.
+
+    ``client`` is a boto3 DynamoDB client of your own; without one, a client is made from the
+    default credentials, ``region_name`` (else ``AWS_REGION``) and ``endpoint_url``.
+    """
+    if client is None:
+        client = boto3.client(
+            "dynamodb", region_name=sdk_region(region_name), endpoint_url=endpoint_url
+        )
+    answer = client.get_item(**_request(table, client_id, job_id))
+    item = answer.get("Item")
+    return read_job_state(item, client_id, job_id) if item else None
+
+
+async def async_look_up_job(
+    client: Any, table: str, job_id: str, *, client_id: str
+) -> JobState | None:
+    """:func:`look_up_job` on an aioboto3 DynamoDB client you have entered."""
+    answer = await client.get_item(**_request(table, client_id, job_id))
+    item = answer.get("Item")
+    return read_job_state(item, client_id, job_id) if item else None
