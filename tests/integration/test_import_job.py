@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.harness import wait_for, worker_env
+from tests.support.harness import user_status, wait_for, worker_env
 from worker.local.aws import Stack, aws_client
 
 ROWS = 10_000
@@ -267,3 +267,26 @@ def test_the_upload_takes_the_documented_header_and_no_unsigned_other(stack: Sta
     assert put(sse) == 200
     started = idp.start_user_import_job(UserPoolId=stack.user_pool_id, JobId=job["JobId"])
     assert started["UserImportJob"]["Status"] == "Pending"
+
+
+def test_rows_that_all_go_through_an_import_job_need_no_queue(stack: Stack, tmp_path: Path) -> None:
+    (tmp_path / "users.jsonl").write_text(
+        '{"username": "nia", "email": "nia@example.com", "email_verified": true}\n'
+        '{"username": "oli", "email": "oli@example.com", "email_verified": true}\n',
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in worker_env(stack).items() if k != "JOBS_QUEUE_URL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "import", "users.jsonl", "--type", "import_user", "--yes"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert user_status(stack, "nia") == "RESET_REQUIRED"
+    assert user_status(stack, "oli") == "RESET_REQUIRED"
+    (tmp_path / "more.jsonl").write_text('{"username": "pat", "password": "Imp0rt-Pat!"}\n')
+    refused = subprocess.run(
+        [sys.executable, "-m", "worker", "import", "more.jsonl", "--type", "import_user", "--yes"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "JOBS_QUEUE_URL is required: 1 row(s) go through the worker" in refused.stderr

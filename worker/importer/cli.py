@@ -198,7 +198,10 @@ def run_import_command(args: argparse.Namespace) -> int:
         job_rows=args.job_rows,
     )
     sender = follower = None
-    if not options.validate_only:
+    # Rows that all go through import jobs need no queue: without JOBS_QUEUE_URL, the run says
+    # so only if a row needs the worker.
+    jobs_only_possible = options.job_type == "import_user" and options.path is not SendPath.WORKER
+    if not options.validate_only and (os.environ.get("JOBS_QUEUE_URL") or not jobs_only_possible):
         from worker.importer.aws import AwsSettingsError, aws_endpoints_from_env
 
         try:
@@ -206,10 +209,7 @@ def run_import_command(args: argparse.Namespace) -> int:
                 os.environ, wait=options.wait, kms_key_arn=args.kms_key_arn
             )
         except AwsSettingsError as error:
-            # Rows that go through import jobs alone need no queue; the run says so if any
-            # row needs one.
-            if options.job_type != "import_user" or options.path is SendPath.WORKER:
-                return _usage_error(str(error))
+            return _usage_error(str(error))
     run = ImportRun(
         options,
         sender=sender,
