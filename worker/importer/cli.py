@@ -17,9 +17,12 @@ EXIT_USAGE = 2
 
 _EPILOG = """\
 columns: username, password, validation_data.NAME, client_metadata.NAME; every other column is
-a user attribute (email, given_name, custom:NAME ...). Settings from the environment:
-JOBS_QUEUE_URL, RESULTS_TOPIC_ARN (for --wait), FIELD_ENCRYPTION_KEY_ARN (as --kms-key-arn),
-AWS_REGION and the usual AWS credentials. See docs/imports.md and docs/secrets.md.
+a user attribute (email, given_name, custom:NAME ...). With --type import_user the data
+chooses the path: a row with a password goes through the worker, a row without one through
+Cognito's user import job (--path to choose yourself). The plan is printed before anything is
+sent. Settings from the environment: JOBS_QUEUE_URL, RESULTS_TOPIC_ARN (for --wait),
+FIELD_ENCRYPTION_KEY_ARN (as --kms-key-arn), COGNITO_USER_POOL_ID and IMPORT_LOGS_ROLE_ARN (for
+import jobs), AWS_REGION and the usual AWS credentials. See docs/imports.md and docs/secrets.md.
 """
 
 
@@ -41,6 +44,38 @@ def add_import_parser(commands: Any) -> None:
         help="the job every row becomes: import_user (a migration: users ready to sign in, no "
         "message sent), sign_up (each user gets a confirmation message), forgot_password, "
         "resend_confirmation_code",
+    )
+    parser.add_argument(
+        "--path",
+        choices=("auto", "worker", "import-job"),
+        default="auto",
+        help="import_user only: auto (default: a row with a password through the worker, one "
+        "without through Cognito's user import job), worker, or import-job (every row; users "
+        "end RESET_REQUIRED, passwords are not imported)",
+    )
+    parser.add_argument(
+        "--yes",
+        action="store_true",
+        help="confirm the plan without a prompt (needed to start an import job when stdin is "
+        "not a terminal)",
+    )
+    parser.add_argument(
+        "--job-rows",
+        type=int,
+        default=500_000,
+        help="at most this many rows per import job (default and maximum 500000, Cognito's "
+        "limit; files are split at 100 MB too)",
+    )
+    parser.add_argument(
+        "--user-pool-id",
+        default=os.environ.get("COGNITO_USER_POOL_ID") or None,
+        help="the pool import jobs import into (default: $COGNITO_USER_POOL_ID)",
+    )
+    parser.add_argument(
+        "--logs-role-arn",
+        default=os.environ.get("IMPORT_LOGS_ROLE_ARN") or None,
+        help="the role Cognito assumes to write an import job's log (default: "
+        "$IMPORT_LOGS_ROLE_ARN)",
     )
     parser.add_argument(
         "--format", choices=[f.value for f in FileFormat], help="default: by extension"
@@ -97,15 +132,48 @@ def _usage_error(message: str) -> int:
     return EXIT_USAGE
 
 
+def _prompt() -> bool:
+    answer = input("Send as planned? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _user_import_factory(args: argparse.Namespace) -> Any:
+    """Builds the import-job client when a row first needs it (None without a pool)."""
+    if not args.user_pool_id:
+        return None
+
+    def build() -> Any:
+        from worker.importer.aws_user_import import CognitoUserImportJobs
+
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+        return CognitoUserImportJobs(args.user_pool_id, args.logs_role_arn, region)
+
+    return build
+
+
 def run_import_command(args: argparse.Namespace) -> int:
     """Run ``import`` with the parsed arguments; return the exit code."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     from worker.importer.checkpoint import CheckpointMismatch
-    from worker.importer.command import EXIT_INTERRUPTED, ImportOptions, ImportRun
+    from worker.importer.command import (
+        EXIT_INTERRUPTED,
+        EXIT_ROWS_NOT_DONE,
+        ImportOptions,
+        ImportRun,
+        SendingUnavailable,
+    )
+    from worker.importer.job_csv import MAX_ROWS_PER_JOB, PoolHeaderError
     from worker.importer.mapping import IMPORT_ID_PATTERN, MappingError
     from worker.importer.progress import progress_factory
+    from worker.importer.routes import SendPath
 
     if args.import_id is not None and not IMPORT_ID_PATTERN.match(args.import_id):
         return _usage_error("--import-id: 1-64 letters, digits, '_', '.' or '-'")
+    if args.path != "auto" and args.job_type != "import_user":
+        return _usage_error(f"--path: {args.job_type} jobs go through the worker only")
+    if not 1 <= args.job_rows <= MAX_ROWS_PER_JOB:
+        return _usage_error(f"--job-rows: 1 to {MAX_ROWS_PER_JOB}")
     if not args.file.is_file():
         return _usage_error(f"{args.file}: no such file")
     try:
@@ -125,9 +193,15 @@ def run_import_command(args: argparse.Namespace) -> int:
         wait_timeout_s=args.wait_timeout_s,
         report=args.report,
         checkpoint=args.checkpoint,
+        path=SendPath(args.path),
+        yes=args.yes,
+        job_rows=args.job_rows,
     )
     sender = follower = None
-    if not options.validate_only:
+    # Rows that all go through import jobs need no queue: without JOBS_QUEUE_URL, the run says
+    # so only if a row needs the worker.
+    jobs_only_possible = options.job_type == "import_user" and options.path is not SendPath.WORKER
+    if not options.validate_only and (os.environ.get("JOBS_QUEUE_URL") or not jobs_only_possible):
         from worker.importer.aws import AwsSettingsError, aws_endpoints_from_env
 
         try:
@@ -142,11 +216,18 @@ def run_import_command(args: argparse.Namespace) -> int:
         follower=follower,
         progress=progress_factory(sys.stdout, args.progress_interval_s),
         output=sys.stdout,
+        user_import=_user_import_factory(args),
+        confirm=_prompt if sys.stdin.isatty() and sys.stdout.isatty() else None,
     )
     try:
         return run.execute()
-    except (UnreadableFile, MappingError, CheckpointMismatch) as error:
+    except (UnreadableFile, MappingError, CheckpointMismatch, PoolHeaderError) as error:
         return _usage_error(str(error))
+    except SendingUnavailable as error:
+        return _usage_error(str(error))
+    except (ClientError, BotoCoreError) as error:
+        print(f"cognito-worker import: AWS refused a call: {error}", file=sys.stderr)
+        return EXIT_ROWS_NOT_DONE
     except KeyboardInterrupt:
         print("\ncognito-worker import: stopped at once (second Ctrl-C)", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -8,13 +8,14 @@ report. Ctrl-C stops after the batch in flight, saves the checkpoint and prints 
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import signal
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,11 @@ from typing import TextIO
 
 from worker.contract.jobs import Job
 from worker.importer.checkpoint import Checkpoint
+from worker.importer.job_checkpoint import JobCheckpoint
+from worker.importer.job_csv import MAX_ROWS_PER_JOB
+from worker.importer.job_phase import JobPhase, PreparedPart
 from worker.importer.mapping import JobMapper
+from worker.importer.plan import PlanCounts, plan_lines
 from worker.importer.progress import ProgressFactory
 from worker.importer.reading import FileFormat, Row, file_digest, read_header, read_rows
 from worker.importer.report import (
@@ -37,11 +42,14 @@ from worker.importer.report import (
     print_summary,
     write_report,
 )
+from worker.importer.routes import JobRows, Route, SendPath, route_of
 from worker.importer.sending import JobSender, ResultFollower, ResultStream, SendFailure
+from worker.importer.user_import import UserImportJobs
 
 EXIT_OK = 0
 EXIT_ROWS_NOT_DONE = 1  # a row invalid, not sent, failed, rejected, or without a result
 EXIT_INTERRUPTED = 130  # the shell's code for a stop by SIGINT
+EXIT_NOT_CONFIRMED = 2  # a usage error: a non-interactive run that sends needs --yes
 _SHOWN_INVALID_ROWS = 20
 _RESULT_POLL_S = 1.0
 
@@ -62,6 +70,14 @@ class ImportOptions:
     wait_timeout_s: float = 300.0
     report: Path | None = None
     checkpoint: Path | None = None
+    path: SendPath = SendPath.AUTO
+    yes: bool = False
+    job_rows: int = MAX_ROWS_PER_JOB
+    job_poll_s: float = 2.0
+
+
+class SendingUnavailable(Exception):
+    """Raised when rows need a path whose settings are missing; the message says which."""
 
 
 def derived_import_id(file: Path, sha256: str) -> str:
@@ -102,10 +118,18 @@ class ImportRun:
         follower: ResultFollower | None,
         progress: ProgressFactory,
         output: TextIO,
+        user_import: Callable[[], UserImportJobs] | None = None,
+        confirm: Callable[[], bool] | None = None,
     ) -> None:
         self.options = options
         self._sender = sender
         self._follower = follower
+        self._user_import_factory = user_import
+        self._user_import: UserImportJobs | None = None
+        self._confirm = confirm
+        self._job_rows: JobRows | None = None
+        self._job_phase: JobPhase | None = None
+        self._worker_rows = 0
         self._progress = progress
         self._out = output
         self._stop = StopRequest()
@@ -128,7 +152,7 @@ class ImportRun:
         mapper = JobMapper(options.job_type, self.import_id, options.client_id)
         header = read_header(options.file, options.file_format)
         if header is not None:
-            mapper.check_columns(header)
+            mapper.check_columns(header, password_required=self._route_fixed() is Route.WORKER)
         name = f"{self.import_id}.{options.job_type}"
         report_path = options.report or Path(f"{name}.report.csv")
         checkpoint_path = options.checkpoint or Path(f"{name}.checkpoint.json")
@@ -154,6 +178,12 @@ class ImportRun:
             self._stop.installed(),
         ):
             ledger = OutcomeLedger(Path(scratch))
+            self._job_rows = JobRows(
+                self._pool_header,
+                Path(scratch),
+                file_columns=header,
+                max_rows=options.job_rows,
+            )
             try:
                 return self._phases(mapper, checkpoint, earlier, ledger, report_path)
             finally:
@@ -169,12 +199,12 @@ class ImportRun:
     ) -> int:
         options = self.options
         self._validate(mapper, earlier, ledger)
-        if mapper.ignored_columns:
-            ignored = ", ".join(sorted(mapper.ignored_columns))
-            self._say(f"note: {options.job_type} jobs do not use column(s) {ignored}: ignored")
+        parts = self._job_rows.finish() if self._job_rows else []
+        self._note_ignored(mapper)
         if self._stop.requested:
             self._say("interrupted while validating: nothing was sent")
             return EXIT_INTERRUPTED
+        self._print_plan(earlier, parts)
         if options.validate_only:
             self._say(f"valid rows: {self._sendable}; invalid rows: {self._invalid}")
             return self._finish(mapper, earlier, checkpoint, ledger, report_path, checked=True)
@@ -184,18 +214,24 @@ class ImportRun:
                 "--skip-invalid to send the valid rows only."
             )
             return self._finish(mapper, earlier, checkpoint, ledger, report_path, checked=True)
+        if parts and not self._confirmed():
+            self._finish(mapper, earlier, checkpoint, ledger, report_path, checked=True)
+            return EXIT_NOT_CONFIRMED
         if earlier.ranges:
             self._say(f"resuming: {earlier.sent_count} row(s) were sent by an earlier run")
         with ExitStack() as stack:
             stream: ResultStream | None = None
-            if options.wait:
+            if options.wait and self._sendable:
                 if self._follower is None or mapper.batch_label is None:
                     raise RuntimeError("--wait needs the results topic and the batch field")
                 stream = stack.enter_context(self._follower(mapper.batch_label))
-            self._send(mapper, checkpoint, earlier, ledger)
+            if self._sendable:
+                self._send(mapper, checkpoint, earlier, ledger)
             if self._interrupted:
                 self._say_how_to_resume()
-            elif stream is not None:
+            elif parts:
+                self._run_jobs(parts, checkpoint.path, ledger)
+            if stream is not None and not self._interrupted:
                 self._follow(stream, mapper, earlier, ledger)
         code = self._finish(mapper, earlier, checkpoint, ledger, report_path, checked=False)
         if self._interrupted:
@@ -211,14 +247,22 @@ class ImportRun:
         for row in read_rows(self.options.file, self.options.file_format):
             if self._stop.requested:
                 break
-            problem = row.problem or mapper.map(row.line, row.fields).problem
+            route = self._route(row)
+            problem = row.problem
+            if problem is None and route is Route.IMPORT_JOB:
+                assert self._job_rows is not None
+                problem = self._job_rows.add(row.line, row.fields)
+            elif problem is None:
+                problem = mapper.map(row.line, row.fields).problem
+                if problem is None:
+                    self._worker_rows += 1
             if problem is not None:
                 self._invalid += 1
                 pending.append((row.line, Outcome(RowStatus.INVALID, INVALID_JOB_CODE, problem)))
                 if shown < _SHOWN_INVALID_ROWS:
                     shown += 1
                     self._say(f"line {row.line}: {problem}")
-            elif not earlier.was_sent(row.line):
+            elif route is Route.WORKER and not earlier.was_sent(row.line):
                 self._sendable += 1
             if len(pending) >= 1000:
                 ledger.record(pending)
@@ -238,6 +282,8 @@ class ImportRun:
                 return
             if row.problem is not None or earlier.was_sent(row.line):
                 continue
+            if self._route(row) is Route.IMPORT_JOB:
+                continue
             mapped = mapper.map(row.line, row.fields)
             if mapped.job is not None:
                 yield mapped.job
@@ -250,7 +296,9 @@ class ImportRun:
         ledger: OutcomeLedger,
     ) -> None:
         if self._sender is None:
-            raise RuntimeError("sending needs the jobs queue")
+            raise SendingUnavailable(
+                f"JOBS_QUEUE_URL is required: {self._sendable} row(s) go through the worker"
+            )
         progress = self._progress("sending", self._sendable)
 
         def on_batch(sent: list[str], failed: list[SendFailure]) -> None:
@@ -374,12 +422,18 @@ class ImportRun:
         for row in read_rows(self.options.file, self.options.file_format):
             while next_outcome is not None and next_outcome[0] < row.line:
                 next_outcome = next(outcomes, None)
+            by_job = row.problem is None and self._route(row) is Route.IMPORT_JOB
             if next_outcome is not None and next_outcome[0] == row.line:
                 outcome = next_outcome[1]
+            elif by_job:
+                outcome = self._job_default_outcome(row.line, checked=checked)
             else:
                 outcome = self._default_outcome(row, earlier, checkpoint, checked=checked)
             username = "" if outcome.status is RowStatus.INVALID else _username(row)
-            yield ReportRow(row.line, username, mapper.job_id(row.line), outcome)
+            job_id = mapper.job_id(row.line)
+            if by_job and outcome.status is not RowStatus.INVALID:
+                job_id = self._job_phase.job_id_of(row.line) if self._job_phase else ""
+            yield ReportRow(row.line, username, job_id, outcome)
 
     def _default_outcome(
         self, row: Row, earlier: Checkpoint, checkpoint: Checkpoint, *, checked: bool
@@ -395,6 +449,101 @@ class ImportRun:
                 return Outcome(RowStatus.NO_RESULT, "", "sent; no result arrived in time")
             return Outcome(RowStatus.SENT)
         return Outcome(RowStatus.NOT_SENT, "", "interrupted before this row was sent: --resume")
+
+    # -- the import-job path -----------------------------------------------------------------
+
+    def _route_fixed(self) -> Route | None:
+        """The one path every row takes, when the data does not choose."""
+        options = self.options
+        if options.job_type != "import_user" or options.path is SendPath.WORKER:
+            return Route.WORKER
+        if options.path is SendPath.IMPORT_JOB:
+            return Route.IMPORT_JOB
+        return None
+
+    def _route(self, row: Row) -> Route:
+        return route_of(self.options.job_type, self.options.path, row.fields)
+
+    def _jobs_client(self) -> UserImportJobs:
+        if self._user_import is None:
+            if self._user_import_factory is None:
+                raise SendingUnavailable(
+                    "rows without a password go through Cognito's user import job, which needs "
+                    "COGNITO_USER_POOL_ID (or --user-pool-id); or pass --path worker"
+                )
+            self._user_import = self._user_import_factory()
+        return self._user_import
+
+    def _pool_header(self) -> list[str]:
+        return self._jobs_client().csv_header()
+
+    def _note_ignored(self, mapper: JobMapper) -> None:
+        options = self.options
+        if mapper.ignored_columns:
+            ignored = ", ".join(sorted(mapper.ignored_columns))
+            self._say(f"note: {options.job_type} jobs do not use column(s) {ignored}: ignored")
+        job_ignored = self._job_rows.ignored_columns if self._job_rows else set()
+        if job_ignored:
+            ignored = ", ".join(sorted(job_ignored))
+            self._say(f"note: Cognito's import job does not take column(s) {ignored}: ignored")
+
+    def _print_plan(self, earlier: Checkpoint, parts: list[PreparedPart]) -> None:
+        fixed = self._route_fixed()
+        counts = PlanCounts(
+            job_type=self.options.job_type,
+            worker_rows=self._sendable,
+            job_rows=sum(p.file.rows for p in parts),
+            job_parts=len(parts),
+            invalid=self._invalid,
+            sent_earlier=earlier.sent_count,
+            worker_reason="a password in the file" if fixed is None else "",
+            job_reason="no password in the file" if fixed is None else "--path import-job",
+        )
+        for line in plan_lines(counts, os.environ):
+            self._say(line)
+
+    def _confirmed(self) -> bool:
+        if self.options.yes:
+            return True
+        if self._confirm is not None:
+            return self._confirm()
+        self._say(
+            "nothing was sent: an import job cannot be taken back, so a run that is not "
+            "interactive confirms the plan with --yes"
+        )
+        return False
+
+    def _run_jobs(
+        self, parts: list[PreparedPart], checkpoint_path: Path, ledger: OutcomeLedger
+    ) -> None:
+        path = checkpoint_path.with_name(
+            checkpoint_path.name.removesuffix(".json").removesuffix(".checkpoint")
+            + ".import-job.checkpoint.json"
+        )
+        checkpoint = JobCheckpoint.load(path, self.import_id, self.sha256)
+        phase = JobPhase(
+            self._jobs_client(),
+            checkpoint,
+            progress=self._progress,
+            say=self._say,
+            stop=self._stop,
+            poll_s=self.options.job_poll_s,
+        )
+        self._job_phase = phase
+        phase.run(parts, ledger.record)
+        if phase.interrupted:
+            self._interrupted = True
+
+    def _job_default_outcome(self, line: int, *, checked: bool) -> Outcome:
+        if checked:
+            if self.options.validate_only:
+                return Outcome(RowStatus.VALID)
+            return Outcome(RowStatus.NOT_SENT, "", "not sent: invalid rows, or no confirmation")
+        if self._job_phase is not None and self._job_phase.was_started(line):
+            return Outcome(
+                RowStatus.SENT, "", "in an import job not followed to its end: run the import again"
+            )
+        return Outcome(RowStatus.NOT_SENT, "", "interrupted before its import job started")
 
 
 def line_of(job_id: str) -> int:

@@ -95,12 +95,15 @@ class JobMapper:
         """The ``batch`` every job carries, when the contract has the field."""
         return self.import_id if self._takes_batch else None
 
-    def check_columns(self, columns: Iterable[str]) -> None:
-        """Refuse a header that cannot make jobs; remember the columns this type ignores."""
+    def check_columns(self, columns: Iterable[str], *, password_required: bool = True) -> None:
+        """Refuse a header that cannot make jobs; remember the columns this type ignores.
+
+        ``password_required=False`` when rows without a password go another way (an import
+        job), so a file without the column is a file of such rows."""
         names = list(columns)
         if "username" not in names:
             raise MappingError("the file has no 'username' column")
-        if self._takes_password and "password" not in names:
+        if self._takes_password and password_required and "password" not in names:
             raise MappingError(f"a {self.job_type} import needs a 'password' column")
         reserved = sorted(_RESERVED_COLUMNS.intersection(names))
         if reserved:

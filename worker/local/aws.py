@@ -4,7 +4,9 @@ moto does not check the SecretHash on SignUp, ConfirmSignUp, ResendConfirmationC
 or ConfirmForgotPassword, and has no ResendConfirmationCode at all. The front sits before moto's
 Cognito API and closes those two gaps the way Cognito behaves: it refuses a missing or wrong
 SecretHash with Cognito's own error, and answers ResendConfirmationCode from the user's state in
-moto. Everything else passes through to moto unchanged.
+moto. It also answers Cognito's user import jobs, which moto lacks, and serves their presigned
+uploads on a port of its own (:mod:`worker.local.import_jobs`). Everything else passes through to
+moto unchanged.
 
 Run it as ``python -m worker.local.aws`` (or ``cognito-worker local``): it provisions a pool, the
 queues and the topic, prints the environment to export, and serves until Ctrl-C (``--help``).
@@ -39,6 +41,9 @@ from typing import Any
 import aiohttp
 import boto3
 from aiohttp import web
+
+from worker.local.import_jobs import OPERATIONS as IMPORT_JOB_OPERATIONS
+from worker.local.import_jobs import ImportJobError, ImportJobs
 
 LOOPBACK = "127.0.0.1"
 REGION = "us-east-1"
@@ -111,8 +116,9 @@ class _Client:
 class CognitoFront:
     """The aiohttp app in front of moto's Cognito API."""
 
-    def __init__(self, moto_endpoint: str) -> None:
+    def __init__(self, moto_endpoint: str, imports: ImportJobs | None = None) -> None:
         self._moto = moto_endpoint
+        self._imports = imports
         self._clients: dict[str, _Client] = {}
         self._idp_by_region: dict[str, Any] = {}
         self._refreshing = asyncio.Lock()
@@ -133,6 +139,13 @@ class CognitoFront:
         body = await request.read()
         target = request.headers.get("X-Amz-Target", "")
         operation = target.removeprefix(_TARGET_PREFIX) if target.startswith(_TARGET_PREFIX) else ""
+        if operation in IMPORT_JOB_OPERATIONS and self._imports is not None:
+            try:
+                parameters = json.loads(body or b"{}")
+                answer = await asyncio.to_thread(self._imports.handle, operation, parameters)
+            except ImportJobError as error:
+                return _error_response(error.code, error.message)
+            return web.json_response(answer, content_type="application/x-amz-json-1.1")
         if operation in _HASHED_OPERATIONS:
             try:
                 parameters = json.loads(body or b"{}")
@@ -141,12 +154,7 @@ class CognitoFront:
                     answer = await asyncio.to_thread(self._resend, client, parameters)
                     return web.json_response(answer, content_type="application/x-amz-json-1.1")
             except _CognitoError as error:
-                return web.json_response(
-                    {"__type": error.code, "message": error.message},
-                    status=400,
-                    headers={"x-amzn-ErrorType": error.code},
-                    content_type="application/x-amz-json-1.1",
-                )
+                return _error_response(error.code, error.message)
         return await self._forward(request, body)
 
     async def _forward(self, request: web.Request, body: bytes) -> web.Response:
@@ -260,6 +268,15 @@ class CognitoFront:
         }
 
 
+def _error_response(code: str, message: str) -> web.Response:
+    return web.json_response(
+        {"__type": code, "message": message},
+        status=400,
+        headers={"x-amzn-ErrorType": code},
+        content_type="application/x-amz-json-1.1",
+    )
+
+
 @functools.cache
 def aws_client(service: str, endpoint: str, region: str = REGION) -> Any:
     """A boto3 client for the local AWS (any credentials do); one per service and endpoint."""
@@ -284,6 +301,7 @@ class Stack:
     dead_letter_queue_url: str
     results_topic_arn: str
     results_queue_url: str
+    import_logs_role_arn: str = ""  # the role Cognito assumes to log an import job
 
     def create_confirmed_user(self, username: str, password: str) -> None:
         """A CONFIRMED user with a verified email, created by an administrator."""
@@ -350,6 +368,7 @@ class Stack:
             "COGNITO_USER_POOL_ID": self.user_pool_id,
             "COGNITO_CLIENT_ID": self.client_id,
             "COGNITO_CLIENT_SECRET": self.client_secret,
+            "IMPORT_LOGS_ROLE_ARN": self.import_logs_role_arn,
             # The local stack tries every job type, imports included; a deployment enables
             # import_user only where it means to (docs/settings.md).
             "ACCEPTED_JOB_TYPES": "all",
@@ -392,6 +411,7 @@ def provision(
         Endpoint=results_arn,
         Attributes={"RawMessageDelivery": "true"},
     )
+    role_arn = create_import_logs_role(endpoints, f"{name}-cognito-import-logs")
     return Stack(
         endpoints=endpoints,
         user_pool_id=pool_id,
@@ -401,7 +421,44 @@ def provision(
         dead_letter_queue_url=dlq_url,
         results_topic_arn=topic_arn,
         results_queue_url=results_url,
+        import_logs_role_arn=role_arn,
     )
+
+
+def create_import_logs_role(endpoints: Endpoints, name: str) -> str:
+    """The role Cognito assumes to write import jobs' logs, as AWS's guide gives it (trusted by
+    ``cognito-idp.amazonaws.com``; the four logs actions on ``/aws/cognito/*``); its ARN."""
+    iam = aws_client("iam", endpoints.moto)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "cognito-idp.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    arn: str = iam.create_role(RoleName=name[:64], AssumeRolePolicyDocument=json.dumps(trust))[
+        "Role"
+    ]["Arn"]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                ],
+                "Resource": f"arn:aws:logs:{REGION}:*:log-group:/aws/cognito/*",
+            }
+        ],
+    }
+    iam.put_role_policy(RoleName=name[:64], PolicyName="logs", PolicyDocument=json.dumps(policy))
+    return arn
 
 
 def create_idempotency_table(endpoints: Endpoints) -> str:
@@ -468,7 +525,14 @@ def _wait_until_up(url: str, timeout_s: float = 30.0) -> None:
 async def _serve_front(
     moto_endpoint: str, front_socket: socket.socket, on_ready: Callable[[Endpoints], None]
 ) -> None:
-    runner = web.AppRunner(CognitoFront(moto_endpoint).app(), access_log=None)
+    imports = ImportJobs(lambda service, region: aws_client(service, moto_endpoint, region))
+    uploads = web.AppRunner(imports.upload_app(), access_log=None)
+    await uploads.setup()
+    upload_site = web.TCPSite(uploads, LOOPBACK, 0)
+    await upload_site.start()
+    upload_port = upload_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    imports.upload_base = f"http://{LOOPBACK}:{upload_port}"
+    runner = web.AppRunner(CognitoFront(moto_endpoint, imports).app(), access_log=None)
     await runner.setup()
     await web.SockSite(runner, front_socket).start()
     front_port = front_socket.getsockname()[1]
@@ -482,6 +546,7 @@ async def _serve_front(
         await stop.wait()
     finally:
         await runner.cleanup()
+        await uploads.cleanup()
 
 
 def _print_endpoints(endpoints: Endpoints) -> None:
