@@ -1,7 +1,11 @@
-"""The composition root and lifecycle: builds every part, runs the receive loop, drains on SIGTERM.
+"""The composition root and lifecycle: builds every part, runs the receive loops, drains on SIGTERM.
 
-The loop receives only as many messages as it has free job slots, so every received message starts
-at once and the next receive never waits for the slowest job of the last batch.
+Each lane (the jobs queue, and the bulk jobs queue when there is one) has a receive loop of its
+own. A loop receives only as many messages as there are free job slots, so every received message
+starts at once and the next receive never waits for the slowest job of the last batch. The bulk
+loop leaves :data:`INTERACTIVE_SLOTS` slots to the interactive one and receives only while the
+pacers hold less than :data:`RECEIVE_AHEAD_S` of calls: no bulk message waits in memory for
+long, and none stands between a live job and its slot (the pacers put live calls first).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import math
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,11 +36,12 @@ from worker.cognito.fleet import (
 )
 from worker.cognito.gateway import CognitoGateway
 from worker.cognito.ratelimit import QuotaCategory, RateLimiter
+from worker.contract.jobs import Lane
 from worker.operations.emf import EmfEmitter
 from worker.operations.health import Check, health_app
 from worker.operations.signals import StopSignals
 from worker.pipeline.aws_retries import AWS_ERRORS
-from worker.pipeline.consumer import MAX_RECEIVE, JobQueue, ReceivedMessage
+from worker.pipeline.consumer import MAX_RECEIVE, JobQueue, Lanes, ReceivedMessage
 from worker.pipeline.decisions import RetryPolicy
 from worker.pipeline.idempotency import DynamoDbStore, IdempotencyStore, MemoryStore
 from worker.pipeline.processor import Disposition, JobProcessor, ProcessorStats
@@ -67,6 +73,9 @@ RECEIVE_FILL_WAIT_S = 0.2
 # (tens of milliseconds). Measured in fleet-of-3: 2 s left one task alone for the batch's last
 # 3-4 s (92.6 % of the budget over the batch); 1 s, for 1.5-2 s (95.0 %), the same 97 % steady.
 RECEIVE_AHEAD_S = 1.0
+# Job slots the bulk lane never takes (at most half of MAX_JOBS_IN_FLIGHT): an interactive job
+# always finds one free, whatever an import has in flight.
+INTERACTIVE_SLOTS = 10
 # How long a long poll may still answer once the worker is told to stop.
 STOP_RECEIVE_GRACE_S = 1.0
 # The longest pause between receives while SQS fails.
@@ -109,10 +118,11 @@ class MessageHandler(Protocol):
 
 
 @dataclass
-class _Lane:
+class _Strand:
     """The messages one task works through in order: one, or a FIFO group's messages."""
 
     messages: list[ReceivedMessage]
+    lane: Lane
     called_cognito: bool = False
 
 
@@ -127,25 +137,33 @@ class Worker:
         guard: ConfigurationGuard,
         metrics: Metrics,
         *,
+        bulk: MessageSource | None = None,
         exit_when_idle: bool = False,
-        pacer_backlog_s: Callable[[], float] = lambda: 0.0,
+        pacer_backlog_s: Callable[[Lane | None], float] = lambda _lane: 0.0,
+        pacer_rate_rps: Callable[[], float] = lambda: math.inf,
     ) -> None:
         self._settings = settings
         self._pacer_backlog_s = pacer_backlog_s
-        self._queue = queue
+        self._pacer_rate_rps = pacer_rate_rps
+        self._sources = {Lane.INTERACTIVE: queue}
+        self._fifo = {Lane.INTERACTIVE: settings.jobs_queue_url.endswith(".fifo")}
+        if bulk is not None:
+            self._sources[Lane.BULK] = bulk
+            self._fifo[Lane.BULK] = (settings.bulk_jobs_queue_url or "").endswith(".fifo")
         self._processor = processor
         self._guard = guard
         self.metrics = metrics
         self._exit_when_idle = exit_when_idle
-        self._jobs: dict[asyncio.Task[None], _Lane] = {}
-        self._fifo = settings.jobs_queue_url.endswith(".fifo")
-        self._slot_freed = asyncio.Event()
+        self._jobs: dict[asyncio.Task[None], _Strand] = {}
+        self._slot_freed = {lane: asyncio.Event() for lane in self._sources}
         self._stopping = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._last_loop_at = time.monotonic()
-        self._last_receive_error: str | None = None
-        self._receive_failures = 0
-        self._receive_failing_since: float | None = None
+        # Per lane: the last receive error, how many receives failed in a row, since when.
+        self._last_receive_error: dict[Lane, str | None] = dict.fromkeys(self._sources)
+        self._receive_failures = dict.fromkeys(self._sources, 0)
+        self._receive_failing_since: dict[Lane, float | None] = dict.fromkeys(self._sources)
+        self._drained_lanes: set[Lane] = set()
         self._started_at = time.monotonic()
         self._burst_waiting_logged_at = 0.0
         self.flush_deadline: float | None = None
@@ -155,7 +173,16 @@ class Worker:
     @property
     def jobs_in_flight(self) -> int:
         """Messages received and not yet finished."""
-        return sum(len(lane.messages) for lane in self._jobs.values())
+        return sum(len(strand.messages) for strand in self._jobs.values())
+
+    def jobs_in_flight_of(self, lane: Lane) -> int:
+        """Messages of ``lane`` received and not yet finished."""
+        return sum(len(s.messages) for s in self._jobs.values() if s.lane is lane)
+
+    @property
+    def lanes(self) -> tuple[Lane, ...]:
+        """The lanes this worker receives from."""
+        return tuple(self._sources)
 
     # -- probes -----------------------------------------------------------------------------
     def liveness(self) -> Check:
@@ -176,7 +203,8 @@ class Worker:
                 False,
                 {"status": "stale", "reason": f"the receive loop last ran {age:.0f} s ago"},
             )
-        failing_s = self._receive_failing_s()
+        lane, failing_s = self._longest_failing()
+        last_error = self._last_receive_error[lane]
         if failing_s is not None and failing_s > RECEIVE_FAILING_UNHEALTHY_S:
             # Running but useless (no credentials, no permission, no queue): a new task may get
             # what this one lacks, and a deployment that never gets healthy is rolled back.
@@ -185,24 +213,41 @@ class Worker:
                 {
                     "status": "receive failing",
                     "reason": f"every receive for {failing_s:.0f} s failed",
-                    "last_receive_error": self._last_receive_error,
+                    "last_receive_error": last_error,
+                    **self._lane_named(lane),
                 },
             )
         body: dict[str, Any] = {
             "status": "ok",
             "last_loop_s_ago": round(age, 1),
             "jobs_in_flight": self.jobs_in_flight,
+            **self._in_flight_by_lane(),
         }
-        if self._last_receive_error:
-            body["last_receive_error"] = self._last_receive_error
+        if last_error:
+            body["last_receive_error"] = last_error
+            body.update(self._lane_named(lane))
             if failing_s is not None:
                 body["receive_failing_s"] = round(failing_s, 1)
         return Check(True, body)
 
-    def _receive_failing_s(self) -> float | None:
-        if self._receive_failing_since is None:
-            return None
-        return time.monotonic() - self._receive_failing_since
+    def _longest_failing(self) -> tuple[Lane, float | None]:
+        """The lane whose receives have failed the longest, and for how long (None: none)."""
+        since = {lane: t for lane, t in self._receive_failing_since.items() if t is not None}
+        if not since:
+            failing = [lane for lane, error in self._last_receive_error.items() if error]
+            return (failing[0] if failing else Lane.INTERACTIVE), None
+        lane = min(since, key=lambda name: since[name])
+        return lane, time.monotonic() - since[lane]
+
+    def _lane_named(self, lane: Lane) -> dict[str, str]:
+        """``{"lane": ...}`` when there are two lanes to tell apart, else nothing."""
+        return {"lane": lane.value} if len(self._sources) > 1 else {}
+
+    def _in_flight_by_lane(self) -> dict[str, dict[str, int]]:
+        if len(self._sources) == 1:
+            return {}
+        by_lane = {lane.value: self.jobs_in_flight_of(lane) for lane in self._sources}
+        return {"jobs_in_flight_by_lane": by_lane}
 
     def readiness(self) -> Check:
         """Ready once the clients are up, until the drain begins; not while receives keep failing
@@ -214,16 +259,21 @@ class Worker:
         broken = self._guard.reasons()
         if broken:
             return Check(False, {"status": "configuration error", "clients": broken})
-        if self._receive_failures >= RECEIVE_FAILURES_NOT_READY:
+        lane = max(self._receive_failures, key=lambda name: self._receive_failures[name])
+        if self._receive_failures[lane] >= RECEIVE_FAILURES_NOT_READY:
             return Check(
                 False,
                 {
                     "status": "receive failing",
-                    "reason": self._last_receive_error,
-                    "failed_receives": self._receive_failures,
+                    "reason": self._last_receive_error[lane],
+                    "failed_receives": self._receive_failures[lane],
+                    **self._lane_named(lane),
                 },
             )
-        return Check(True, {"status": "ready", "jobs_in_flight": self.jobs_in_flight})
+        return Check(
+            True,
+            {"status": "ready", "jobs_in_flight": self.jobs_in_flight, **self._in_flight_by_lane()},
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
     def stop(self, reason: str) -> None:
@@ -233,15 +283,15 @@ class Worker:
         # Act first, log after: a log line that cannot be written must not keep the worker going.
         self._stopping.set()
         # Jobs that have not reached Cognito yet go straight back to the queue.
-        for task, lane in self._jobs.items():
-            if not lane.called_cognito:
+        for task, strand in self._jobs.items():
+            if not strand.called_cognito:
                 task.cancel()
         log.info("stopping", reason=reason, jobs_in_flight=self.jobs_in_flight)
 
     async def run(self) -> int:
         """Receive and process until stopped (or idle, in burst mode); return the exit code."""
         self._ready = True
-        self._loop_task = asyncio.create_task(self._receive_loop())
+        self._loop_task = asyncio.create_task(self._receive_loops())
         exit_code = EXIT_OK
         try:
             await self._loop_task
@@ -272,7 +322,20 @@ class Worker:
         log.info("worker stopped", exit_code=exit_code, **by_disposition)
         return exit_code
 
-    async def _receive_loop(self) -> None:
+    async def _receive_loops(self) -> None:
+        """One receive loop per lane; if one dies, the others are stopped and its error raised."""
+        if len(self._sources) == 1:
+            await self._receive_loop(Lane.INTERACTIVE)
+            return
+        try:
+            async with asyncio.TaskGroup() as loops:
+                for lane in self._sources:
+                    loops.create_task(self._receive_loop(lane))
+        except ExceptionGroup as died:
+            raise died.exceptions[0] from None
+
+    async def _receive_loop(self, lane: Lane) -> None:
+        source = self._sources[lane]
         failures = 0
         while not self._stopping.is_set():
             await self._guard.probe_due()
@@ -286,27 +349,28 @@ class Worker:
                     self._gave_up_on_configuration = True
                     self.stop("every app client's circuit breaker is open")
                 continue
-            await self._while_the_pacers_are_behind()
-            free = await self._free_slots()
+            await self._while_the_pacers_are_behind(lane)
+            free = await self._free_slots(lane)
             if free == 0:
                 continue
             try:
-                messages = await self._receive_unless_stopped(free)
+                messages = await self._receive_unless_stopped(source, free)
             except AWS_ERRORS as error:
                 failures += 1
                 # The code or class name only: SDK texts can carry the role ARN and account id,
                 # and this goes to the health endpoints.
-                self._last_receive_error = error_code(error)
-                self._receive_failures = failures
-                if self._receive_failing_since is None:
-                    self._receive_failing_since = time.monotonic()
+                self._last_receive_error[lane] = error_code(error)
+                self._receive_failures[lane] = failures
+                if self._receive_failing_since[lane] is None:
+                    self._receive_failing_since[lane] = time.monotonic()
                 self._last_loop_at = time.monotonic()
                 delay = min(RECEIVE_BACKOFF_CAP_S, 0.5 * 2**failures)
                 log.warning(
                     "receive failed",
-                    error=self._last_receive_error,
+                    error=self._last_receive_error[lane],
                     failed_in_a_row=failures,
                     retry_in_s=delay,
+                    **self._lane_named(lane),
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
@@ -316,17 +380,27 @@ class Worker:
                 # Received while told to stop: none of them started, all go straight back.
                 await self._hand_back_all(messages)
                 return
-            self._last_receive_error = None
-            self._receive_failures = 0
-            self._receive_failing_since = None
+            self._last_receive_error[lane] = None
+            self._receive_failures[lane] = 0
+            self._receive_failing_since[lane] = None
             self._last_loop_at = time.monotonic()
-            self._start(messages)
-            # Burst mode ends when nothing is left anywhere, not merely nothing visible: a message
-            # handed back for later, or held by a worker that died, still counts.
-            if self._exit_when_idle and not messages and not self._jobs and await self._drained():
+            self._start(messages, lane)
+            if self._exit_when_idle and self._every_lane_drained(
+                lane, not messages and not self._jobs and await self._drained(source)
+            ):
                 log.info("queue drained", mode="exit-when-idle")
                 self.stop("the queue is empty")
                 return
+
+    def _every_lane_drained(self, lane: Lane, drained: bool) -> bool:
+        """Burst mode: note whether ``lane`` is drained; say whether every lane is, with no job
+        in flight. It ends when nothing is left anywhere, not merely nothing visible: a message
+        handed back for later, or held by a worker that died, still counts."""
+        if drained:
+            self._drained_lanes.add(lane)
+        else:
+            self._drained_lanes.discard(lane)
+        return not self._jobs and self._drained_lanes == set(self._sources)
 
     def _say_what_burst_waits_for(self, counts: dict[str, int]) -> None:
         """Burst mode: now and then, say which messages keep it from ending."""
@@ -343,14 +417,16 @@ class Worker:
             "burst mode ends once none is left",
         )
 
-    async def _receive_unless_stopped(self, free: int) -> list[ReceivedMessage]:
+    async def _receive_unless_stopped(
+        self, source: MessageSource, free: int
+    ) -> list[ReceivedMessage]:
         """Receive; when told to stop during a long poll, give it a moment, then abandon it.
 
         Abandoning a long poll that is about to answer would hide its messages for the whole
         visibility timeout, so a poll that answers within the moment is taken and handed back.
         """
         receive = asyncio.ensure_future(
-            self._queue.receive(min(MAX_RECEIVE, free), self._settings.receive_wait_s)
+            source.receive(min(MAX_RECEIVE, free), self._settings.receive_wait_s)
         )
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
@@ -367,9 +443,9 @@ class Worker:
             return []
         return receive.result()
 
-    async def _drained(self) -> bool:
+    async def _drained(self, source: MessageSource) -> bool:
         try:
-            counts = await self._queue.message_counts()
+            counts = await source.message_counts()
         except AWS_ERRORS as error:
             log.warning("could not tell whether the queue is drained", error=error_code(error))
             return False
@@ -378,30 +454,55 @@ class Worker:
             return False
         return True
 
-    async def _while_the_pacers_are_behind(self) -> None:
+    async def _while_the_pacers_are_behind(self, lane: Lane) -> None:
         """Wait while the pacers hold more than :data:`RECEIVE_AHEAD_S` of calls (a few seconds
-        at most, so liveness keeps ticking)."""
+        at most, so liveness keeps ticking). The interactive lane counts its own calls only:
+        they go ahead of every bulk one."""
         deadline = time.monotonic() + 5
+        counted = Lane.INTERACTIVE if lane is Lane.INTERACTIVE else None
         while not self._stopping.is_set() and time.monotonic() < deadline:
-            behind_s = self._pacer_backlog_s() - RECEIVE_AHEAD_S
+            behind_s = self._pacer_backlog_s(counted) - RECEIVE_AHEAD_S
+            if lane is Lane.BULK:
+                # Also the bulk jobs received and not yet at the pacer (being decoded, claimed):
+                # else the next receive comes before the last one's calls are counted.
+                not_yet_paced = self._not_yet_called(Lane.BULK) / self._pacer_rate_rps()
+                behind_s = max(behind_s, not_yet_paced - RECEIVE_AHEAD_S)
             if behind_s <= 0:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), min(behind_s, 0.5))
         self._last_loop_at = time.monotonic()
 
-    async def _free_slots(self) -> int:
+    def _not_yet_called(self, lane: Lane) -> int:
+        """Jobs of ``lane`` received and not yet past their first Cognito call."""
+        return sum(
+            len(strand.messages)
+            for strand in self._jobs.values()
+            if strand.lane is lane and not strand.called_cognito
+        )
+
+    def _slots_of(self, lane: Lane) -> int:
+        """How many job slots ``lane`` may fill: all of them, less the interactive lane's own
+        for the bulk lane."""
+        slots = self._settings.max_jobs_in_flight
+        if lane is Lane.BULK:
+            slots -= min(INTERACTIVE_SLOTS, slots // 2)
+        return slots
+
+    async def _free_slots(self, lane: Lane) -> int:
         """Wait for free job slots: enough for a full receive, or a few after a short while.
 
         Receiving as soon as one slot frees would make every receive a one-message request;
         waiting a moment for ten keeps SQS requests per job low at a small cost in latency.
         Returns within a few seconds at most, so liveness keeps ticking.
         """
-        full = min(MAX_RECEIVE, self._settings.max_jobs_in_flight)
+        slots = self._slots_of(lane)
+        full = min(MAX_RECEIVE, slots)
         first_free_at: float | None = None
         deadline = time.monotonic() + 5
+        freed = self._slot_freed[lane]
         while time.monotonic() < deadline and not self._stopping.is_set():
-            free = self._settings.max_jobs_in_flight - self.jobs_in_flight
+            free = slots - self.jobs_in_flight
             now = time.monotonic()
             if free > 0 and first_free_at is None:
                 first_free_at = now
@@ -409,63 +510,64 @@ class Worker:
                 first_free_at is not None and now - first_free_at >= RECEIVE_FILL_WAIT_S
             ):
                 return free
-            self._slot_freed.clear()
+            freed.clear()
             wait = RECEIVE_FILL_WAIT_S if first_free_at is not None else deadline - now
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._slot_freed.wait(), max(0.0, wait))
+                await asyncio.wait_for(freed.wait(), max(0.0, wait))
         self._last_loop_at = time.monotonic()
-        return max(0, self._settings.max_jobs_in_flight - self.jobs_in_flight)
+        return max(0, slots - self.jobs_in_flight)
 
-    def _start(self, messages: list[ReceivedMessage]) -> None:
+    def _start(self, messages: list[ReceivedMessage], lane: Lane) -> None:
         """One task per message; on a FIFO queue, one task per message group, in order."""
-        if not self._fifo:
+        if not self._fifo[lane]:
             for message in messages:
-                self._start_lane(_Lane([message]))
+                self._start_strand(_Strand([message], lane))
             return
         groups: dict[str, list[ReceivedMessage]] = {}
         for message in messages:
             groups.setdefault(message.group_id or message.message_id, []).append(message)
         for group in groups.values():
-            self._start_lane(_Lane(group))
+            self._start_strand(_Strand(group, lane))
 
-    def _start_lane(self, lane: _Lane) -> None:
-        task = asyncio.create_task(self._work_through(lane))
-        self._jobs[task] = lane
+    def _start_strand(self, strand: _Strand) -> None:
+        task = asyncio.create_task(self._work_through(strand))
+        self._jobs[task] = strand
         self.metrics.jobs_in_flight.set(self.jobs_in_flight)
         task.add_done_callback(self._job_done)
 
-    async def _work_through(self, lane: _Lane) -> None:
+    async def _work_through(self, strand: _Strand) -> None:
         def mark_called() -> None:
-            lane.called_cognito = True
+            strand.called_cognito = True
 
-        while lane.messages:
-            lane.called_cognito = False
+        while strand.messages:
+            strand.called_cognito = False
             try:
-                disposition = await self._processor.process(lane.messages[0], mark_called)
+                disposition = await self._processor.process(strand.messages[0], mark_called)
             except asyncio.CancelledError:
-                # Every message of the lane goes back, the current one too: the task may have
+                # Every message of the strand goes back, the current one too: the task may have
                 # been cancelled before the processor ever saw it. (A second hand-back of a
                 # message the processor already dealt with changes nothing.)
-                await asyncio.shield(self._hand_back_all(lane.messages))
+                await asyncio.shield(self._hand_back_all(strand.messages))
                 raise
-            lane.messages.pop(0)
-            if disposition in (Disposition.HANDED_BACK, Disposition.LEFT) and lane.messages:
+            strand.messages.pop(0)
+            if disposition in (Disposition.HANDED_BACK, Disposition.LEFT) and strand.messages:
                 # FIFO: a message that did not finish holds back the later ones of its group,
                 # which go back in order behind it.
-                await self._hand_back_all(lane.messages)
-                lane.messages.clear()
+                await self._hand_back_all(strand.messages)
+                strand.messages.clear()
 
     async def _hand_back_all(self, messages: list[ReceivedMessage]) -> None:
         if messages:
             await asyncio.gather(
-                *(self._queue.hand_back(message, 0) for message in messages),
+                *(self._sources[message.lane].hand_back(message, 0) for message in messages),
                 return_exceptions=True,
             )
 
     def _job_done(self, task: asyncio.Task[None]) -> None:
         self._jobs.pop(task, None)
         self.metrics.jobs_in_flight.set(self.jobs_in_flight)
-        self._slot_freed.set()
+        for freed in self._slot_freed.values():
+            freed.set()
 
     async def _drain(self) -> None:
         """Let jobs in flight finish within the grace period; hand back the rest; flush."""
@@ -590,16 +692,37 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
             if call != "GetQueueAttributes":
                 metrics.batch_size.labels(call).observe(size)
 
-        queue = JobQueue(
-            sqs,
-            settings.jobs_queue_url,
-            dead_letter_queue_url=settings.dead_letter_queue_url,
-            visibility_timeout_s=settings.visibility_timeout_s,
-            linger_s=settings.batch_linger_s,
-            observe=observe,
-        )
+        # Batch only when there is something to batch with: the one job in flight sends its
+        # result and its delete at once. (Set once the worker exists.)
+        in_flight = [lambda: 0]
+
+        def others_in_flight() -> bool:
+            return in_flight[0]() > 1
+
+        queues = [
+            JobQueue(
+                sqs,
+                url,
+                dead_letter_queue_url=dlq_url,
+                visibility_timeout_s=settings.visibility_timeout_s,
+                lane=lane,
+                linger_s=settings.batch_linger_s,
+                linger_while=others_in_flight,
+                observe=observe,
+            )
+            for lane, url, dlq_url in (
+                (Lane.INTERACTIVE, settings.jobs_queue_url, settings.dead_letter_queue_url),
+                (Lane.BULK, settings.bulk_jobs_queue_url, settings.bulk_dead_letter_queue_url),
+            )
+            if url is not None
+        ]
+        lanes = Lanes(queues)
         publisher = ResultPublisher(
-            sns, settings.results_topic_arn, linger_s=settings.batch_linger_s, observe=observe
+            sns,
+            settings.results_topic_arn,
+            linger_s=settings.batch_linger_s,
+            linger_while=others_in_flight,
+            observe=observe,
         )
         store: IdempotencyStore = MemoryStore()
         roster: Roster = SoloRoster()  # no shared store: a fleet of one
@@ -616,7 +739,8 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
                 QuotaCategory.USER_CREATION: settings.rate_user_creation_rps,
                 QuotaCategory.USER_ACCOUNT_RECOVERY: settings.rate_user_account_recovery_rps,
                 QuotaCategory.USER_RESOURCE_READ: settings.rate_user_resource_read_rps,
-            }
+            },
+            reserved_share=settings.interactive_reserved_share,
         )
         gateway = CognitoGateway(cognito)
         guard = ConfigurationGuard(
@@ -628,7 +752,7 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
         processor = JobProcessor(
             settings,
             gateway,
-            queue,
+            lanes,
             publisher,
             store,
             guard,
@@ -638,15 +762,18 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
         )
         worker = Worker(
             settings,
-            queue,
+            lanes.queues[Lane.INTERACTIVE],
             processor,
             guard,
             metrics,
+            bulk=lanes.queues.get(Lane.BULK),
             exit_when_idle=exit_when_idle,
             pacer_backlog_s=limiter.backlog_s,
+            pacer_rate_rps=limiter.slowest_rate_rps,
         )
+        in_flight[0] = lambda: worker.jobs_in_flight
         # Flushed on the way out, after the drain, within what is left of the flush budget.
-        stack.push_async_callback(_flush, worker, queue, publisher)
+        stack.push_async_callback(_flush, worker, lanes, publisher)
         await stack.enter_async_context(
             _health_server(worker, settings.health_host, settings.health_port)
         )
@@ -664,6 +791,7 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
         log.info(
             "worker started",
             queue=settings.jobs_queue_url,
+            bulk_queue=settings.bulk_jobs_queue_url,
             clients=[client.client_id for client in settings.cognito_clients],
             max_jobs_in_flight=settings.max_jobs_in_flight,
         )
@@ -677,7 +805,7 @@ def _writes_json_logs(settings: Settings) -> bool:
     return log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
 
 
-async def _flush(worker: Worker, queue: JobQueue, publisher: ResultPublisher) -> None:
+async def _flush(worker: Worker, queue: Lanes, publisher: ResultPublisher) -> None:
     """Publish pending results, then send the deletes they allow; give up at the deadline.
 
     Whatever is not sent by then is not lost: an unpublished result's message is not deleted

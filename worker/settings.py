@@ -128,6 +128,25 @@ class Settings(BaseModel):
         description="where the worker moves malformed messages itself; without it they stay "
         "for the queue's redrive policy",
     )
+    bulk_jobs_queue_url: QueueUrl | None = Field(
+        default=None,
+        alias="BULK_JOBS_QUEUE_URL",
+        description="the bulk lane (imports, migrations): its jobs take only the Cognito calls "
+        "that JOBS_QUEUE_URL's leave; unset, one lane",
+    )
+    bulk_dead_letter_queue_url: QueueUrl | None = Field(
+        default=None,
+        alias="BULK_DEAD_LETTER_QUEUE_URL",
+        description="DEAD_LETTER_QUEUE_URL for the bulk lane's malformed messages",
+    )
+    interactive_reserved_share: float = Field(
+        default=0.0,
+        alias="INTERACTIVE_RESERVED_SHARE",
+        ge=0,
+        le=0.9,
+        description="share of each budget bulk jobs never take, kept for interactive bursts "
+        "(0: priority alone)",
+    )
 
     cognito_clients: tuple[AppClient, ...] = Field(
         alias="COGNITO_CLIENTS",
@@ -403,6 +422,13 @@ class Settings(BaseModel):
             problems.append(
                 "REQUIRE_ENCRYPTED_FIELDS needs FIELD_ENCRYPTION_KEY_ARNS (the keys that decrypt)"
             )
+        if self.bulk_dead_letter_queue_url and not self.bulk_jobs_queue_url:
+            problems.append("BULK_DEAD_LETTER_QUEUE_URL needs BULK_JOBS_QUEUE_URL (its lane)")
+        if self.bulk_jobs_queue_url is not None and self.bulk_jobs_queue_url in (
+            self.jobs_queue_url,
+            self.dead_letter_queue_url,
+        ):
+            problems.append("BULK_JOBS_QUEUE_URL must be a queue of its own, not JOBS_QUEUE_URL's")
         ids = [client.client_id for client in self.cognito_clients]
         if len(set(ids)) != len(ids):
             problems.append("COGNITO_CLIENTS names a client twice")

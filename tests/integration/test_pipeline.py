@@ -88,7 +88,9 @@ def test_every_job_type_reaches_cognito_and_its_result_the_topic(stack: Stack) -
             "job_type": result.body["type"],
             "status": "succeeded",
             "client_id": stack.client_id,
+            "lane": "interactive",
         }
+        assert result.body["lane"] == "interactive"
         assert result.body["attempts"] == 1
         assert result.body["received_at"] <= result.body["finished_at"]
     assert queue_depth(stack, stack.jobs_queue_url) == 0

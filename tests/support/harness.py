@@ -55,14 +55,14 @@ def job(job_type: str, **fields: Any) -> str:
     return json.dumps({"version": 1, "type": job_type, **fields})
 
 
-def enqueue(stack: Stack, *bodies: str) -> list[str]:
-    """Send the bodies; return their SQS message ids."""
+def enqueue(stack: Stack, *bodies: str, queue_url: str | None = None) -> list[str]:
+    """Send the bodies to the jobs queue (or ``queue_url``); return their SQS message ids."""
     sqs = aws_client("sqs", stack.endpoints.queues_and_topics)
     ids = []
     for start in range(0, len(bodies), 10):
         chunk = bodies[start : start + 10]
         answer = sqs.send_message_batch(
-            QueueUrl=stack.jobs_queue_url,
+            QueueUrl=queue_url or stack.jobs_queue_url,
             Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(chunk)],
         )
         assert not answer.get("Failed"), answer

@@ -14,6 +14,7 @@ from worker.cognito.ratelimit import (
     QuotaCategory,
     RateLimiter,
 )
+from worker.contract.jobs import Lane
 
 
 def test_slots_are_spaced_at_the_rate_a_little_under_the_budget() -> None:
@@ -187,3 +188,69 @@ async def test_a_smaller_share_slows_the_callers_already_waiting() -> None:
     started = time.monotonic()
     await asyncio.gather(*waiting)
     assert time.monotonic() - started >= 0.8
+
+
+async def test_an_interactive_caller_takes_the_next_slot_ahead_of_waiting_bulk_callers() -> None:
+    pacer = AdaptivePacer(20 / PACING_HEADROOM)  # one slot every 50 ms
+    order: list[str] = []
+
+    async def call(name: str, lane: Lane) -> None:
+        await pacer.acquire(lane)
+        order.append(name)
+
+    bulk = [asyncio.create_task(call(f"bulk-{i}", Lane.BULK)) for i in range(8)]
+    await asyncio.sleep(0.12)  # two or three bulk calls have left; the rest wait
+    assert pacer.waiting_by_lane[Lane.BULK] >= 4
+    left_when_it_came = len(order)
+    live = asyncio.create_task(call("live", Lane.INTERACTIVE))
+    await asyncio.gather(live, *bulk)
+    # Next, or next but one: only the bulk call already holding the turn may leave before it.
+    assert order.index("live") <= left_when_it_came + 1, order
+    assert [name for name in order if name != "live"] == [f"bulk-{i}" for i in range(8)]
+
+
+async def test_bulk_callers_use_every_slot_the_interactive_ones_leave() -> None:
+    pacer = AdaptivePacer(40 / PACING_HEADROOM)
+    started = time.monotonic()
+    await asyncio.gather(*(pacer.acquire(Lane.BULK) for _ in range(21)))
+    # 21 calls at 40 a second: 20 intervals, the first call at once.
+    assert time.monotonic() - started == pytest.approx(0.5, abs=0.08)
+
+
+async def test_a_reserved_share_is_never_taken_by_bulk_callers() -> None:
+    pacer = AdaptivePacer(40 / PACING_HEADROOM, reserved_share=0.5)
+    started = time.monotonic()
+    await asyncio.gather(*(pacer.acquire(Lane.BULK) for _ in range(11)))
+    bulk_s = time.monotonic() - started
+    # Half the rate: 10 intervals of 1/20 s.
+    assert bulk_s == pytest.approx(0.5, abs=0.08)
+    # Interactive callers still get the whole rate.
+    started = time.monotonic()
+    await asyncio.gather(*(pacer.acquire(Lane.INTERACTIVE) for _ in range(11)))
+    assert time.monotonic() - started == pytest.approx(0.25, abs=0.08)
+
+
+async def test_a_cancelled_waiter_gives_its_turn_on() -> None:
+    pacer = AdaptivePacer(20 / PACING_HEADROOM)
+    first = asyncio.create_task(pacer.acquire(Lane.BULK))
+    second = asyncio.create_task(pacer.acquire(Lane.BULK))
+    third = asyncio.create_task(pacer.acquire(Lane.INTERACTIVE))
+    await asyncio.sleep(0)
+    second.cancel()
+    await asyncio.wait_for(asyncio.gather(first, third), timeout=1)
+    assert pacer.waiting == 0
+    assert second.cancelled()
+
+
+async def test_waiters_cancelled_together_all_end_cancelled_and_the_pacer_goes_on() -> None:
+    # A stop cancels every job waiting for the pacer at once; the turn passes over them.
+    pacer = AdaptivePacer(20 / PACING_HEADROOM)
+    holder = asyncio.create_task(pacer.acquire(Lane.BULK))
+    waiters = [asyncio.create_task(pacer.acquire(Lane.BULK)) for _ in range(5)]
+    await asyncio.sleep(0)
+    for waiter in waiters:
+        waiter.cancel()
+    outcomes = await asyncio.gather(holder, *waiters, return_exceptions=True)
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes[1:]), outcomes
+    await asyncio.wait_for(pacer.acquire(Lane.INTERACTIVE), timeout=1)
+    assert pacer.waiting == 0

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from worker.cognito.breaker import CircuitBreakers, ConfigurationGuard
+from worker.contract.jobs import Lane
 from worker.pipeline.consumer import ReceivedMessage
 from worker.pipeline.processor import Disposition, ProcessorStats
 from worker.service import RECEIVE_AHEAD_S, MessageHandler, MessageSource, Worker
@@ -84,7 +85,7 @@ def build_worker(
     processor: MessageHandler,
     *,
     exit_when_idle: bool = False,
-    pacer_backlog_s: Callable[[], float] = lambda: 0.0,
+    pacer_backlog_s: Callable[[Lane | None], float] = lambda _lane: 0.0,
 ) -> Worker:
     metrics = Metrics()
     guard = ConfigurationGuard(
@@ -130,7 +131,7 @@ async def test_no_receive_while_the_pacers_hold_more_than_the_look_ahead_of_call
         queue,
         SlowProcessor(0),
         exit_when_idle=True,
-        pacer_backlog_s=lambda: RECEIVE_AHEAD_S + 1 if loop.time() < behind_until else 0.0,
+        pacer_backlog_s=lambda _lane: RECEIVE_AHEAD_S + 1 if loop.time() < behind_until else 0.0,
     )
     started = loop.time()
     assert await loop_worker.run() == 0

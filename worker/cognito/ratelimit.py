@@ -15,6 +15,12 @@ paces at its full share, its calls keep to a grid on the wall clock that every t
 its own place on it: task ``k`` of ``n`` calls at ``(m + k / n) / r`` seconds. Together the
 fleet's calls are then spaced evenly, ``1 / (n * r)`` apart, as if one pacer sent them all.
 
+Two lanes share each pacer (see :class:`worker.contract.jobs.Lane`): an interactive caller takes
+the next slot ahead of every waiting bulk caller, and bulk callers take every slot the interactive
+ones leave. An interactive caller waits at most for the one bulk call already holding the turn,
+one spacing. ``reserved_share`` of the rate can be kept from bulk callers altogether, for
+interactive bursts that come faster than a receive: bulk calls are then spaced at the rest.
+
 Slots are kept, but a busy event loop can set a call off late and the next one on time, so two
 leave closer than the spacing: in any one second (counted a little longer, for the way to Cognito),
 a pacer lets no more calls leave than its rate rounded up.
@@ -28,6 +34,8 @@ import math
 import time
 from enum import StrEnum
 from typing import TYPE_CHECKING
+
+from worker.contract.jobs import Lane
 
 if TYPE_CHECKING:
     from worker.cognito.fleet import Standing
@@ -78,24 +86,33 @@ class AdaptivePacer:
         floor_rps: float = 1.0,
         decrease_factor: float = 0.9,
         increase_rps_per_s: float | None = None,
+        reserved_share: float = 0.0,
     ) -> None:
         self._floor_setting = floor_rps
+        self._bulk_share = 1.0 - reserved_share
         self._increase_setting = increase_rps_per_s
         self._decrease_factor = decrease_factor
         self.rate_rps = budget_rps * PACING_HEADROOM
         self._set_budget(budget_rps)
         self._next_slot = 0.0
+        self._next_bulk_slot = 0.0
         self._last_update = time.monotonic()
         self._last_cut = 0.0
         # Where this task's calls fall on the fleet's grid (a fraction of one interval), or None
         # for a fleet of one, which needs no grid.
         self._phase: float | None = None
-        # When the calls of the last second left, and how many callers wait for a slot.
+        # When the calls of the last second left, and how many callers of each lane wait.
         self._departures: collections.deque[float] = collections.deque()
-        self.waiting = 0
-        # Callers wait their turn in order; each takes its slot only when the one before it is
-        # due, so a change of rate applies to the callers already waiting, not one queue later.
-        self._turn = asyncio.Lock()
+        self.waiting_by_lane = dict.fromkeys(Lane, 0)
+        # Callers wait their turn, interactive ones first, each lane in order of arrival; each
+        # takes its slot only when the one before it is due, so a change of rate applies to the
+        # callers already waiting, not one queue later.
+        self._turn = _Turns()
+
+    @property
+    def waiting(self) -> int:
+        """Callers waiting for a slot, both lanes."""
+        return sum(self.waiting_by_lane.values())
 
     def _set_budget(self, budget_rps: float) -> None:
         self.budget_rps = budget_rps
@@ -120,11 +137,15 @@ class AdaptivePacer:
         """Keep to place ``place`` (0-based) of ``tasks`` on the fleet's grid (see the module)."""
         self._phase = place / tasks if tasks > 1 else None
 
-    def reserve(self) -> float:
+    def reserve(self, lane: Lane = Lane.INTERACTIVE) -> float:
         """Take the next free slot; return how long to wait for it, in seconds."""
         now = time.monotonic()
         self._recover(now)
         slot = max(now, self._next_slot)
+        if lane is Lane.BULK and self._bulk_share < 1.0:
+            # Bulk calls are spaced at their share only; the rest of the rate stays free.
+            slot = max(slot, self._next_bulk_slot)
+            self._next_bulk_slot = slot + 1.0 / (self.rate_rps * self._bulk_share)
         # Only at the full share: every task paces at the same rate then, so their grids
         # interleave. Below it (cut back, or climbing back) the rate changes from call to call,
         # and a grid that moved with it would only add waits.
@@ -146,18 +167,22 @@ class AdaptivePacer:
         steps = math.ceil(position - _ON_GRID_WITHIN_S / interval)
         return (steps + self._phase) * interval - wall_minus_monotonic
 
-    async def acquire(self) -> float:
-        """Wait for the next slot; return the time waited."""
+    async def acquire(self, lane: Lane = Lane.INTERACTIVE) -> float:
+        """Wait for the next slot (ahead of bulk callers, for an interactive one); return the
+        time waited."""
         started = time.monotonic()
-        self.waiting += 1
+        self.waiting_by_lane[lane] += 1
         try:
-            async with self._turn:
-                wait = self.reserve()
+            await self._turn.take(lane)
+            try:
+                wait = self.reserve(lane)
                 if wait > 0:
                     await asyncio.sleep(wait)
                 await self._within_one_second()
+            finally:
+                self._turn.pass_on()
         finally:
-            self.waiting -= 1
+            self.waiting_by_lane[lane] -= 1
         return time.monotonic() - started
 
     async def _within_one_second(self) -> None:
@@ -171,9 +196,11 @@ class AdaptivePacer:
                 return
             await asyncio.sleep(self._departures[0] + _COUNTED_OVER_S - now)
 
-    def backlog_s(self) -> float:
-        """How long the callers waiting now will take to leave, at the current rate."""
-        return self.waiting / self.rate_rps
+    def backlog_s(self, lane: Lane | None = None) -> float:
+        """How long the callers waiting now (of ``lane``, or all) will take to leave, at the
+        current rate."""
+        waiting = self.waiting if lane is None else self.waiting_by_lane[lane]
+        return waiting / self.rate_rps
 
     def throttled(self) -> None:
         """Cognito said TooManyRequests: cut the rate (once per burst of such answers)."""
@@ -193,15 +220,57 @@ class AdaptivePacer:
             self.rate_rps = min(self.ceiling_rps, self.rate_rps + self._increase * elapsed)
 
 
+class _Turns:
+    """One caller at a time: the next turn goes to the first interactive caller waiting, else
+    to the first bulk one."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting: dict[Lane, collections.deque[asyncio.Future[None]]] = {
+            lane: collections.deque() for lane in Lane
+        }
+
+    async def take(self, lane: Lane) -> None:
+        """Wait for this caller's turn."""
+        if not self._held and not any(self._waiting.values()):
+            self._held = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[lane].append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self.pass_on()  # given the turn as it was cancelled: hand it on
+            elif turn in self._waiting[lane]:  # (pass_on drops a cancelled turn it meets)
+                self._waiting[lane].remove(turn)
+            raise
+
+    def pass_on(self) -> None:
+        """End the current turn: give it to the next caller, interactive ones first."""
+        for lane in (Lane.INTERACTIVE, Lane.BULK):
+            while self._waiting[lane]:
+                turn = self._waiting[lane].popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self._held = False
+
+
 class RateLimiter:
     """One :class:`AdaptivePacer` per quota category, shared by every job in flight.
 
     ``budgets_rps`` are the fleet's budgets; the pacers run at this task's share of them.
     """
 
-    def __init__(self, budgets_rps: dict[QuotaCategory, float]) -> None:
+    def __init__(
+        self, budgets_rps: dict[QuotaCategory, float], *, reserved_share: float = 0.0
+    ) -> None:
         self.fleet_budgets_rps = dict(budgets_rps)
-        self.pacers = {category: AdaptivePacer(rps) for category, rps in budgets_rps.items()}
+        self.pacers = {
+            category: AdaptivePacer(rps, reserved_share=reserved_share)
+            for category, rps in budgets_rps.items()
+        }
 
     def set_fleet_size(self, tasks: int, place: int = 0) -> None:
         """Pace every category at its budget divided among ``tasks`` tasks, at place ``place``
@@ -215,9 +284,14 @@ class RateLimiter:
         """The fleet changed (see :mod:`worker.cognito.fleet`): pace at the new share."""
         self.set_fleet_size(standing.size, standing.place)
 
-    def backlog_s(self) -> float:
-        """The longest a category's waiting callers will take to leave (seconds)."""
-        return max(pacer.backlog_s() for pacer in self.pacers.values())
+    def backlog_s(self, lane: Lane | None = None) -> float:
+        """The longest a category's waiting callers (of ``lane``, or all) will take to leave
+        (seconds)."""
+        return max(pacer.backlog_s(lane) for pacer in self.pacers.values())
+
+    def slowest_rate_rps(self) -> float:
+        """The lowest rate a category is paced at now."""
+        return min(pacer.rate_rps for pacer in self.pacers.values())
 
     def pacer(self, operation: str) -> AdaptivePacer:
         """The pacer of the category ``operation`` draws on."""

@@ -243,6 +243,16 @@ _CHARACTER_ADAPTERS: dict[str, TypeAdapter[str]] = {
 }
 
 
+class Lane(StrEnum):
+    """Which jobs queue a job came in on: live users' jobs, or bulk work such as an import.
+
+    Interactive jobs take Cognito's calls ahead of bulk ones; bulk jobs use what is left.
+    """
+
+    INTERACTIVE = "interactive"  # JOBS_QUEUE_URL
+    BULK = "bulk"  # BULK_JOBS_QUEUE_URL
+
+
 class ResultStatus(StrEnum):
     """How a job ended."""
 
@@ -277,6 +287,10 @@ class JobResult(BaseModel):
     type: JobType | None = Field(description="The job type; null when it could not be read.")
     client_id: str | None
     batch: str | None = Field(default=None, description="The job's batch label, when it had one.")
+    lane: Lane = Field(
+        default=Lane.INTERACTIVE,
+        description="The lane the job came in on: `interactive` (JOBS_QUEUE_URL) or `bulk`.",
+    )
     status: ResultStatus
     sqs_message_id: str
     user_sub: str | None = None

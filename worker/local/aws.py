@@ -302,6 +302,8 @@ class Stack:
     results_topic_arn: str
     results_queue_url: str
     import_logs_role_arn: str = ""  # the role Cognito assumes to log an import job
+    bulk_jobs_queue_url: str | None = None  # the bulk lane, with a DLQ of its own
+    bulk_dead_letter_queue_url: str | None = None
 
     def create_confirmed_user(self, username: str, password: str) -> None:
         """A CONFIRMED user with a verified email, created by an administrator."""
@@ -328,6 +330,14 @@ class Stack:
             SecretHash=_hash(username, self.client_id, self.client_secret),
             UserAttributes=[{"Name": "email", "Value": f"{username}@example.com"}],
         )
+
+    def _bulk_lane(self) -> dict[str, str]:
+        if self.bulk_jobs_queue_url is None or self.bulk_dead_letter_queue_url is None:
+            return {}
+        return {
+            "BULK_JOBS_QUEUE_URL": self.bulk_jobs_queue_url,
+            "BULK_DEAD_LETTER_QUEUE_URL": self.bulk_dead_letter_queue_url,
+        }
 
     def queue_depth(self, queue_url: str) -> int:
         """Messages on a queue, visible, in flight or delayed."""
@@ -364,6 +374,7 @@ class Stack:
             **elsewhere,
             "JOBS_QUEUE_URL": self.jobs_queue_url,
             "DEAD_LETTER_QUEUE_URL": self.dead_letter_queue_url,
+            **self._bulk_lane(),
             "RESULTS_TOPIC_ARN": self.results_topic_arn,
             "COGNITO_USER_POOL_ID": self.user_pool_id,
             "COGNITO_CLIENT_ID": self.client_id,
@@ -376,11 +387,29 @@ class Stack:
         }
 
 
+def _queue_with_dlq(sqs: Any, name: str, max_receive_count: int) -> tuple[str, str]:
+    """A queue and its DLQ, the queue's redrive policy pointing at it; return both URLs."""
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
+    url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(redrive)})[
+        "QueueUrl"
+    ]
+    return url, dlq_url
+
+
 def provision(
-    endpoints: Endpoints, name: str, *, max_receive_count: int = MAX_RECEIVE_COUNT
+    endpoints: Endpoints,
+    name: str,
+    *,
+    max_receive_count: int = MAX_RECEIVE_COUNT,
+    bulk_lane: bool = True,
 ) -> Stack:
-    """Create a user pool with a secret-bearing client, the jobs queue with its DLQ, and the
-    results topic with a queue subscribed to it (raw delivery), all named after ``name``."""
+    """Create a user pool with a secret-bearing client, the jobs queue with its DLQ (and the bulk
+    lane's, unless ``bulk_lane`` is false), and the results topic with a queue subscribed to it
+    (raw delivery), all named after ``name``."""
     idp = aws_client("cognito-idp", endpoints.moto)
     sqs = aws_client("sqs", endpoints.queues_and_topics)
     sns = aws_client("sns", endpoints.queues_and_topics)
@@ -392,14 +421,10 @@ def provision(
     client = idp.create_user_pool_client(
         UserPoolId=pool_id, ClientName=f"{name}-client", GenerateSecret=True
     )["UserPoolClient"]
-    dlq_url = sqs.create_queue(QueueName=f"{name}-jobs-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
-    jobs_url = sqs.create_queue(
-        QueueName=f"{name}-jobs", Attributes={"RedrivePolicy": json.dumps(redrive)}
-    )["QueueUrl"]
+    jobs_url, dlq_url = _queue_with_dlq(sqs, f"{name}-jobs", max_receive_count)
+    bulk_url, bulk_dlq_url = (
+        _queue_with_dlq(sqs, f"{name}-bulk-jobs", max_receive_count) if bulk_lane else (None, None)
+    )
     topic_arn = sns.create_topic(Name=f"{name}-results")["TopicArn"]
     results_url = sqs.create_queue(QueueName=f"{name}-results")["QueueUrl"]
     results_arn = sqs.get_queue_attributes(QueueUrl=results_url, AttributeNames=["QueueArn"])[
@@ -422,6 +447,8 @@ def provision(
         results_topic_arn=topic_arn,
         results_queue_url=results_url,
         import_logs_role_arn=role_arn,
+        bulk_jobs_queue_url=bulk_url,
+        bulk_dead_letter_queue_url=bulk_dlq_url,
     )
 
 
@@ -561,6 +588,7 @@ def developer_env(stack: Stack) -> dict[str, dict[str, str]]:
     producer = {
         **common,
         "JOBS_QUEUE_URL": stack.jobs_queue_url,
+        **({"BULK_JOBS_QUEUE_URL": stack.bulk_jobs_queue_url} if stack.bulk_jobs_queue_url else {}),
         "RESULTS_TOPIC_ARN": stack.results_topic_arn,
         "RESULTS_QUEUE_URL": stack.results_queue_url,
     }
@@ -586,7 +614,8 @@ def _announce(stack: Stack, env_file: Path | None) -> None:
         f"Local AWS is up: {stack.endpoints.moto} (SQS, SNS, DynamoDB, Cognito admin), "
         f"{stack.endpoints.cognito} (Cognito with SecretHash checks).\n"
         f"Provisioned user pool {stack.user_pool_id}, its client with a secret, the jobs queue "
-        "with its dead-letter queue, the results topic and a queue subscribed to it.\n"
+        "(the interactive lane) and the bulk jobs queue (the bulk lane), each with its "
+        "dead-letter queue, the results topic and a queue subscribed to it.\n"
         + (f"The environment below is also in {env_file} (source it).\n" if env_file else "")
         + "\n"
         + text

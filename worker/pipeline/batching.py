@@ -55,7 +55,12 @@ def _outcome_nobody_awaits(future: asyncio.Future[None]) -> None:
 
 
 class Batcher(Generic[Entry]):
-    """Collects entries into batches of up to ``max_size``, sent when full or after ``linger_s``."""
+    """Collects entries into batches of up to ``max_size``, sent when full or after ``linger_s``.
+
+    Lingering costs each entry up to ``linger_s``, worth it only when companions may come: an
+    entry that finds nothing pending, no batch on its way, and ``linger_while()`` false (the
+    worker has no other job in flight) leaves at once.
+    """
 
     def __init__(
         self,
@@ -63,9 +68,11 @@ class Batcher(Generic[Entry]):
         *,
         max_size: int = 10,
         linger_s: float = 0.02,
+        linger_while: Callable[[], bool] = lambda: True,
         on_batch: Callable[[int], None] = lambda _size: None,
     ) -> None:
         self._send = send
+        self._linger_while = linger_while
         self._on_batch = on_batch
         self._max_size = max_size
         self._linger_s = linger_s
@@ -77,7 +84,8 @@ class Batcher(Generic[Entry]):
         """Send ``entry`` in the next batch; return once the service accepted it, else raise."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((entry, future))
-        if len(self._pending) >= self._max_size:
+        alone = len(self._pending) == 1 and not self._in_flight and not self._linger_while()
+        if len(self._pending) >= self._max_size or alone:
             self._flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._linger_s, self._flush)

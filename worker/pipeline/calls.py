@@ -25,7 +25,7 @@ from tenacity import (
 from worker.cognito.gateway import OPERATIONS, CognitoGateway
 from worker.cognito.outcomes import CognitoError, CognitoSuccess, ThrottledError, TransientError
 from worker.cognito.ratelimit import CATEGORY_OF_OPERATION, RateLimiter
-from worker.contract.jobs import Job, JobType
+from worker.contract.jobs import Job, JobType, Lane
 from worker.pipeline.decisions import (
     CREATED_BY_AN_EARLIER_ATTEMPT,
     CallReport,
@@ -63,6 +63,7 @@ class _Call:
     sent_at: float  # when the producer sent the message (0 if SQS did not say)
     on_call: Callable[[], None]  # told before each request leaves
     so_far: CallsSoFar
+    lane: Lane  # whose turn comes first at the pacer
 
 
 class CognitoCalls:
@@ -89,10 +90,11 @@ class CognitoCalls:
         *,
         sent_at: float,
         on_call: Callable[[], None],
+        lane: Lane = Lane.INTERACTIVE,
     ) -> CallReport:
         """Make the job's calls not yet done, retrying transient errors within its attempts and
         timeout; report how they ended (``so_far`` says it as they go)."""
-        call = _Call(job, job_id, app_client, sent_at, on_call, so_far)
+        call = _Call(job, job_id, app_client, sent_at, on_call, so_far, lane)
         try:
             async with asyncio.timeout(self._policy.job_timeout_s):
                 for operation in OPERATIONS[JobType(job.type)]:
@@ -175,7 +177,7 @@ class CognitoCalls:
         # Waiting for the limiter is no failure; the job timeout bounds it, and the heartbeat
         # keeps the message invisible meanwhile. A stop or the timeout that ends the wait leaves
         # "may have acted" as it was: no request has left.
-        metrics.limiter_wait.labels(category).observe(await pacer.acquire())
+        metrics.limiter_wait.labels(category).observe(await pacer.acquire(call.lane))
         call.on_call()
         so_far.attempts += 1
         acted_before = so_far.may_have_acted

@@ -5,10 +5,11 @@ It owns receipt handles and visibility; every batch call checks each ``Failed`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from worker.contract.jobs import Lane
 from worker.pipeline.batching import Batcher, failed_entries
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class ReceivedMessage:
     group_id: str | None
     attributes: dict[str, Any]
     sent_at: float | None = None  # SQS's SentTimestamp, in epoch seconds
+    lane: Lane = Lane.INTERACTIVE  # which jobs queue it came from
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,7 @@ class _DeadLetter:
 
 
 class JobQueue:
-    """The jobs queue (and, when configured, its dead-letter queue)."""
+    """One lane's jobs queue (and, when configured, its dead-letter queue)."""
 
     def __init__(
         self,
@@ -55,22 +57,28 @@ class JobQueue:
         *,
         dead_letter_queue_url: str | None,
         visibility_timeout_s: int,
+        lane: Lane = Lane.INTERACTIVE,
         linger_s: float = 0.02,
+        linger_while: Callable[[], bool] = lambda: True,
         observe: Observe = lambda _call, _size: None,
     ) -> None:
         self._client = client
         self._queue_url = queue_url
+        self.lane = lane
+        self.fifo = queue_url.endswith(".fifo")
         self._dlq_url = dead_letter_queue_url
         self._visibility_timeout_s = visibility_timeout_s
         self._observe = observe
         self._deletes = Batcher[ReceivedMessage](
             self._delete_batch,
             linger_s=linger_s,
+            linger_while=linger_while,
             on_batch=lambda size: observe("DeleteMessageBatch", size),
         )
         self._visibility = Batcher[_VisibilityChange](
             self._change_visibility_batch,
             linger_s=linger_s,
+            linger_while=linger_while,
             on_batch=lambda size: observe("ChangeMessageVisibilityBatch", size),
         )
         self._dead_letters = Batcher[_DeadLetter](
@@ -92,7 +100,7 @@ class JobQueue:
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
-        messages = [_received(message) for message in answer.get("Messages", [])]
+        messages = [_received(message, self.lane) for message in answer.get("Messages", [])]
         self._observe("ReceiveMessage", len(messages))
         return messages
 
@@ -187,7 +195,40 @@ class JobQueue:
         return failed_entries(len(batch), answer)
 
 
-def _received(message: Any) -> ReceivedMessage:
+class Lanes:
+    """The jobs queues by lane: each message's delete, hand-back and dead letter go to the
+    queue it came from."""
+
+    def __init__(self, queues: Sequence[JobQueue]) -> None:
+        self.queues: Mapping[Lane, JobQueue] = {queue.lane: queue for queue in queues}
+
+    def of(self, message: ReceivedMessage) -> JobQueue:
+        """The queue ``message`` was received from."""
+        return self.queues[message.lane]
+
+    def has_dead_letter_queue(self, message: ReceivedMessage) -> bool:
+        """Whether the worker moves ``message`` to its lane's DLQ itself when it is rejected."""
+        return self.of(message).has_dead_letter_queue
+
+    async def delete(self, message: ReceivedMessage) -> None:
+        """See :meth:`JobQueue.delete`."""
+        await self.of(message).delete(message)
+
+    async def hand_back(self, message: ReceivedMessage, delay_s: int = 0) -> None:
+        """See :meth:`JobQueue.hand_back`."""
+        await self.of(message).hand_back(message, delay_s)
+
+    async def dead_letter(self, message: ReceivedMessage, reason: str) -> None:
+        """See :meth:`JobQueue.dead_letter`."""
+        await self.of(message).dead_letter(message, reason)
+
+    async def close(self) -> None:
+        """Send every lane's pending deletes, visibility changes and dead letters."""
+        for queue in self.queues.values():
+            await queue.close()
+
+
+def _received(message: Any, lane: Lane) -> ReceivedMessage:
     system = message.get("Attributes", {})
     return ReceivedMessage(
         message_id=message["MessageId"],
@@ -197,4 +238,5 @@ def _received(message: Any) -> ReceivedMessage:
         group_id=system.get("MessageGroupId"),
         attributes=dict(message.get("MessageAttributes", {})),
         sent_at=int(system["SentTimestamp"]) / 1000 if "SentTimestamp" in system else None,
+        lane=lane,
     )

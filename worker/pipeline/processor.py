@@ -41,7 +41,7 @@ from worker.contract.fields import (
 from worker.contract.jobs import Job, JobResult, JobType, MalformedJob, ResultStatus, decode_job
 from worker.pipeline.aws_retries import with_aws_retries
 from worker.pipeline.calls import CallsSoFar, CognitoCalls
-from worker.pipeline.consumer import JobQueue, ReceivedMessage
+from worker.pipeline.consumer import Lanes, ReceivedMessage
 from worker.pipeline.decisions import (
     CallReport,
     Decision,
@@ -110,7 +110,7 @@ class JobProcessor:
         self,
         settings: Settings,
         gateway: CognitoGateway,
-        queue: JobQueue,
+        queue: Lanes,
         publisher: ResultPublisher,
         store: IdempotencyStore,
         guard: ConfigurationGuard,
@@ -161,12 +161,13 @@ class JobProcessor:
             ending = await self._ending_of(delivery)
             if ending is None:
                 return disposition
-            result = ending.result
-            await self._retrying(lambda: self._publisher.publish(ending.result))
+            # The lane it came in on now (a stored result may be another delivery's).
+            result = ending.result.model_copy(update={"lane": message.lane})
+            await self._retrying(lambda: self._publisher.publish(result))
             published = True
             disposition = Disposition(result.status.value)
             if ending.dead_letter_reason is not None:
-                if not self._queue.has_dead_letter_queue:
+                if not self._queue.has_dead_letter_queue(message):
                     # No DLQ of ours: the queue's redrive policy moves it after maxReceiveCount.
                     return disposition
                 await self._dead_letter(message, ending.result, ending.dead_letter_reason)
@@ -367,6 +368,7 @@ class JobProcessor:
             report = await self._calls.make(
                 job, job_id, app_client, so_far,
                 sent_at=delivery.message.sent_at or 0.0, on_call=delivery.on_cognito_call,
+                lane=delivery.message.lane,
             )  # fmt: skip
         except asyncio.CancelledError:
             # Stopped mid-job (not the job's fault: nothing counted against it). The claim is
@@ -402,7 +404,7 @@ class JobProcessor:
         """Do what ``decision`` says: the job's ending, or None once its message is handed back."""
         client_id = app_client.client_id
         key = job_key(client_id, job_id)
-        if isinstance(decision, GiveUp) and not self._queue.has_dead_letter_queue:
+        if isinstance(decision, GiveUp) and not self._queue.has_dead_letter_queue(delivery.message):
             # No DLQ of ours to move it to: the queue's redrive policy will.
             failures = claim.history.failures + 1
             delay_s = self._policy.redelivery_delay_s(failures)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from worker.contract.jobs import JobResult
@@ -23,6 +23,7 @@ class ResultPublisher:
         topic_arn: str,
         *,
         linger_s: float = 0.02,
+        linger_while: Callable[[], bool] = lambda: True,
         observe: Observe = lambda _call, _size: None,
     ) -> None:
         self._client = client
@@ -31,6 +32,7 @@ class ResultPublisher:
         self._batcher = Batcher[JobResult](
             self._publish_batch,
             linger_s=linger_s,
+            linger_while=linger_while,
             on_batch=lambda size: observe("PublishBatch", size),
         )
 
@@ -65,6 +67,7 @@ class ResultPublisher:
             "status": result.status.value,
             "job_type": result.type.value if result.type else "unknown",
             "client_id": result.client_id or "unknown",
+            "lane": result.lane.value,
         }
         if result.batch is not None:  # subscribers filter one import's results on it
             attributes["batch"] = result.batch
