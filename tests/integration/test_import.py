@@ -39,12 +39,13 @@ def report_rows(path: Path) -> list[dict[str, str]]:
 
 
 def queued_bodies(stack: Stack) -> list[dict[str, object]]:
-    """Every job on the jobs queue, each read once (kept invisible while reading)."""
+    """Every job on the bulk jobs queue (an import's lane), each read once (kept invisible
+    while reading)."""
     sqs = aws_client("sqs", stack.endpoints.moto)
     bodies: list[dict[str, object]] = []
     while True:
         answer = sqs.receive_message(
-            QueueUrl=stack.jobs_queue_url,
+            QueueUrl=stack.bulk_jobs_queue_url or stack.jobs_queue_url,
             MaxNumberOfMessages=10,
             WaitTimeSeconds=0,
             VisibilityTimeout=600,
@@ -79,6 +80,8 @@ def test_invalid_rows_are_listed_by_line_and_rule_and_nothing_is_sent(
     assert "sign_up.password: String should match pattern" in done.stdout
     assert "nothing was sent" in done.stdout
     assert stack.queue_depth(stack.jobs_queue_url) == 0
+    assert stack.bulk_jobs_queue_url is not None
+    assert stack.queue_depth(stack.bulk_jobs_queue_url) == 0
     everything = done.stdout + done.stderr + (tmp_path / "r.csv").read_text(encoding="utf-8")
     for secret in [*PASSWORDS, "dan smith"]:
         assert secret not in everything
@@ -310,3 +313,20 @@ def test_the_report_neither_runs_formulas_nor_shows_users_to_others(
     assert len(written) >= 2, sorted(p.name for p in tmp_path.iterdir())
     for file in written:
         assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name
+
+
+def test_an_import_goes_to_the_bulk_lane_and_says_so_unless_told_otherwise(
+    stack: Stack, tmp_path: Path
+) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text(f"username,password,email\nann,{PASSWORDS[0]},ann@example.com\n")
+    done = run_import(stack, tmp_path, "two.csv", "--type", "sign_up")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "lane: bulk (BULK_JOBS_QUEUE_URL)" in done.stdout
+    assert [body["username"] for body in queued_bodies(stack)] == ["ann"]
+    assert stack.queue_depth(stack.jobs_queue_url) == 0
+    path.write_text(f"username,password,email\nbob,{PASSWORDS[1]},bob@example.com\n")
+    done = run_import(stack, tmp_path, "two.csv", "--type", "sign_up", "--lane", "interactive")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "lane: interactive (JOBS_QUEUE_URL), as asked" in done.stdout
+    assert stack.queue_depth(stack.jobs_queue_url) == 1

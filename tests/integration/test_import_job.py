@@ -236,6 +236,8 @@ def test_a_plan_with_an_import_job_is_not_sent_unconfirmed(stack: Stack, tmp_pat
     assert "--yes" in done.stdout
     assert import_jobs(stack, stack.user_pool_id) == []
     assert stack.queue_depth(stack.jobs_queue_url) == 0
+    assert stack.bulk_jobs_queue_url is not None
+    assert stack.queue_depth(stack.bulk_jobs_queue_url) == 0
     assert "Imp0rt-Secret-lee!" not in done.stdout + done.stderr
 
 
@@ -275,7 +277,11 @@ def test_rows_that_all_go_through_an_import_job_need_no_queue(stack: Stack, tmp_
         '{"username": "oli", "email": "oli@example.com", "email_verified": true}\n',
         encoding="utf-8",
     )
-    env = {k: v for k, v in worker_env(stack).items() if k != "JOBS_QUEUE_URL"}
+    env = {
+        k: v
+        for k, v in worker_env(stack).items()
+        if k not in ("JOBS_QUEUE_URL", "BULK_JOBS_QUEUE_URL")
+    }
     done = subprocess.run(
         [sys.executable, "-m", "worker", "import", "users.jsonl", "--type", "import_user", "--yes"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,

@@ -399,3 +399,46 @@ async def test_the_environment_local_env_exports_is_enough_for_every_client(
         assert list(follower.follow(timeout_s=0.2)) == []
     bodies = [json.loads(message["Body"]) for message in drain(stack, stack.jobs_queue_url)]
     assert sorted(body["job_id"] for body in bodies) == ["env-async-0", "env-sync-0"]
+
+
+async def test_jobs_sent_on_the_bulk_lane_land_on_the_bulk_queue_and_come_back_as_bulk(
+    stack: Stack,
+) -> None:
+    assert stack.bulk_jobs_queue_url is not None
+    sqs = aws_client("sqs", stack.endpoints.moto)
+    with JobProducer(
+        stack.jobs_queue_url, bulk_queue_url=stack.bulk_jobs_queue_url, client=sqs
+    ) as producer:
+        producer.send(SignUpJob(version=1, type="sign_up", job_id="one-bulk",
+                                username="bulk-ann", password=PASSWORD), lane="bulk")  # fmt: skip
+        producer.send(SignUpJob(version=1, type="sign_up", job_id="one-live",
+                                username="live-ann", password=PASSWORD))  # fmt: skip
+    async with AsyncJobProducer(
+        stack.jobs_queue_url,
+        bulk_queue_url=stack.bulk_jobs_queue_url,
+        endpoint_url=stack.endpoints.moto,
+    ) as aio_producer:
+        many = [
+            SignUpJob(version=1, type="sign_up", job_id=f"many-{i}", username=f"bulk-{i}",
+                      password=PASSWORD)
+            for i in range(12)
+        ]  # fmt: skip
+        report = await aio_producer.send_many(many, lane="bulk")
+    assert report.sent_count == 12
+    assert stack.queue_depth(stack.bulk_jobs_queue_url) == 13
+    assert stack.queue_depth(stack.jobs_queue_url) == 1
+    run = run_worker(stack)
+    assert run.returncode == 0
+    lanes = {r.body["job_id"]: r.body["lane"] for r in read_results(stack)}
+    bulk_ids = ["one-bulk", *(f"many-{i}" for i in range(12))]
+    assert lanes == {"one-live": "interactive"} | dict.fromkeys(bulk_ids, "bulk")
+
+
+def test_the_bulk_lane_without_its_queue_is_a_clear_error(stack: Stack) -> None:
+    producer = JobProducer(stack.jobs_queue_url, client=aws_client("sqs", stack.endpoints.moto))
+    with pytest.raises(ValueError, match="bulk_queue_url"):
+        producer.send(SignUpJob(version=1, type="sign_up", username="x", password=PASSWORD),
+                      lane="bulk")  # fmt: skip
+    with pytest.raises(ValueError, match="'fast' is not a valid Lane"):
+        producer.send(SignUpJob(version=1, type="sign_up", username="x", password=PASSWORD),
+                      lane="fast")  # fmt: skip

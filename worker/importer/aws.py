@@ -94,23 +94,48 @@ def results_follower(topic_arn: str, *, region: str | None) -> ResultFollower:
     return factory
 
 
+def lane_of_import(environ: Mapping[str, str], lane: str | None) -> tuple[str, str]:
+    """The queue an import sends to, and the line that says which and why.
+
+    By default the bulk lane (``BULK_JOBS_QUEUE_URL``), whose jobs take only the Cognito calls
+    live jobs leave; without one, the jobs queue, with a warning that live jobs will wait.
+    """
+    bulk = environ.get("BULK_JOBS_QUEUE_URL", "")
+    interactive = environ.get("JOBS_QUEUE_URL", "")
+    if lane == "bulk" or (lane is None and bulk):
+        if not bulk:
+            raise AwsSettingsError("BULK_JOBS_QUEUE_URL is required with --lane bulk")
+        return bulk, "lane: bulk (BULK_JOBS_QUEUE_URL): live jobs keep going ahead of this import"
+    if not interactive:
+        raise AwsSettingsError("JOBS_QUEUE_URL is required: the queue the worker reads")
+    if lane == "interactive":
+        return interactive, "lane: interactive (JOBS_QUEUE_URL), as asked: live jobs share its turn"
+    return interactive, (
+        "lane: interactive (JOBS_QUEUE_URL): no bulk lane is set (BULK_JOBS_QUEUE_URL), so live "
+        "jobs sent meanwhile wait behind this import"
+    )
+
+
 def aws_endpoints_from_env(
-    environ: Mapping[str, str], *, wait: bool, kms_key_arn: str | None = None
-) -> tuple[JobSender, ResultFollower | None]:
-    """The sender (``JOBS_QUEUE_URL``) and, for ``--wait``, the follower (``RESULTS_TOPIC_ARN``).
+    environ: Mapping[str, str],
+    *,
+    wait: bool,
+    kms_key_arn: str | None = None,
+    lane: str | None = None,
+) -> tuple[JobSender, ResultFollower | None, str]:
+    """The sender (to the queue of :func:`lane_of_import`), for ``--wait`` the follower
+    (``RESULTS_TOPIC_ARN``), and the line saying which lane the jobs go to.
 
     The region is the worker's ``AWS_REGION`` (else the SDK's ``AWS_DEFAULT_REGION``);
     credentials and endpoints come from the SDK's usual variables. With ``kms_key_arn`` the
     passwords are encrypted under that key.
     """
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
-    queue_url = environ.get("JOBS_QUEUE_URL", "")
-    if not queue_url:
-        raise AwsSettingsError("JOBS_QUEUE_URL is required: the queue the worker reads")
+    queue_url, said = lane_of_import(environ, lane)
     follower = None
     if wait:
         topic_arn = environ.get("RESULTS_TOPIC_ARN", "")
         if not topic_arn:
             raise AwsSettingsError("RESULTS_TOPIC_ARN is required with --wait")
         follower = results_follower(topic_arn, region=region)
-    return QueueSender(queue_url, region=region, kms_key_arn=kms_key_arn), follower
+    return QueueSender(queue_url, region=region, kms_key_arn=kms_key_arn), follower, said

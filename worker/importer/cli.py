@@ -20,7 +20,8 @@ columns: username, password, validation_data.NAME, client_metadata.NAME; every o
 a user attribute (email, given_name, custom:NAME ...). With --type import_user the data
 chooses the path: a row with a password goes through the worker, a row without one through
 Cognito's user import job (--path to choose yourself). The plan is printed before anything is
-sent. Settings from the environment: JOBS_QUEUE_URL, RESULTS_TOPIC_ARN (for --wait),
+sent. Settings from the environment: BULK_JOBS_QUEUE_URL (the bulk lane, the default when
+set) or JOBS_QUEUE_URL, RESULTS_TOPIC_ARN (for --wait),
 FIELD_ENCRYPTION_KEY_ARN (as --kms-key-arn), COGNITO_USER_POOL_ID and IMPORT_LOGS_ROLE_ARN (for
 import jobs), AWS_REGION and the usual AWS credentials. See docs/imports.md and docs/secrets.md.
 """
@@ -119,6 +120,12 @@ def add_import_parser(commands: Any) -> None:
         "$FIELD_ENCRYPTION_KEY_ARN; none: passwords are sent as they are)",
     )
     parser.add_argument(
+        "--lane",
+        choices=("bulk", "interactive"),
+        help="the worker's lane to send to (default: bulk when BULK_JOBS_QUEUE_URL is set, "
+        "so live jobs keep going first; else the jobs queue)",
+    )
+    parser.add_argument(
         "--progress-interval-s",
         type=float,
         default=10.0,
@@ -201,15 +208,17 @@ def run_import_command(args: argparse.Namespace) -> int:
     # Rows that all go through import jobs need no queue: without JOBS_QUEUE_URL, the run says
     # so only if a row needs the worker.
     jobs_only_possible = options.job_type == "import_user" and options.path is not SendPath.WORKER
-    if not options.validate_only and (os.environ.get("JOBS_QUEUE_URL") or not jobs_only_possible):
+    queue_set = os.environ.get("JOBS_QUEUE_URL") or os.environ.get("BULK_JOBS_QUEUE_URL")
+    if not options.validate_only and (queue_set or not jobs_only_possible):
         from worker.importer.aws import AwsSettingsError, aws_endpoints_from_env
 
         try:
-            sender, follower = aws_endpoints_from_env(
-                os.environ, wait=options.wait, kms_key_arn=args.kms_key_arn
+            sender, follower, lane_line = aws_endpoints_from_env(
+                os.environ, wait=options.wait, kms_key_arn=args.kms_key_arn, lane=args.lane
             )
         except AwsSettingsError as error:
             return _usage_error(str(error))
+        print(lane_line, flush=True)
     run = ImportRun(
         options,
         sender=sender,

@@ -14,7 +14,16 @@ import aioboto3
 from botocore.config import Config
 
 from worker.contract.fields import FieldEncryptor
-from worker.producer.batches import Batch, GroupId, backoff_s, is_fifo, message_group, settle
+from worker.contract.jobs import Lane
+from worker.producer.batches import (
+    Batch,
+    GroupId,
+    backoff_s,
+    is_fifo,
+    lane_queue,
+    message_group,
+    settle,
+)
 from worker.producer.client import DEFAULT_MAX_ATTEMPTS
 from worker.producer.jobs import (
     DEFAULT_MAX_BYTES,
@@ -39,7 +48,8 @@ class AsyncJobProducer:
 
     Use it as ``async with AsyncJobProducer(url) as producer:``; with a ``client`` of your own
     (an aioboto3 SQS client already entered) the ``async with`` is optional. ``kms_key_arn``:
-    see :class:`~worker.producer.JobProducer` (the encryption runs in a thread).
+    see :class:`~worker.producer.JobProducer` (the encryption runs in a thread), as for
+    ``bulk_queue_url`` and ``lane``.
     """
 
     def __init__(
@@ -52,12 +62,14 @@ class AsyncJobProducer:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         kms_key_arn: str | None = None,
+        bulk_queue_url: str | None = None,
         max_concurrency: int = 8,
         normalize_username: UnicodeForm | None = None,
     ) -> None:
         if max_attempts < 1 or max_concurrency < 1:
             raise ValueError("max_attempts and max_concurrency must be at least 1")
         self.queue_url = queue_url
+        self.bulk_queue_url = bulk_queue_url
         self.fifo = is_fifo(queue_url)
         self.max_attempts = max_attempts
         self.max_bytes = max_bytes
@@ -112,11 +124,13 @@ class AsyncJobProducer:
         *,
         group_id: str | None = None,
         deduplication_id: str | None = None,
+        lane: Lane | str = Lane.INTERACTIVE,
     ) -> SentJob:
         """Send one job: see :meth:`JobProducer.send`."""
         prepared = await self._prepared(job, 0)
-        request: dict[str, Any] = {"QueueUrl": self.queue_url, "MessageBody": prepared.body}
-        if self.fifo:
+        queue_url = lane_queue(self.queue_url, self.bulk_queue_url, lane)
+        request: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": prepared.body}
+        if is_fifo(queue_url):
             request["MessageGroupId"] = message_group(prepared.job, group_id)
             request["MessageDeduplicationId"] = sqs_id(deduplication_id or prepared.job_id)
         answer = await self._sqs().send_message(**request)
@@ -134,17 +148,21 @@ class AsyncJobProducer:
         on_batch: AsyncOnBatch | None = None,
         skip_invalid: bool = False,
         keep_sent: bool = False,
+        lane: Lane | str = Lane.INTERACTIVE,
     ) -> SendReport:
-        """Send jobs in batches of up to ten, ``max_concurrency`` batches at a time.
+        """Send jobs in batches of up to ten to the queue of ``lane``, ``max_concurrency``
+        batches at a time.
 
         The same guarantees as :meth:`JobProducer.send_many`. The input is read only as fast as
         batches leave, so memory holds at most ``max_concurrency + 1`` batches. ``on_batch`` is
         called as each batch completes (not necessarily in input order). On a FIFO queue a job
         waits for the batch in flight that holds its group, so a group's jobs keep their order.
         """
+        queue_url = lane_queue(self.queue_url, self.bulk_queue_url, lane)
+        fifo = is_fifo(queue_url)
         batches = _Batches(
-            partial(self._send_batch, self._sqs()),
-            fifo=self.fifo,
+            partial(self._send_batch, self._sqs(), queue_url),
+            fifo=fifo,
             max_bytes=self.max_bytes,
             max_concurrency=self.max_concurrency,
             on_batch=on_batch,
@@ -166,7 +184,7 @@ class AsyncJobProducer:
                     continue
                 finally:
                     index += 1
-                group = message_group(prepared.job, group_id) if self.fifo else None
+                group = message_group(prepared.job, group_id) if fifo else None
                 await batches.add(prepared, group)
             if not batches.errors:
                 await batches.launch()
@@ -176,13 +194,15 @@ class AsyncJobProducer:
             raise batches.errors[0]
         return batches.report
 
-    async def _send_batch(self, sqs: Any, batch: Batch) -> tuple[list[SentJob], list[FailedJob]]:
+    async def _send_batch(
+        self, sqs: Any, queue_url: str, batch: Batch
+    ) -> tuple[list[SentJob], list[FailedJob]]:
         sent: list[SentJob] = []
         failed: list[FailedJob] = []
         positions = list(range(len(batch.jobs)))
         for attempt in range(1, self.max_attempts + 1):
             answer = await sqs.send_message_batch(
-                QueueUrl=self.queue_url, Entries=batch.entries(positions)
+                QueueUrl=queue_url, Entries=batch.entries(positions)
             )
             settled = settle(batch, positions, answer, last_attempt=attempt == self.max_attempts)
             sent += settled.sent

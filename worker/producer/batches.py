@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.contract.jobs import Job
+from worker.contract.jobs import Job, Lane
 from worker.producer.jobs import MAX_BATCH_ENTRIES, FailedJob, PreparedJob, SentJob, sqs_id
 
 #: ``group_id`` of ``send_many``: one group for every job, a function of the job, or the default
@@ -19,6 +19,16 @@ GroupId = str | Callable[[Job], str] | None
 
 # SendMessageBatch's envelope around the bodies (ids, attribute names): kept out of the budget.
 _ENTRY_OVERHEAD_BYTES = 512
+
+
+def lane_queue(queue_url: str, bulk_queue_url: str | None, lane: Lane | str) -> str:
+    """The queue of ``lane``: ``queue_url`` for interactive jobs, ``bulk_queue_url`` for bulk
+    ones (an import, a migration: they take only the Cognito calls live jobs leave)."""
+    if Lane(lane) is Lane.INTERACTIVE:
+        return queue_url
+    if bulk_queue_url is None:
+        raise ValueError("lane='bulk' needs bulk_queue_url= (the worker's BULK_JOBS_QUEUE_URL)")
+    return bulk_queue_url
 
 
 def is_fifo(queue_url: str) -> bool:

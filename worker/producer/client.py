@@ -10,7 +10,16 @@ import boto3
 from botocore.config import Config
 
 from worker.contract.fields import FieldEncryptor
-from worker.producer.batches import Batch, GroupId, backoff_s, is_fifo, message_group, settle
+from worker.contract.jobs import Lane
+from worker.producer.batches import (
+    Batch,
+    GroupId,
+    backoff_s,
+    is_fifo,
+    lane_queue,
+    message_group,
+    settle,
+)
 from worker.producer.jobs import (
     DEFAULT_MAX_BYTES,
     FailedJob,
@@ -39,6 +48,8 @@ class JobProducer:
     retries of a request and the retries of each ``Failed`` batch entry. With ``kms_key_arn``,
     each job's ``password`` and ``confirmation_code`` are encrypted under that KMS key before
     sending (see docs/secrets.md); the producer's role needs ``kms:GenerateDataKey`` on it.
+    ``bulk_queue_url`` is the worker's bulk lane (``BULK_JOBS_QUEUE_URL``): jobs sent with
+    ``lane="bulk"`` go there and take only the Cognito calls live jobs leave.
     """
 
     def __init__(
@@ -51,11 +62,13 @@ class JobProducer:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         kms_key_arn: str | None = None,
+        bulk_queue_url: str | None = None,
         normalize_username: UnicodeForm | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.queue_url = queue_url
+        self.bulk_queue_url = bulk_queue_url
         self.fifo = is_fifo(queue_url)
         self.max_attempts = max_attempts
         self.max_bytes = max_bytes
@@ -82,8 +95,9 @@ class JobProducer:
         *,
         group_id: str | None = None,
         deduplication_id: str | None = None,
+        lane: Lane | str = Lane.INTERACTIVE,
     ) -> SentJob:
-        """Send one job; return its id and SQS message id.
+        """Send one job to the queue of ``lane``; return its id and SQS message id.
 
         Raise :class:`InvalidJob` (nothing sent) when the worker would reject the job, and the
         SDK's ``ClientError`` when SQS refuses it after ``max_attempts``. On a FIFO queue the group
@@ -95,8 +109,9 @@ class JobProducer:
             encryptor=self._encryptor,
             normalize_username=self.normalize_username,
         )
-        request: dict[str, Any] = {"QueueUrl": self.queue_url, "MessageBody": prepared.body}
-        if self.fifo:
+        queue_url = lane_queue(self.queue_url, self.bulk_queue_url, lane)
+        request: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": prepared.body}
+        if is_fifo(queue_url):
             request["MessageGroupId"] = message_group(prepared.job, group_id)
             request["MessageDeduplicationId"] = sqs_id(deduplication_id or prepared.job_id)
         answer = self._client.send_message(**request)
@@ -114,8 +129,10 @@ class JobProducer:
         on_batch: OnBatch | None = None,
         skip_invalid: bool = False,
         keep_sent: bool = False,
+        lane: Lane | str = Lane.INTERACTIVE,
     ) -> SendReport:
-        """Send jobs in batches of up to ten; ``jobs`` is read lazily, one batch at a time.
+        """Send jobs in batches of up to ten to the queue of ``lane``; ``jobs`` is read lazily,
+        one batch at a time.
 
         Every job ends up counted as sent or listed as failed: ``Failed`` entries SQS may accept
         later are retried up to ``max_attempts`` times, the rest are reported. A job the worker
@@ -125,18 +142,20 @@ class JobProducer:
         the jobs of that batch are then neither counted nor listed.
         """
         report = SendReport()
-        batch = Batch(self.fifo, self.max_bytes)
+        queue_url = lane_queue(self.queue_url, self.bulk_queue_url, lane)
+        fifo = is_fifo(queue_url)
+        batch = Batch(fifo, self.max_bytes)
         refused: list[FailedJob] = []
 
         def flush() -> None:
             nonlocal batch, refused
-            sent, failed = self._send_batch(batch) if batch.jobs else ([], [])
+            sent, failed = self._send_batch(queue_url, batch) if batch.jobs else ([], [])
             failed = refused + failed
             if sent or failed:
                 report.add(sent, failed, keep_sent=keep_sent)
                 if on_batch is not None:
                     on_batch(sent, failed)
-            batch, refused = Batch(self.fifo, self.max_bytes), []
+            batch, refused = Batch(fifo, self.max_bytes), []
 
         for index, job in enumerate(jobs):
             try:
@@ -153,20 +172,20 @@ class JobProducer:
                     raise
                 refused.append(FailedJob(invalid.job_id, "InvalidJob", invalid.reason, True, index))
                 continue
-            group = message_group(prepared.job, group_id) if self.fifo else None
+            group = message_group(prepared.job, group_id) if fifo else None
             if not batch.has_room(prepared, group):
                 flush()
             batch.add(prepared, group)
         flush()
         return report
 
-    def _send_batch(self, batch: Batch) -> tuple[list[SentJob], list[FailedJob]]:
+    def _send_batch(self, queue_url: str, batch: Batch) -> tuple[list[SentJob], list[FailedJob]]:
         sent: list[SentJob] = []
         failed: list[FailedJob] = []
         positions = list(range(len(batch.jobs)))
         for attempt in range(1, self.max_attempts + 1):
             answer = self._client.send_message_batch(
-                QueueUrl=self.queue_url, Entries=batch.entries(positions)
+                QueueUrl=queue_url, Entries=batch.entries(positions)
             )
             settled = settle(batch, positions, answer, last_attempt=attempt == self.max_attempts)
             sent += settled.sent
