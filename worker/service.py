@@ -532,8 +532,18 @@ class Worker:
     def _start_strand(self, strand: _Strand) -> None:
         task = asyncio.create_task(self._work_through(strand))
         self._jobs[task] = strand
-        self.metrics.jobs_in_flight.set(self.jobs_in_flight)
+        self._count_in_flight()
+        now = time.time()
+        for message in strand.messages:
+            if message.sent_at is not None:
+                waited = max(0.0, now - message.sent_at)
+                self.metrics.queue_wait.labels(strand.lane.value).observe(waited)
         task.add_done_callback(self._job_done)
+
+    def _count_in_flight(self) -> None:
+        self.metrics.jobs_in_flight.set(self.jobs_in_flight)
+        for lane in self._sources:
+            self.metrics.lane_jobs_in_flight.labels(lane.value).set(self.jobs_in_flight_of(lane))
 
     async def _work_through(self, strand: _Strand) -> None:
         def mark_called() -> None:
@@ -565,7 +575,7 @@ class Worker:
 
     def _job_done(self, task: asyncio.Task[None]) -> None:
         self._jobs.pop(task, None)
-        self.metrics.jobs_in_flight.set(self.jobs_in_flight)
+        self._count_in_flight()
         for freed in self._slot_freed.values():
             freed.set()
 

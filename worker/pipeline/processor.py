@@ -476,6 +476,7 @@ class JobProcessor:
         self._metrics.jobs.labels(
             result.type.value if result.type else "unknown", result.status.value
         ).inc()
+        self._metrics.lane_jobs.labels(result.lane.value, result.status.value).inc()
         if published:
             self._metrics.job_latency.observe(time.monotonic() - started)
         log.info(

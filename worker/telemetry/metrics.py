@@ -18,6 +18,9 @@ class Metrics:
     jobs: Counter
     handed_back: Counter
     jobs_in_flight: Gauge
+    lane_jobs: Counter
+    lane_jobs_in_flight: Gauge
+    queue_wait: Histogram
     job_latency: Histogram
     cognito_calls: Counter
     cognito_latency: Histogram
@@ -49,6 +52,22 @@ class Metrics:
         )
         self.jobs_in_flight = Gauge(
             "cognito_worker_jobs_in_flight", "Messages received and not finished.", registry=r
+        )
+        # The two lanes apart: live users' jobs (interactive) and an import's (bulk).
+        self.lane_jobs = Counter(
+            "cognito_worker_lane_jobs", "Jobs finished, by lane and status.", ["lane", "status"],
+            registry=r,
+        )  # fmt: skip
+        self.lane_jobs_in_flight = Gauge(
+            "cognito_worker_lane_jobs_in_flight", "Messages received and not finished, by lane.",
+            ["lane"], registry=r,
+        )  # fmt: skip
+        self.queue_wait = Histogram(
+            "cognito_worker_queue_wait_seconds",
+            "From the producer's send (SQS's SentTimestamp) to this receive, by lane.",
+            ["lane"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
         )
         self.job_latency = Histogram(
             "cognito_worker_job_seconds",
