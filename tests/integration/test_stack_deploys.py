@@ -10,6 +10,7 @@ table's TimeToLiveSpecification, the task definition's TaskRoleArn; nor does mot
 with the queues' key.
 """
 
+import ast
 import dataclasses
 import json
 import uuid
@@ -67,7 +68,7 @@ def test_what_is_left_out_is_exactly_what_moto_cannot_create(local_endpoints: En
     listed = cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
     skipped = [s for s in listed if not s["LogicalResourceId"]]
     expected = [r for r in template["Resources"].values() if r["Type"] in NOT_IN_MOTO]
-    assert len(skipped) == len(expected) == 10
+    assert len(skipped) == len(expected) == 11
 
 
 def test_the_stack_holds_every_other_resource_as_the_template_says(
@@ -94,6 +95,24 @@ def test_the_stack_holds_every_other_resource_as_the_template_says(
     assert dlq["MessageRetentionPeriod"] == "1209600"
     assert jobs["KmsMasterKeyId"] == dlq["KmsMasterKeyId"] == key_id
 
+    # The bulk lane, as created: the same as the interactive one but for its own DLQ.
+    bulk = sqs.get_queue_attributes(
+        QueueUrl=deployed.outputs["BulkJobsQueueUrl"], AttributeNames=["All"]
+    )["Attributes"]
+    bulk_dlq = sqs.get_queue_attributes(
+        QueueUrl=deployed.outputs["BulkDeadLetterQueueUrl"], AttributeNames=["All"]
+    )["Attributes"]
+    assert bulk["QueueArn"] == deployed.outputs["BulkJobsQueueArn"]
+    assert bulk_dlq["QueueArn"] not in (jobs["QueueArn"], dlq["QueueArn"], bulk["QueueArn"])
+    assert json.loads(bulk["RedrivePolicy"]) == {
+        "deadLetterTargetArn": bulk_dlq["QueueArn"],
+        "maxReceiveCount": 1000,
+    }
+    alike = ("VisibilityTimeout", "MessageRetentionPeriod", "ReceiveMessageWaitTimeSeconds",
+             "KmsMasterKeyId", "KmsDataKeyReusePeriodSeconds")  # fmt: skip
+    assert {k: bulk[k] for k in alike} == {k: jobs[k] for k in alike}
+    assert {k: bulk_dlq[k] for k in alike} == {k: dlq[k] for k in alike}
+
     topic = aws_client("sns", local_endpoints.moto).get_topic_attributes(
         TopicArn=deployed.outputs["ResultsTopicArn"]
     )["Attributes"]
@@ -111,6 +130,25 @@ def test_the_stack_holds_every_other_resource_as_the_template_says(
     aliases = kms.list_aliases(KeyId=key_id)["Aliases"]
     assert [a["AliasName"] for a in aliases] == [f"alias/cognito-worker/{deployed.name}"]
     assert deployed.resources["TaskRole"] == f"{deployed.name}-task"  # the key policy names it
+
+    # The role Cognito assumes to log an import job, with the template's trust and policy (moto
+    # stores them; that Cognito alone may assume it, on these log groups only, no emulator here
+    # evaluates: tests/unit/test_stack_text.py reads them).
+    iam = aws_client("iam", local_endpoints.moto)
+    role_name = deployed.outputs["ImportLogsRoleArn"].rsplit("/", 1)[1]
+    role = iam.get_role(RoleName=role_name)["Role"]
+    assert role["Arn"] == deployed.outputs["ImportLogsRoleArn"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "cognito-idp.amazonaws.com"}
+    (policy_name,) = iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+    document = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)["PolicyDocument"]
+    # moto 5.2.5's CloudFormation stores a role's inline policy as the Python text of the
+    # template's dict (single quotes), not as JSON: read it as such.
+    (logs,) = ast.literal_eval(document)["Statement"]
+    assert logs["Resource"] == (
+        f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/cognito/userpools/"
+        f"{deployed.parameters['CognitoUserPoolId']}/*"
+    )
 
 
 def stack_for_worker(
@@ -139,6 +177,8 @@ def stack_for_worker(
         dead_letter_queue_url=deployed.outputs["DeadLetterQueueUrl"],
         results_topic_arn=deployed.outputs["ResultsTopicArn"],
         results_queue_url=results_url,
+        bulk_jobs_queue_url=deployed.outputs["BulkJobsQueueUrl"],
+        bulk_dead_letter_queue_url=deployed.outputs["BulkDeadLetterQueueUrl"],
     )
     environment = deployed.task_environment(aws_client("ecs", endpoints.moto))
     return stack, {
@@ -163,6 +203,9 @@ def test_the_worker_runs_on_the_stacks_outputs_with_its_task_definition(
     stack, environment = stack_for_worker(deployed, in_moto, pool)
     # What the worker reads from the task definition is the stack's own.
     assert environment["JOBS_QUEUE_URL"] == deployed.outputs["JobsQueueUrl"]
+    assert environment["BULK_JOBS_QUEUE_URL"] == deployed.outputs["BulkJobsQueueUrl"]
+    assert environment["BULK_DEAD_LETTER_QUEUE_URL"] == deployed.outputs["BulkDeadLetterQueueUrl"]
+    assert environment["INTERACTIVE_RESERVED_SHARE"] == "0"
     assert environment["RESULTS_TOPIC_ARN"] == deployed.outputs["ResultsTopicArn"]
     assert environment["IDEMPOTENCY_TABLE"] == deployed.outputs["IdempotencyTableName"]
     assert environment["FIELD_ENCRYPTION_KEY_ARNS"] == deployed.outputs["SecretsKeyArn"]
@@ -173,36 +216,51 @@ def test_the_worker_runs_on_the_stacks_outputs_with_its_task_definition(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    body = prepare_job(
-        {
-            "version": 1,
-            "type": "sign_up",
-            "job_id": "stack-sign-up",
-            "username": "stella",
-            "password": PASSWORD,
-            "user_attributes": {"email": "stella@example.com"},
-        },
-        encryptor=FieldEncryptor(deployed.outputs["SecretsKeyArn"]),
-    ).body
-    assert PASSWORD not in body
-    aws_client("sqs", local_endpoints.moto).send_message(
-        QueueUrl=deployed.outputs["JobsQueueUrl"], MessageBody=body
-    )
+    # One job in each lane: a live sign-up on the jobs queue, an import's on the bulk queue.
+    sqs = aws_client("sqs", local_endpoints.moto)
+    for queue, job_id, username in (
+        ("JobsQueueUrl", "stack-sign-up", "stella"),
+        ("BulkJobsQueueUrl", "stack-bulk-sign-up", "bruno"),
+    ):
+        body = prepare_job(
+            {
+                "version": 1,
+                "type": "sign_up",
+                "job_id": job_id,
+                "username": username,
+                "password": PASSWORD,
+                "user_attributes": {"email": f"{username}@example.com"},
+            },
+            encryptor=FieldEncryptor(deployed.outputs["SecretsKeyArn"]),
+        ).body
+        assert PASSWORD not in body
+        sqs.send_message(QueueUrl=deployed.outputs[queue], MessageBody=body)
 
     run = run_worker(stack, **environment)
 
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    (result,) = read_results(stack)
-    assert (result.body["job_id"], result.body["status"]) == ("stack-sign-up", "succeeded")
-    assert result.attributes["job_type"] == "sign_up"
-    user = aws_client("cognito-idp", local_endpoints.moto).admin_get_user(
-        UserPoolId=stack.user_pool_id, Username="stella"
+    results = {r.body["job_id"]: r for r in read_results(stack)}
+    assert {job_id: (r.body["status"], r.body["lane"]) for job_id, r in results.items()} == {
+        "stack-sign-up": ("succeeded", "interactive"),
+        "stack-bulk-sign-up": ("succeeded", "bulk"),
+    }
+    assert {r.attributes["job_type"] for r in results.values()} == {"sign_up"}
+    idp = aws_client("cognito-idp", local_endpoints.moto)
+    for username in ("stella", "bruno"):
+        user = idp.admin_get_user(UserPoolId=stack.user_pool_id, Username=username)
+        assert user["UserStatus"] == "UNCONFIRMED", username
+    # The claims and the stored results went to the stack's table.
+    items = json.dumps(
+        aws_client("dynamodb", local_endpoints.moto).scan(
+            TableName=deployed.outputs["IdempotencyTableName"]
+        )["Items"]
     )
-    assert user["UserStatus"] == "UNCONFIRMED"
-    # The claim and the stored result went to the stack's table.
-    items = aws_client("dynamodb", local_endpoints.moto).scan(
-        TableName=deployed.outputs["IdempotencyTableName"]
-    )["Items"]
-    assert any("stack-sign-up" in json.dumps(item) for item in items), items
-    assert stack.queue_depth(stack.jobs_queue_url) == 0
-    assert stack.queue_depth(stack.dead_letter_queue_url) == 0
+    assert "stack-sign-up" in items, items
+    assert "stack-bulk-sign-up" in items, items
+    for queue in (
+        "JobsQueueUrl",
+        "DeadLetterQueueUrl",
+        "BulkJobsQueueUrl",
+        "BulkDeadLetterQueueUrl",
+    ):
+        assert stack.queue_depth(deployed.outputs[queue]) == 0, queue

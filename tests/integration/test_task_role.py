@@ -12,7 +12,8 @@ Where moto checks less than AWS, the tests do not lean on it:
 - SNS, KMS, DynamoDB and Cognito are checked by action alone (the user's statements for them get
   the resource ``*``, see ``as_moto_evaluates``); that each statement names the stack's own
   resource is checked in the template's text (tests/unit/test_deploy_stack.py). SQS is checked by
-  resource: the task role may send to the DLQ, and is refused receiving from it.
+  resource: the task role may receive from both lanes' jobs queues and send to their DLQs, and
+  is refused receiving from either DLQ.
 - No resource policy is evaluated: not the KMS key's (so the Deny that keeps Decrypt to the task
   role, and what the producers may do, are tested in tests/unit/test_key_policy.py), not the
   queue policy (only the task role receives, TLS only) nor the topic policy, which moto's
@@ -126,6 +127,8 @@ def iam(iam_aws: IamAws) -> Iterator[IamStack]:
             dead_letter_queue_url=deployed.outputs["DeadLetterQueueUrl"],
             results_topic_arn=deployed.outputs["ResultsTopicArn"],
             results_queue_url=results_url,
+            bulk_jobs_queue_url=deployed.outputs["BulkJobsQueueUrl"],
+            bulk_dead_letter_queue_url=deployed.outputs["BulkDeadLetterQueueUrl"],
         )
         environment = {
             **deployed.task_environment(aws.client("ecs")),
@@ -155,10 +158,10 @@ def encrypted(iam: IamStack, **fields: Any) -> str:
     return prepare_job(job, encryptor=FieldEncryptor(iam.outputs["SecretsKeyArn"])).body
 
 
-def send(iam: IamStack, *bodies: str) -> None:
+def send(iam: IamStack, *bodies: str, queue: str = "JobsQueueUrl") -> None:
     sqs = iam.aws.client("sqs")
     for body in bodies:
-        sqs.send_message(QueueUrl=iam.outputs["JobsQueueUrl"], MessageBody=body)
+        sqs.send_message(QueueUrl=iam.outputs[queue], MessageBody=body)
 
 
 def results(iam: IamStack) -> list[Published]:
@@ -183,17 +186,15 @@ def results(iam: IamStack) -> list[Published]:
             )
 
 
-def dead_letters(iam: IamStack) -> list[dict[str, Any]]:
+def dead_letters(iam: IamStack, queue: str = "DeadLetterQueueUrl") -> list[dict[str, Any]]:
     sqs = iam.aws.client("sqs")
     messages: list[dict[str, Any]] = sqs.receive_message(
-        QueueUrl=iam.outputs["DeadLetterQueueUrl"],
+        QueueUrl=iam.outputs[queue],
         MaxNumberOfMessages=10,
         MessageAttributeNames=["All"],
     ).get("Messages", [])
     for message in messages:
-        sqs.delete_message(
-            QueueUrl=iam.outputs["DeadLetterQueueUrl"], ReceiptHandle=message["ReceiptHandle"]
-        )
+        sqs.delete_message(QueueUrl=iam.outputs[queue], ReceiptHandle=message["ReceiptHandle"])
     return messages
 
 
@@ -263,6 +264,7 @@ def test_the_policy_given_is_the_templates_and_moto_needs_only_these_changes(
 ) -> None:
     statements = {s["Sid"]: s for s in iam.policy["Statement"]}
     assert statements["ConsumeJobs"]["Resource"] == iam.outputs["JobsQueueArn"]
+    assert statements["ConsumeBulkJobs"]["Resource"] == iam.outputs["BulkJobsQueueArn"]
     assert statements["PublishResults"]["Resource"] == iam.outputs["ResultsTopicArn"]
     assert statements["FieldAndQueueKey"]["Resource"] == iam.outputs["SecretsKeyArn"]
     assert statements["IdempotencyStore"]["Resource"].endswith(
@@ -276,6 +278,9 @@ def test_the_policy_given_is_the_templates_and_moto_needs_only_these_changes(
         "ConsumeJobs: + sqs:DeleteMessageBatch, sqs:ChangeMessageVisibilityBatch "
         "(moto's names for batches)",
         "DeadLetterMalformed: + sqs:SendMessageBatch (moto's names for batches)",
+        "ConsumeBulkJobs: + sqs:DeleteMessageBatch, sqs:ChangeMessageVisibilityBatch "
+        "(moto's names for batches)",
+        "BulkDeadLetterMalformed: + sqs:SendMessageBatch (moto's names for batches)",
         f"PublishResults: resource {iam.outputs['ResultsTopicArn']} -> * "
         "(moto checks sns by action only)",
         "PublishResults: + sns:PublishBatch (moto's names for batches)",
@@ -310,13 +315,20 @@ def test_every_job_type_and_the_store_work_with_the_task_roles_grants_in_a_fleet
             encrypted(iam, type="forgot_password", job_id="t-forgot", username="fern"),
             encrypted(iam, type="confirm_forgot_password", job_id="t-reset", username="flo",
                       confirmation_code="123456", password=NEW_PASSWORD),
-            encrypted(iam, type="import_user", job_id="t-import", username="ivo",
-                      password=PASSWORD, user_attributes={"email": "ivo@example.com"}),
             # Rejected: plaintext where the stack requires encryption (copied nowhere), and a
             # body that is no job (copied to the DLQ: SendMessage on it).
             json.dumps({"version": 1, "type": "sign_up", "job_id": "t-plain",
                         "username": "pat", "password": PASSWORD}),
             json.dumps({"version": 1, "type": "sign_up", "job_id": "t-no-job"}),
+        )  # fmt: skip
+        # The bulk lane, under its own grants: an import's job, and a body that is no job
+        # (copied to the bulk lane's DLQ: SendMessage on that one).
+        send(
+            iam,
+            encrypted(iam, type="import_user", job_id="t-import", username="ivo",
+                      password=PASSWORD, user_attributes={"email": "ivo@example.com"}),
+            json.dumps({"version": 1, "type": "import_user", "job_id": "t-bulk-no-job"}),
+            queue="BulkJobsQueueUrl",
         )  # fmt: skip
         second = run_worker(iam.stack, **iam.environment)
     finally:
@@ -335,6 +347,9 @@ def test_every_job_type_and_the_store_work_with_the_task_roles_grants_in_a_fleet
     outcome: dict[str, list[str]] = {}
     for result in published:
         outcome.setdefault(result.body["job_id"], []).append(result.body["status"])
+    lanes = {r.body["job_id"]: r.body.get("lane") for r in published}
+    assert lanes["t-import"] == "bulk"
+    assert lanes["t-sign-up"] == "interactive"
     assert outcome == {
         "t-sign-up": ["succeeded"],
         "t-confirm": ["succeeded"],
@@ -344,6 +359,7 @@ def test_every_job_type_and_the_store_work_with_the_task_roles_grants_in_a_fleet
         "t-import": ["succeeded"],
         "t-plain": ["rejected"],
         "t-no-job": ["rejected"],
+        "t-bulk-no-job": ["rejected"],
     }, [r.body for r in published if r.body["status"] != "succeeded"]
     idp = iam.aws.client("cognito-idp")
     assert idp.admin_get_user(UserPoolId=iam.stack.user_pool_id, Username="ivo")["UserStatus"] == (
@@ -352,11 +368,14 @@ def test_every_job_type_and_the_store_work_with_the_task_roles_grants_in_a_fleet
     (letter,) = dead_letters(iam)
     assert json.loads(letter["Body"])["job_id"] == "t-no-job"
     assert "rejection_reason" in letter["MessageAttributes"]
-    depth = iam.aws.client("sqs").get_queue_attributes(
-        QueueUrl=iam.outputs["JobsQueueUrl"],
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    assert set(depth.values()) == {"0"}
+    (bulk_letter,) = dead_letters(iam, "BulkDeadLetterQueueUrl")
+    assert json.loads(bulk_letter["Body"])["job_id"] == "t-bulk-no-job"
+    for queue in ("JobsQueueUrl", "BulkJobsQueueUrl"):
+        depth = iam.aws.client("sqs").get_queue_attributes(
+            QueueUrl=iam.outputs[queue],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        assert set(depth.values()) == {"0"}, queue
 
     # The sign-up delivered again: its claim is refused, and the store's record (GetItem) answers
     # it with the stored result; SignUp does not reach Cognito again (it would fail: the user
@@ -391,6 +410,8 @@ def without(policy: dict[str, Any], sid: str) -> dict[str, Any]:
 GRANTS = {
     "ConsumeJobs": ("sqs", "receive_message", "jobs"),
     "DeadLetterMalformed": ("sqs", "send_message", "dlq"),
+    "ConsumeBulkJobs": ("sqs", "receive_message", "bulk"),
+    "BulkDeadLetterMalformed": ("sqs", "send_message", "bulk-dlq"),
     "PublishResults": ("sns", "publish", "topic"),
     "FieldAndQueueKey": ("kms", "decrypt", "key"),
     "IdempotencyStore": ("dynamodb", "get_item", "table"),
@@ -402,6 +423,8 @@ def arguments(iam: IamStack, target: str, ciphertext: bytes) -> dict[str, Any]:
     return {
         "jobs": {"QueueUrl": iam.outputs["JobsQueueUrl"], "WaitTimeSeconds": 0},
         "dlq": {"QueueUrl": iam.outputs["DeadLetterQueueUrl"], "MessageBody": "{}"},
+        "bulk": {"QueueUrl": iam.outputs["BulkJobsQueueUrl"], "WaitTimeSeconds": 0},
+        "bulk-dlq": {"QueueUrl": iam.outputs["BulkDeadLetterQueueUrl"], "MessageBody": "{}"},
         "topic": {"TopicArn": iam.outputs["ResultsTopicArn"], "Message": "{}"},
         "key": {"CiphertextBlob": ciphertext},
         "table": {"TableName": iam.outputs["IdempotencyTableName"], "Key": {"pk": {"S": "x"}}},
@@ -420,7 +443,8 @@ def test_each_grant_is_needed(iam: IamStack, ciphertext: bytes, sid: str) -> Non
         user(iam, "gina", confirmed=True)  # a user the call can find
     assert denied(getattr(iam.aws.client(service, lacking), operation), **call_arguments)
     assert not denied(getattr(iam.aws.client(service, iam.task), operation), **call_arguments)
-    dead_letters(iam)  # the DLQ probe's message
+    dead_letters(iam)  # the DLQ probes' messages
+    dead_letters(iam, "BulkDeadLetterQueueUrl")
 
 
 def test_a_principal_without_the_grants_is_refused_the_queue_the_key_and_the_table(
@@ -460,6 +484,8 @@ def test_the_task_role_cannot_do_what_the_worker_never_does(iam: IamStack) -> No
     assert denied(dynamodb.scan, TableName=table)
     assert denied(sqs.purge_queue, QueueUrl=iam.outputs["JobsQueueUrl"])
     assert denied(sqs.send_message, QueueUrl=iam.outputs["JobsQueueUrl"], MessageBody="{}")
+    assert denied(sqs.purge_queue, QueueUrl=iam.outputs["BulkJobsQueueUrl"])
+    assert denied(sqs.send_message, QueueUrl=iam.outputs["BulkJobsQueueUrl"], MessageBody="{}")
     # SQS is where moto checks the resource: the DLQ may be sent to, never read.
     assert denied(
         sqs.receive_message, QueueUrl=iam.outputs["DeadLetterQueueUrl"], WaitTimeSeconds=0
@@ -557,3 +583,19 @@ def test_an_operator_with_the_documented_import_permissions_imports_and_waits(
         TopicArn=iam.outputs["ResultsTopicArn"]
     )["Subscriptions"]
     assert [s for s in subscriptions if "ops-1" in s["Endpoint"]] == []
+
+
+def test_the_task_role_receives_from_the_bulk_queue_and_never_from_its_dlq(iam: IamStack) -> None:
+    """SQS is where moto checks the resource: the role's grant on the bulk lane is its queue,
+    and its DLQ may be sent to (a malformed bulk message), never read."""
+    sqs = iam.aws.client("sqs", iam.task)
+    assert not denied(
+        sqs.receive_message, QueueUrl=iam.outputs["BulkJobsQueueUrl"], WaitTimeSeconds=0
+    )
+    assert denied(
+        sqs.receive_message, QueueUrl=iam.outputs["BulkDeadLetterQueueUrl"], WaitTimeSeconds=0
+    )
+    assert not denied(
+        sqs.send_message, QueueUrl=iam.outputs["BulkDeadLetterQueueUrl"], MessageBody="{}"
+    )
+    dead_letters(iam, "BulkDeadLetterQueueUrl")

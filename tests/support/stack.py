@@ -204,7 +204,7 @@ def task_role_policy(deployed: Deployed, sqs: Any, dynamodb: Any) -> dict[str, A
         name: sqs.get_queue_attributes(
             QueueUrl=deployed.resources[name], AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
-        for name in ("JobsQueue", "DeadLetterQueue")
+        for name in ("JobsQueue", "DeadLetterQueue", "BulkJobsQueue", "BulkDeadLetterQueue")
     }
     table = dynamodb.describe_table(TableName=deployed.outputs["IdempotencyTableName"])["Table"]
     context = Context(
@@ -219,6 +219,8 @@ def task_role_policy(deployed: Deployed, sqs: Any, dynamodb: Any) -> dict[str, A
         attributes={
             "JobsQueue.Arn": queue_arn["JobsQueue"],
             "DeadLetterQueue.Arn": queue_arn["DeadLetterQueue"],
+            "BulkJobsQueue.Arn": queue_arn["BulkJobsQueue"],
+            "BulkDeadLetterQueue.Arn": queue_arn["BulkDeadLetterQueue"],
             "SecretsKey.Arn": deployed.outputs["SecretsKeyArn"],
             "IdempotencyTable.Arn": table["TableArn"],
         },

@@ -3,17 +3,19 @@
 import re
 from pathlib import Path
 
+from annotated_types import Ge, Le
 from cfnlint.decode import cfn_yaml
 
 from worker.local.aws import MAX_RECEIVE_COUNT
-from worker.settings import INTERACTIVE_JOB_TYPES
+from worker.settings import INTERACTIVE_JOB_TYPES, Settings
 
 STACK = Path(__file__).parents[2] / "deploy" / "cloudformation.yaml"
 
 
-def test_the_local_queues_redrive_like_the_deployed_one() -> None:
+def test_the_local_queues_redrive_like_the_deployed_ones() -> None:
+    """Both lanes' jobs queues, the interactive and the bulk one."""
     counts = re.findall(r"^\s*maxReceiveCount:\s*(\d+)", STACK.read_text(), flags=re.MULTILINE)
-    assert counts == [str(MAX_RECEIVE_COUNT)]
+    assert counts == [str(MAX_RECEIVE_COUNT)] * 2
 
 
 def test_the_stack_accepts_by_default_the_job_types_the_worker_accepts_by_default() -> None:
@@ -25,3 +27,20 @@ def test_the_stack_accepts_by_default_the_job_types_the_worker_accepts_by_defaul
         "Environment"
     ]
     assert {"Name": "ACCEPTED_JOB_TYPES", "Value": {"Ref": "AcceptedJobTypes"}} in environment
+
+
+def test_the_reserved_share_parameter_has_the_settings_default_and_bounds() -> None:
+    """A value the parameter allows is one the worker accepts, and the default is the worker's
+    own (0: priority alone)."""
+    template = cfn_yaml.load(str(STACK))
+    parameter = template["Parameters"]["InteractiveReservedShare"]
+    field = Settings.model_fields["interactive_reserved_share"]
+    (lowest,) = [m.ge for m in field.metadata if isinstance(m, Ge)]
+    (highest,) = [m.le for m in field.metadata if isinstance(m, Le)]
+    assert (parameter["MinValue"], parameter["MaxValue"]) == (lowest, highest)
+    assert parameter["Default"] == field.default == 0
+    environment = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"][0][
+        "Environment"
+    ]
+    share = {"Name": "INTERACTIVE_RESERVED_SHARE", "Value": {"Ref": "InteractiveReservedShare"}}
+    assert share in environment

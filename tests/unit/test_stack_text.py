@@ -8,6 +8,7 @@ under moto's IAM enforcement, which evaluates no condition, no resource policy, 
 SQS only. All of that is checked here, as written.
 """
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +67,14 @@ def test_every_condition_key_is_one_this_file_knows_to_check(template: dict[str,
     assert condition_keys(template["Resources"]) == set(CONDITION_KEYS)
 
 
-GETATT_QUEUES = [{"Fn::GetAtt": ["JobsQueue", "Arn"]}, {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}]
+#: Both lanes' queues: the interactive jobs queue and its DLQ, the bulk jobs queue and its DLQ.
+QUEUES = ["JobsQueue", "DeadLetterQueue", "BulkJobsQueue", "BulkDeadLetterQueue"]
+GETATT_QUEUES = [{"Fn::GetAtt": [queue, "Arn"]} for queue in QUEUES]
 
 
 def test_no_request_without_tls_reaches_the_queues_or_the_topic(template: dict[str, Any]) -> None:
     queues = template["Resources"]["QueuePolicies"]["Properties"]
-    assert queues["Queues"] == [{"Ref": "JobsQueue"}, {"Ref": "DeadLetterQueue"}]
+    assert queues["Queues"] == [{"Ref": queue} for queue in QUEUES]
     plain = statements(queues["PolicyDocument"])["DenyPlainHttp"]
     assert (plain["Effect"], plain["Principal"], plain["Action"]) == ("Deny", "*", "sqs:*")
     assert plain["Resource"] == GETATT_QUEUES
@@ -153,6 +156,8 @@ def test_every_task_role_grant_names_the_stacks_own_resource(template: dict[str,
     assert granted == [
         ("ConsumeJobs", {"Fn::GetAtt": ["JobsQueue", "Arn"]}),
         ("DeadLetterMalformed", {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}),
+        ("ConsumeBulkJobs", {"Fn::GetAtt": ["BulkJobsQueue", "Arn"]}),
+        ("BulkDeadLetterMalformed", {"Fn::GetAtt": ["BulkDeadLetterQueue", "Arn"]}),
         ("PublishResults", {"Ref": "ResultsTopic"}),
         (
             "CognitoImports",
@@ -208,15 +213,18 @@ def test_auto_scaling_tracks_backlog_per_task_of_this_service(template: dict[str
     assert tracking["TargetValue"] == {"Ref": "BacklogPerTaskTarget"}
     metrics = {m["Id"]: m for m in tracking["CustomizedMetricSpecification"]["Metrics"]}
     assert [m["Id"] for m in metrics.values() if m["ReturnData"]] == ["e1"]
-    assert metrics["e1"]["Expression"] == "m1 / m2"
-    visible = metrics["m1"]["MetricStat"]["Metric"]
-    assert (visible["Namespace"], visible["MetricName"]) == (
-        "AWS/SQS",
-        "ApproximateNumberOfMessagesVisible",
-    )
-    assert visible["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["JobsQueue", "QueueName"]}}
-    ]
+    # Both lanes' backlogs, summed, over the running tasks.
+    assert metrics["e1"]["Expression"] == "(m1 + m3) / m2"
+    for metric_id, queue in (("m1", "JobsQueue"), ("m3", "BulkJobsQueue")):
+        assert metrics[metric_id]["MetricStat"]["Stat"] == "Sum"
+        visible = metrics[metric_id]["MetricStat"]["Metric"]
+        assert (visible["Namespace"], visible["MetricName"]) == (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+        )
+        assert visible["Dimensions"] == [
+            {"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}
+        ]
     running = metrics["m2"]["MetricStat"]["Metric"]
     assert running["MetricName"] == "RunningTaskCount"
     assert {"Name": "ServiceName", "Value": {"Fn::GetAtt": ["Service", "Name"]}} in running[
@@ -226,7 +234,7 @@ def test_auto_scaling_tracks_backlog_per_task_of_this_service(template: dict[str
 
 def test_every_alarm_is_heard_and_watches_this_stacks_figures(template: dict[str, Any]) -> None:
     alarms = resources(template, "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 6
+    assert len(alarms) == 7
     for name, alarm in alarms.items():
         properties = alarm["Properties"]
         assert properties["AlarmActions"] == [{"Ref": "AlarmTopicArn"}], name
@@ -236,8 +244,188 @@ def test_every_alarm_is_heard_and_watches_this_stacks_figures(template: dict[str
         if namespace == "AWS/SQS":
             (dimension,) = properties["Dimensions"]
             assert dimension["Name"] == "QueueName", name
-            assert dimension["Value"]["Fn::GetAtt"][0] in {"JobsQueue", "DeadLetterQueue"}, name
+            assert dimension["Value"]["Fn::GetAtt"][0] in set(QUEUES), name
         elif namespace is not None:
             # The worker's own figures, under the namespace and dimension it writes them with.
             assert namespace == NAMESPACE, name
             assert {"Name": "Service", "Value": SERVICE} in properties["Dimensions"], name
+
+
+def sqs_alarms(template: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each alarm on a queue: the queue's logical id and the metric."""
+    return {
+        name: (alarm["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0],
+               alarm["Properties"]["MetricName"])
+        for name, alarm in resources(template, "AWS::CloudWatch::Alarm").items()
+        if alarm["Properties"].get("Namespace") == "AWS/SQS"
+    }  # fmt: skip
+
+
+def test_both_dead_letter_queues_alarm_and_the_age_alarm_watches_the_interactive_lane(
+    template: dict[str, Any],
+) -> None:
+    """Live users wait on the interactive lane; the bulk lane's oldest job may wait for hours
+    during an import, by design, so its age raises no alarm. A DLQ that is not empty does, in
+    either lane."""
+    assert sorted(sqs_alarms(template).values()) == [
+        ("BulkDeadLetterQueue", "ApproximateNumberOfMessagesVisible"),
+        ("DeadLetterQueue", "ApproximateNumberOfMessagesVisible"),
+        ("JobsQueue", "ApproximateAgeOfOldestMessage"),
+    ]
+    alarms = template["Resources"]
+    first, bulk = (
+        alarms[name]["Properties"]
+        for name in ("DeadLetterQueueNotEmptyAlarm", "BulkDeadLetterQueueNotEmptyAlarm")
+    )
+    alike = ("Statistic", "Period", "EvaluationPeriods", "Threshold", "ComparisonOperator")
+    assert {k: first[k] for k in alike} == {k: bulk[k] for k in alike}
+    age = alarms["OldestJobAgeAlarm"]["Properties"]
+    assert age["Threshold"] == {"Ref": "OldestMessageAgeAlarmSeconds"}
+
+
+def test_the_bulk_lane_is_built_as_the_interactive_one(template: dict[str, Any]) -> None:
+    """The same key, retention, visibility and redrive; each lane redrives to its own DLQ."""
+    queues = template["Resources"]
+    jobs, bulk = (dict(queues[name]["Properties"]) for name in ("JobsQueue", "BulkJobsQueue"))
+    assert jobs.pop("RedrivePolicy") == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 1000,
+    }
+    assert bulk.pop("RedrivePolicy") == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["BulkDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 1000,
+    }
+    assert jobs == bulk
+    assert jobs["KmsMasterKeyId"] == {"Ref": "SecretsKey"}
+    assert queues["DeadLetterQueue"]["Properties"] == queues["BulkDeadLetterQueue"]["Properties"]
+    for name in QUEUES:
+        policies = (queues[name]["DeletionPolicy"], queues[name]["UpdateReplacePolicy"])
+        assert policies == ("Delete", "Delete"), name
+
+    environment = queues["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]["Environment"]
+    assert {"Name": "BULK_JOBS_QUEUE_URL", "Value": {"Ref": "BulkJobsQueue"}} in environment
+    assert {"Name": "BULK_DEAD_LETTER_QUEUE_URL", "Value": {"Ref": "BulkDeadLetterQueue"}} in (
+        environment
+    )
+    outputs = template["Outputs"]
+    assert outputs["BulkJobsQueueUrl"]["Value"] == {"Ref": "BulkJobsQueue"}
+    assert outputs["BulkJobsQueueArn"]["Value"] == {"Fn::GetAtt": ["BulkJobsQueue", "Arn"]}
+    assert outputs["BulkDeadLetterQueueUrl"]["Value"] == {"Ref": "BulkDeadLetterQueue"}
+
+
+def task_role_statements(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    (policy,) = template["Resources"]["TaskRole"]["Properties"]["Policies"]
+    found = {}
+    for statement in policy["PolicyDocument"]["Statement"]:
+        statement = statement["Fn::If"][1] if "Fn::If" in statement else statement
+        found[statement["Sid"]] = statement
+    return found
+
+
+def test_the_task_role_takes_the_bulk_lane_as_the_interactive_one_and_reads_no_dlq(
+    template: dict[str, Any],
+) -> None:
+    granted = task_role_statements(template)
+    assert granted["ConsumeBulkJobs"]["Action"] == granted["ConsumeJobs"]["Action"]
+    assert granted["BulkDeadLetterMalformed"]["Action"] == granted["DeadLetterMalformed"]["Action"]
+    # What the role may do on each dead-letter queue, over every statement: send, never receive
+    # (nor delete, purge...). The queue policy's OnlyTheWorkerReceives is no stand-in: it lets
+    # the task role receive wherever IAM allows it.
+    on_dead_letters = {
+        queue: [
+            action
+            for statement in granted.values()
+            if {"Fn::GetAtt": [queue, "Arn"]} in as_list(statement["Resource"])
+            for action in as_list(statement["Action"])
+        ]
+        for queue in ("DeadLetterQueue", "BulkDeadLetterQueue")
+    }
+    assert on_dead_letters == {
+        "DeadLetterQueue": ["sqs:SendMessage"],
+        "BulkDeadLetterQueue": ["sqs:SendMessage"],
+    }
+    assert all(statement["Resource"] != "*" for statement in granted.values())
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def dashboard(template: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The dashboard's widgets (each ``${Name}`` stands inside a JSON string, so the body is
+    JSON as written), and what the names stand for."""
+    body, variables = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    widgets: list[dict[str, Any]] = json.loads(body)["widgets"]
+    return widgets, variables
+
+
+def test_the_dashboard_shows_each_lane_apart_with_its_depth_and_oldest_age(
+    template: dict[str, Any],
+) -> None:
+    widgets, variables = dashboard(template)
+    assert variables["JobsQueueName"] == {"Fn::GetAtt": ["JobsQueue", "QueueName"]}
+    assert variables["BulkJobsQueueName"] == {"Fn::GetAtt": ["BulkJobsQueue", "QueueName"]}
+    assert variables["BulkDeadLetterQueueName"] == {
+        "Fn::GetAtt": ["BulkDeadLetterQueue", "QueueName"]
+    }
+
+    def queue_metrics(widget: dict[str, Any]) -> set[tuple[str, str]]:
+        return {
+            (row[3], row[1])
+            for row in widget["properties"]["metrics"]
+            if row[0] == "AWS/SQS" and row[2] == "QueueName"
+        }
+
+    lanes = {
+        "${JobsQueueName}": "${DeadLetterQueueName}",
+        "${BulkJobsQueueName}": "${BulkDeadLetterQueueName}",
+    }
+    shown = [queue_metrics(widget) for widget in widgets if queue_metrics(widget)]
+    assert len(shown) == 2
+    for queue, dead_letters in lanes.items():
+        (lane,) = [
+            metrics for metrics in shown if (queue, "ApproximateNumberOfMessagesVisible") in metrics
+        ]
+        assert lane == {
+            (queue, "ApproximateNumberOfMessagesVisible"),
+            (queue, "ApproximateNumberOfMessagesNotVisible"),
+            (queue, "ApproximateAgeOfOldestMessage"),
+            (dead_letters, "ApproximateNumberOfMessagesVisible"),
+        }
+
+
+def test_cognito_alone_assumes_the_import_logs_role_for_this_pools_logs_only(
+    template: dict[str, Any],
+) -> None:
+    """As AWS's guide gives it ("Creating the CloudWatch Logs IAM role"): trusted by the Cognito
+    service, allowed the four logs actions; the guide's /aws/cognito/* narrowed to the log
+    groups Cognito writes this pool's import jobs to (/aws/cognito/userpools/POOL_ID/POOL_NAME).
+    moto's IAM evaluates neither a trust policy nor a logs resource, so this is read here."""
+    role = template["Resources"]["ImportLogsRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert (trust["Effect"], trust["Principal"], trust["Action"]) == (
+        "Allow",
+        {"Service": "cognito-idp.amazonaws.com"},
+        "sts:AssumeRole",
+    )
+    (policy,) = role["Policies"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Action"] == [
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:DescribeLogStreams",
+        "logs:PutLogEvents",
+    ]
+    arn, variables = statement["Resource"]["Fn::Sub"]
+    assert arn == (
+        "arn:${AWS::Partition}:logs:${PoolRegion}:${AWS::AccountId}:"
+        "log-group:/aws/cognito/userpools/${CognitoUserPoolId}/*"
+    )
+    assert variables == {
+        "PoolRegion": {"Fn::Select": [0, {"Fn::Split": ["_", {"Ref": "CognitoUserPoolId"}]}]}
+    }
+    assert "ManagedPolicyArns" not in role
+    assert template["Outputs"]["ImportLogsRoleArn"]["Value"] == {
+        "Fn::GetAtt": ["ImportLogsRole", "Arn"]
+    }
