@@ -64,6 +64,8 @@ FLUSH_MIN_S = 1.0
 EXIT_OK = 0
 EXIT_LOOP_DIED = 1
 EXIT_CONFIGURATION = 3  # burst mode only: every app client's configuration is broken
+# Burst mode: turns of a lane's receive loop in a row that must find it empty before it ends.
+EMPTY_TURNS_TO_DRAIN = 2
 # How long free job slots wait for more to free before a receive for fewer than ten.
 RECEIVE_FILL_WAIT_S = 0.2
 # Receive no more while the pacers hold more than this many seconds of calls waiting: a job
@@ -163,7 +165,8 @@ class Worker:
         self._last_receive_error: dict[Lane, str | None] = dict.fromkeys(self._sources)
         self._receive_failures = dict.fromkeys(self._sources, 0)
         self._receive_failing_since: dict[Lane, float | None] = dict.fromkeys(self._sources)
-        self._drained_lanes: set[Lane] = set()
+        # Burst mode: per lane, how many turns in a row found it empty (see _every_lane_drained).
+        self._empty_turns = dict.fromkeys(self._sources, 0)
         self._started_at = time.monotonic()
         self._burst_waiting_logged_at = 0.0
         self.flush_deadline: float | None = None
@@ -395,12 +398,18 @@ class Worker:
     def _every_lane_drained(self, lane: Lane, drained: bool) -> bool:
         """Burst mode: note whether ``lane`` is drained; say whether every lane is, with no job
         in flight. It ends when nothing is left anywhere, not merely nothing visible: a message
-        handed back for later, or held by a worker that died, still counts."""
-        if drained:
-            self._drained_lanes.add(lane)
-        else:
-            self._drained_lanes.discard(lane)
-        return not self._jobs and self._drained_lanes == set(self._sources)
+        handed back for later, or held by a worker that died, still counts.
+
+        A lane counts as drained after :data:`EMPTY_TURNS_TO_DRAIN` turns in a row that each
+        received nothing and read zero counts. One reading is not enough: SQS's counts are
+        approximate, and a message becoming visible again while they are read can be in
+        neither count (moto computes the two counts a moment apart and shows it: a message
+        handed back for 1 s, read at that second, counted nowhere). A long poll lies between
+        the readings, and it would have received such a message."""
+        self._empty_turns[lane] = self._empty_turns[lane] + 1 if drained else 0
+        return not self._jobs and all(
+            turns >= EMPTY_TURNS_TO_DRAIN for turns in self._empty_turns.values()
+        )
 
     def _say_what_burst_waits_for(self, counts: dict[str, int]) -> None:
         """Burst mode: now and then, say which messages keep it from ending."""

@@ -73,12 +73,20 @@ def filters(default_client: str, public_client: str) -> dict[str, Filter]:
             {"client_id": [public_client]}, frozenset({"ok-public", "exists-public"})
         ),
         "no readable client": Filter(
-            {"client_id": ["unknown"]}, frozenset({"bad-username", "not-json"})
+            {"client_id": ["unknown"]}, frozenset({"bad-username", "not-json", "bulk-not-json"})
         ),
         "a client not configured": Filter(
             {"client_id": [UNCONFIGURED_CLIENT]}, frozenset({"bad-client"})
         ),
-        "no readable type": Filter({"job_type": ["unknown"]}, frozenset({"not-json"})),
+        "no readable type": Filter(
+            {"job_type": ["unknown"]}, frozenset({"not-json", "bulk-not-json"})
+        ),
+        # docs/contract.md, "Results": the lane a job came in on
+        "the bulk lane": Filter({"lane": ["bulk"]}, frozenset({"bulk-forgot", "bulk-not-json"})),
+        "live failures": Filter(
+            {"lane": ["interactive"], "status": ["failed"]},
+            frozenset({"exists-default", "exists-public", "confirm-nobody"}),
+        ),
         "confirmations": Filter({"job_type": ["confirm_sign_up"]}, frozenset({"confirm-nobody"})),
         # deploy/README.md, on the body: what only the result's JSON holds, such as the error code
         "error code, in the body": Filter(
@@ -95,7 +103,7 @@ def filters(default_client: str, public_client: str) -> dict[str, Filter]:
 
 
 def the_jobs(default_client: str, public_client: str) -> dict[str, str]:
-    """Jobs by label: carl and erin exist before the worker starts."""
+    """Jobs by label, sent to the interactive lane: carl and erin exist before the worker starts."""
     return {
         "ok-default": job("sign_up", job_id="ok-default", username="ann", password=PASSWORD,
                           batch=BATCH),
@@ -114,6 +122,14 @@ def the_jobs(default_client: str, public_client: str) -> dict[str, str]:
                           username="erin", batch=OTHER_BATCH),
         "not-json": "{not json",
     }  # fmt: skip
+
+
+def the_bulk_jobs() -> dict[str, str]:
+    """Jobs by label, sent to the bulk lane."""
+    return {
+        "bulk-forgot": job("forgot_password", job_id="bulk-forgot", username="carl"),
+        "bulk-not-json": "{not json either",
+    }
 
 
 def subscribe(stack: Stack, number: int, selection: Filter) -> str:
@@ -156,6 +172,10 @@ def test_each_filtered_subscription_receives_exactly_the_results_it_selects(stac
     create_confirmed_user(stack, "erin")
     bodies = the_jobs(stack.client_id, public)
     labels = dict(zip(enqueue(stack, *bodies.values()), bodies, strict=True))
+    bulk = the_bulk_jobs()
+    assert stack.bulk_jobs_queue_url
+    sent = enqueue(stack, *bulk.values(), queue_url=stack.bulk_jobs_queue_url)
+    labels |= dict(zip(sent, bulk, strict=True))
 
     run = run_worker(
         stack, COGNITO_CLIENTS=json.dumps(clients), COGNITO_CLIENT_ID="",
@@ -165,7 +185,8 @@ def test_each_filtered_subscription_receives_exactly_the_results_it_selects(stac
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr
     everything = {labels[r.body["sqs_message_id"]]: r for r in read_results(stack)}
     # The jobs ended as meant, with the documented attributes: job_type and client_id are
-    # `unknown` where the body had none readable, batch is there only when the job had a valid one.
+    # `unknown` where the body had none readable, batch is there only when the job had a valid one,
+    # lane is always there.
     d, p = stack.client_id, public
     assert {label: (r.body["status"], r.attributes) for label, r in everything.items()} == {
         "ok-default": ("succeeded", attributes("succeeded", "sign_up", d, BATCH)),
@@ -179,7 +200,10 @@ def test_each_filtered_subscription_receives_exactly_the_results_it_selects(stac
             "rejected", attributes("rejected", "forgot_password", UNCONFIGURED_CLIENT, OTHER_BATCH)
         ),
         "not-json": ("rejected", attributes("rejected", "unknown", "unknown")),
+        "bulk-forgot": ("succeeded", attributes("succeeded", "forgot_password", d, lane="bulk")),
+        "bulk-not-json": ("rejected", attributes("rejected", "unknown", "unknown", lane="bulk")),
     }  # fmt: skip
+    assert {r.body["lane"] for r in everything.values()} == {"interactive", "bulk"}
     assert everything["exists-public"].body["error"]["code"] == "UsernameExistsException"
     for name, selection in selections.items():  # no filter here can pass by letting all in
         assert selection.selects, name
@@ -192,7 +216,9 @@ def test_each_filtered_subscription_receives_exactly_the_results_it_selects(stac
     assert received == {name: sorted(s.selects) for name, s in selections.items()}
 
 
-def attributes(status: str, job_type: str, client_id: str, batch: str | None = None) -> Any:
+def attributes(
+    status: str, job_type: str, client_id: str, batch: str | None = None, lane: str = "interactive"
+) -> Any:
     """The SNS message attributes of a result, as a raw-delivery subscriber reads them."""
-    published = {"status": status, "job_type": job_type, "client_id": client_id}
+    published = {"status": status, "job_type": job_type, "client_id": client_id, "lane": lane}
     return published | ({"batch": batch} if batch else {})

@@ -523,7 +523,9 @@ def documented_import_actions() -> list[str]:
     """The actions docs/imports.md says the identity running ``import --wait`` needs."""
     text = " ".join(IMPORTS_DOC.read_text(encoding="utf-8").split())
     paragraph = text[text.index("The IAM identity running the import then needs") :]
-    paragraph = paragraph[: paragraph.index("jobs queue.")]
+    paragraph = paragraph[: paragraph.index("--lane interactive")]
+    # The import sends to the bulk lane by default: the docs name that queue's ARN output.
+    assert "on the bulk jobs queue (`BulkJobsQueueArn`" in paragraph, paragraph
     return re.findall(r"`((?:sqs|sns):\w+)`", paragraph)
 
 
@@ -532,7 +534,7 @@ def test_an_operator_with_the_documented_import_permissions_imports_and_waits(
 ) -> None:
     actions = documented_import_actions()
     assert {"sqs:SendMessage", "sqs:CreateQueue", "sns:Subscribe"} <= set(actions), actions
-    # The docs name no resource but the jobs queue's (the results queue is created on the fly).
+    # The docs name no resource but the bulk jobs queue's (the results queue is created on the fly).
     key_statements = {
         s["Sid"]: s
         for s in load_template()["Resources"]["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"]
@@ -541,7 +543,7 @@ def test_an_operator_with_the_documented_import_permissions_imports_and_waits(
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "SendJobs", "Effect": "Allow", "Action": "sqs:SendMessage",
-             "Resource": iam.outputs["JobsQueueArn"]},
+             "Resource": iam.outputs["BulkJobsQueueArn"]},
             {"Sid": "FollowResults", "Effect": "Allow",
              "Action": [a for a in actions if a != "sqs:SendMessage"], "Resource": "*"},
             # In AWS the key policy's ProducersEncrypt grants these to the ProducerPrincipalArns;

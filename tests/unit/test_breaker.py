@@ -87,6 +87,27 @@ async def test_a_probe_closes_the_breaker_only_once_the_configuration_is_sound()
     assert guard.reasons() == {}
 
 
+class SlowProbe(ScriptedProbe):
+    """Passes after a pause, long enough for a second caller to ask meanwhile."""
+
+    async def probe(self, app_client: AppClient) -> None:
+        self.probed.append(app_client.client_id)
+        await asyncio.sleep(0.05)
+
+
+async def test_lanes_probing_at_once_probe_a_client_once_and_close_it_once() -> None:
+    """Each lane's receive loop asks for due probes; two asking together make one probe."""
+    probe = SlowProbe()
+    guard = ConfigurationGuard(CLIENTS[:1], CircuitBreakers(0.01, 1), probe, Metrics())
+    guard.trip("first", WRONG_SECRET)
+    await asyncio.sleep(0.02)
+    with capture_logs() as logs:
+        await asyncio.gather(guard.probe_due(), guard.probe_due())
+    assert probe.probed == ["first"]
+    assert not guard.is_open("first")
+    assert [line["event"] for line in logs] == ["configuration probe passed: taking work again"]
+
+
 REFUSED = ConfigurationError("FieldDecryptionRefused", "KMS refused to decrypt the data key")
 
 

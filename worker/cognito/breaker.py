@@ -146,6 +146,9 @@ class ConfigurationGuard:
         self._breakers = breakers
         self._probe = probe
         self._rechecks: dict[str, Recheck] = {}
+        # Each lane's receive loop asks for probes: a client already being probed is not probed
+        # again at the same time (one probe call, one verdict, one log line).
+        self._probing: set[str] = set()
         self._gauge = metrics.breaker_open
         for client_id in self._clients:
             self._gauge.labels(client_id).set(0)
@@ -200,29 +203,39 @@ class ConfigurationGuard:
             client = self._clients.get(client_id)
             if client is None:  # pragma: no cover - breakers only open for configured clients
                 continue
+            if client_id in self._probing:
+                continue
+            self._probing.add(client_id)
             try:
-                await self._probe.probe(client)
-                recheck = self._rechecks.get(client_id)
-                if recheck is not None:
-                    await asyncio.wait_for(recheck(), RECHECK_TIMEOUT_S)
-            except ConfigurationError as error:
-                cooldown = self._breakers.trip(client_id, error)
-                log.error(
-                    "configuration probe failed",
-                    client_id=client_id,
-                    error_code=error.code,
-                    error_message=error.message,
-                    next_probe_in_s=round(cooldown, 1),
-                )
-                continue
-            except Exception as error:  # a transient failure proves nothing either way
-                log.warning(
-                    "configuration probe inconclusive",
-                    client_id=client_id,
-                    error=type(error).__name__,
-                )
-                continue
-            self._breakers.close(client_id)
-            self._rechecks.pop(client_id, None)
-            self._gauge.labels(client_id).set(0)
-            log.info("configuration probe passed: taking work again", client_id=client_id)
+                await self._probe_one(client_id, client)
+            finally:
+                self._probing.discard(client_id)
+
+    async def _probe_one(self, client_id: str, client: AppClient) -> None:
+        """Probe one open breaker, then its recheck; close it only if both pass."""
+        try:
+            await self._probe.probe(client)
+            recheck = self._rechecks.get(client_id)
+            if recheck is not None:
+                await asyncio.wait_for(recheck(), RECHECK_TIMEOUT_S)
+        except ConfigurationError as error:
+            cooldown = self._breakers.trip(client_id, error)
+            log.error(
+                "configuration probe failed",
+                client_id=client_id,
+                error_code=error.code,
+                error_message=error.message,
+                next_probe_in_s=round(cooldown, 1),
+            )
+            return
+        except Exception as error:  # a transient failure proves nothing either way
+            log.warning(
+                "configuration probe inconclusive",
+                client_id=client_id,
+                error=type(error).__name__,
+            )
+            return
+        self._breakers.close(client_id)
+        self._rechecks.pop(client_id, None)
+        self._gauge.labels(client_id).set(0)
+        log.info("configuration probe passed: taking work again", client_id=client_id)
