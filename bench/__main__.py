@@ -18,7 +18,10 @@ compare like with like:
    application sends its own sign-ups at 10 RPS on the same quota; ``live-app-headroom``: the
    same with one call a second more left to the live application;
 6. ``scale``: one task, then three, one of them killed (SIGKILL), another stopped, back to one;
-7. ``quota-lifted``: no quota, no added latency: the worker's own ceiling, profiled with py-spy.
+7. ``quota-lifted``: no quota, no added latency: the worker's own ceiling, profiled with py-spy;
+8. the two lanes (bench/lanes.py): ``quiet`` (live sign-ups on an empty queue), ``lanes`` (live
+   sign-ups at 1 and 5 a second while thousands of bulk sign-ups drain at the budget) and
+   ``lanes-fleet`` (the same with three tasks), each beside the direct SignUp in the same run.
 
 The fleet scenarios (4-6) run at :data:`FLEET_SCALE` of those quotas, budgets and live traffic,
 so that the machine can serve them; a scenario during which the machine or moto ran out of CPU is
@@ -84,10 +87,10 @@ def main() -> None:
     )
     OUT.mkdir(exist_ok=True)
     load_at_start = os.getloadavg()
-    results = run_scenarios(options, chosen)
+    results, lane_runs = run_scenarios(options, chosen)
     k = args.quota_scale
     prefix = "" if chosen is None and k == 1.0 else f"partial-{k:g}-"
-    report(results, load_at_start, prefix)
+    report(results, lane_runs, load_at_start, prefix)
     if chosen is None:
         plot(results, OUT / f"{prefix}throughput.png")
 

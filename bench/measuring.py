@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from bench.figures import LIVE_USER_PREFIX, OUT, QUOTA_OPERATIONS, Scenario, binding_category
 from bench.live_app import LiveApp
 from tests.support.harness import Traffic, finish, start_worker
+from worker.cognito.fleet import HEARTBEAT_S
 from worker.local.aws import (
     LOOPBACK,
     Endpoints,
@@ -374,3 +376,24 @@ def _owner(frames: list[str]) -> str:
     elif "/lib/python" in path:
         path = "stdlib/" + path.split("/lib/python", 1)[1].split("/", 1)[-1]
     return f"{path.removesuffix('.py')}: {function}"
+
+
+# Once every task is ready, how long until each has joined and every roster counts them all:
+# a joining task waits 1.2 heartbeats when it finds others, then each task recounts every beat.
+FLEET_FORMS_S = 3 * HEARTBEAT_S
+
+
+def wait_until_formed(workers: list[Worker], timeout_s: float = 120.0) -> None:
+    """Wait until every worker answers ready, then for the fleet to count them all."""
+    deadline = time.monotonic() + timeout_s
+    waiting = list(workers)
+    while waiting:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(waiting)} worker(s) not ready within {timeout_s:g} s")
+        for worker in list(waiting):
+            if worker.process.poll() is not None:
+                raise RuntimeError(f"a worker exited: {finish(worker.process).stderr[-2000:]}")
+            if worker.ready():
+                waiting.remove(worker)
+        time.sleep(0.2)
+    time.sleep(FLEET_FORMS_S)

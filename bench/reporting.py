@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.figures import OUT, Scenario
+from bench.lanes import LaneRun, lanes_table
 
 
 def machine() -> str:
@@ -61,7 +62,10 @@ def _percent(share: float | None) -> str:
 
 
 def report(
-    results: list[Scenario], load_at_start: tuple[float, float, float], prefix: str = ""
+    results: list[Scenario],
+    lane_runs: list[LaneRun],
+    load_at_start: tuple[float, float, float],
+    prefix: str = "",
 ) -> None:
     by_name = {r.name: r for r in results}
     date = datetime.now(UTC).isoformat(timespec="seconds")
@@ -76,13 +80,18 @@ def report(
             else None
         ),
         "scenarios": [asdict(r) for r in results],
+        "lanes": [asdict(r) for r in lane_runs],
     }
     (OUT / f"{prefix}results.json").write_text(json.dumps(summary, indent=2))
-    (OUT / f"{prefix}table.md").write_text(markdown_table(date, results))
+    tables = "\n".join(
+        ([markdown_table(date, results)] if results else [])
+        + ([lanes_table(lane_runs)] if lane_runs else [])
+    )
+    (OUT / f"{prefix}table.md").write_text(tables)
     print()
     print(f"{date}  {machine()}")
     print(f"load average at start {load_at_start}, at end {os.getloadavg()}")
-    print(markdown_table(date, results))
+    print(tables)
     if summary["worker_vs_baseline"]:
         print(f"one worker / baseline: {summary['worker_vs_baseline']:.1f}x")
     for r in results:
@@ -115,6 +124,11 @@ def report(
         if name in by_name:
             live = by_name[name]
             print(f"{name}: live app calls {live.live_calls}, throttled {live.live_throttles}")
+    for run in lane_runs:
+        print(f"{run.name}: CPU seconds by process {run.cpu_s}, workers {run.worker_cpu_s}; "
+              f"bulk jobs still queued at the end {run.bulk_left_queued}")  # fmt: skip
+        if run.capped:
+            print(f"  capped: {run.capped}: these figures measure the machine, not the worker")
     if "quota-lifted" in by_name:
         print("where the worker's CPU goes (py-spy samples, innermost frame):")
         for name, share in by_name["quota-lifted"].profile:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from unittest import mock
 
+from bench import lanes
 from bench.baseline import run_baseline
 from bench.figures import (
     DEFAULT_QUOTAS,
@@ -20,6 +21,7 @@ from bench.figures import (
     budget_bound,
     mixed_jobs,
 )
+from bench.lanes import LaneRun
 from bench.live_app import LiveApp
 from bench.measuring import (
     Worker,
@@ -31,12 +33,12 @@ from bench.measuring import (
     read_profile,
     result_figures,
     start_profiler,
+    wait_until_formed,
 )
 from tests.support.dynalite import running_dynalite
 from tests.support.fault_proxy import FaultProxy, running_proxy
 from tests.support.fauxqs import running_fauxqs
 from tests.support.harness import Traffic, finish
-from worker.cognito.fleet import HEARTBEAT_S
 from worker.contract.fields import FieldEncryptor, encrypt_job
 from worker.contract.jobs import JOB_ADAPTER, encode_job
 from worker.local.aws import (
@@ -154,27 +156,6 @@ def encrypted_bodies(
     return sealed
 
 
-# Once every task is ready, how long until each has joined and every roster counts them all:
-# a joining task waits 1.2 heartbeats when it finds others, then each task recounts every beat.
-FLEET_FORMS_S = 3 * HEARTBEAT_S
-
-
-def _wait_until_formed(workers: list[Worker], timeout_s: float = 120.0) -> None:
-    """Wait until every worker answers ready, then for the fleet to count them all."""
-    deadline = time.monotonic() + timeout_s
-    waiting = list(workers)
-    while waiting:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{len(waiting)} worker(s) not ready within {timeout_s:g} s")
-        for worker in list(waiting):
-            if worker.process.poll() is not None:
-                raise RuntimeError(f"a worker exited: {finish(worker.process).stderr[-2000:]}")
-            if worker.ready():
-                waiting.remove(worker)
-        time.sleep(0.2)
-    time.sleep(FLEET_FORMS_S)
-
-
 def _run(
     scenario: Scenario,
     stack: Stack,
@@ -189,7 +170,7 @@ def _run(
     # The fleet forms before the batch arrives, as a running service's does: the batch measures
     # its pace, and `scale` measures a fleet forming and changing under load.
     workers += [Worker(stack, env) for _ in range(scenario.workers)]
-    _wait_until_formed(workers)
+    wait_until_formed(workers)
     roles_before = cpu_by_role(stack.endpoints)
     busy_before = busy_and_total_jiffies()
     wall_started = time.monotonic()
@@ -412,9 +393,38 @@ SCENARIOS: dict[str, Run] = {
 }
 
 
-def run_scenarios(options: Options, chosen: set[str] | None) -> list[Scenario]:
+LaneRunner = Callable[[Options, Endpoints, FaultProxy], LaneRun]
+
+
+def _quiet(o: Options, endpoints: Endpoints, proxy: FaultProxy) -> LaneRun:
+    with configured(proxy, latency_s=o.latency_s, quotas=o.quotas()):
+        return lanes.quiet(endpoints, proxy, o.quota_scale)
+
+
+def _lanes(o: Options, endpoints: Endpoints, proxy: FaultProxy) -> LaneRun:
+    with configured(proxy, latency_s=o.latency_s, quotas=o.quotas()):
+        return lanes.lanes(endpoints, proxy, o.quota_scale)
+
+
+def _lanes_fleet(o: Options, endpoints: Endpoints, proxy: FaultProxy) -> LaneRun:
+    with configured(proxy, latency_s=o.latency_s, quotas=o.fleet_quotas()):
+        return lanes.lanes_fleet(endpoints, proxy, o.fleet_k)
+
+
+#: The lanes' scenarios (bench/lanes.py), after the others.
+LANE_SCENARIOS: dict[str, LaneRunner] = {
+    "quiet": _quiet,
+    "lanes": _lanes,
+    "lanes-fleet": _lanes_fleet,
+}
+
+
+def run_scenarios(
+    options: Options, chosen: set[str] | None
+) -> tuple[list[Scenario], list[LaneRun]]:
     """Run the chosen scenarios (all when ``chosen`` is None) against one set of emulators."""
     results: list[Scenario] = []
+    lane_runs: list[LaneRun] = []
     with local_aws() as local, running_fauxqs() as fauxqs_url, running_dynalite() as tables_url:
         endpoints = Endpoints(local.moto, local.cognito, sqs_sns=fauxqs_url, dynamodb=tables_url)
         with running_proxy(
@@ -423,4 +433,7 @@ def run_scenarios(options: Options, chosen: set[str] | None) -> list[Scenario]:
             for name, run in SCENARIOS.items():
                 if chosen is None or name in chosen:
                     results.append(run(options, endpoints, proxy))
-    return results
+            for name, lane_run in LANE_SCENARIOS.items():
+                if chosen is None or name in chosen:
+                    lane_runs.append(lane_run(options, endpoints, proxy))
+    return results, lane_runs

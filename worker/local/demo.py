@@ -1,22 +1,30 @@
 """``make demo``: the whole pipeline against the embedded local AWS, with a table of the results.
 
-It starts the local AWS, provisions a user pool, queues and topic, enqueues one job of every type
-(plus a sign-up that must fail and a malformed message), runs the real worker process until the
-queue is drained, reads the results from the topic's subscribed queue, and checks each outcome.
+It starts the local AWS, provisions a user pool, both lanes' queues and the results topic,
+enqueues one job of every type (plus a sign-up that must fail and a malformed message), runs the
+real worker process until the queue is drained, and reads the results from the topic's
+subscribed queue. Then an import drains in the bulk lane while a live sign-up is answered on the
+interactive lane. The table of outcomes, the users in the pool and the exit codes come last; the
+workers' JSON logs, the import's CSV and its report stay in ``demo-output/``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from worker.local.aws import Stack, aws_client, local_aws, provision
-from worker.local.import_demo import run_import_demo
+from worker.local.import_demo import ImportDemo, print_report_excerpt, run_import_demo
+
+#: Where the demo leaves the workers' logs, the import's CSV and its report (in the current folder).
+OUTPUT = Path("demo-output")
 
 _PASSWORD = "Demo-Passw0rd!"  # noqa: S105 - a throwaway password for local users
 _CODE = "123456"
@@ -134,46 +142,71 @@ def _print_table(jobs: list[DemoJob], results: list[dict[str, Any]]) -> bool:
     return all_as_expected
 
 
+def _run_jobs(stack: Stack, jobs: list[DemoJob]) -> int:
+    """Enqueue the demo's jobs and run the worker until the queue is drained; its exit code."""
+    sqs = aws_client("sqs", stack.endpoints.moto)
+    for job in jobs:
+        sqs.send_message(QueueUrl=stack.jobs_queue_url, MessageBody=job.body)
+    print(f"enqueued {len(jobs)} jobs; running `cognito-worker run --exit-when-idle` "
+          f"(its log: {OUTPUT / 'worker.log'})")  # fmt: skip
+    environment = {**os.environ, **stack.worker_env(RECEIVE_WAIT_S="1", HEALTH_PORT="0")}
+    with (OUTPUT / "worker.log").open("wb") as log:
+        worker = subprocess.run(
+            [sys.executable, "-m", "worker", "run", "--exit-when-idle"],
+            env=environment, stdout=log, stderr=subprocess.STDOUT, check=False, timeout=120,
+        )  # fmt: skip
+    return worker.returncode
+
+
+def _users(stack: Stack) -> dict[str, str]:
+    """Every user in the pool and its status (ListUsers pages at 60)."""
+    idp = aws_client("cognito-idp", stack.endpoints.moto)
+    users: dict[str, str] = {}
+    for page in idp.get_paginator("list_users").paginate(UserPoolId=stack.user_pool_id):
+        users |= {user["Username"]: user["UserStatus"] for user in page["Users"]}
+    return users
+
+
+def _print_pool(users: dict[str, str]) -> None:
+    named = {n: s for n, s in users.items() if not n.startswith("user-")}
+    generated = len(users) - len(named)
+    print(f"users in the pool ({len(users)}): "
+          + ", ".join(f"{n} ({s})" for n, s in sorted(named.items()))
+          + f", and {generated} imported user-NNN")  # fmt: skip
+
+
 def run_demo() -> int:
     """Run the demo; return 0 only if every job reached the outcome it expects."""
+    shutil.rmtree(OUTPUT, ignore_errors=True)  # the demo's own folder: a re-run starts afresh
+    OUTPUT.mkdir()
     print("starting the local AWS (moto server and the Cognito front) on 127.0.0.1 ...")
     with local_aws() as endpoints:
         stack = provision(endpoints, "demo")
         _seed_users(stack)
         jobs = _demo_jobs()
-        sqs = aws_client("sqs", endpoints.moto)
-        for job in jobs:
-            sqs.send_message(QueueUrl=stack.jobs_queue_url, MessageBody=job.body)
-        print(f"enqueued {len(jobs)} messages; running `python -m worker run --exit-when-idle`\n")
-        environment = {**os.environ, **stack.worker_env(RECEIVE_WAIT_S="1", HEALTH_PORT="0")}
-        worker = subprocess.run(
-            [sys.executable, "-m", "worker", "run", "--exit-when-idle"],
-            env=environment,
-            check=False,
-            timeout=120,
-        )
+        exit_code = _run_jobs(stack, jobs)
         results = _read_results(stack, expected=len(jobs))
-        as_expected = _print_table(jobs, results)
         left = stack.queue_depth(stack.jobs_queue_url)
         dead = stack.queue_depth(stack.dead_letter_queue_url)
-        idp = aws_client("cognito-idp", endpoints.moto)
-        users = {
-            user["Username"]: user["UserStatus"]
-            for user in idp.list_users(UserPoolId=stack.user_pool_id)["Users"]
-        }
-        import_ok = run_import_demo(stack)
+        imported: ImportDemo = run_import_demo(stack, OUTPUT)
+        users = _users(stack)
     print()
-    print(f"worker exit code: {worker.returncode}")
+    print_report_excerpt(imported)
+    print(f"import exit code: {imported.exit_code} (1: a row was invalid)")
+    as_expected = _print_table(jobs, results)
+    print()
+    print(f"worker exit code: {exit_code}")
     print(f"messages left on the jobs queue: {left}; on the dead-letter queue: {dead}")
-    print("users in the pool: " + ", ".join(f"{n} ({s})" for n, s in sorted(users.items())))
+    _print_pool(users)
+    print(f"logs, the import's users.csv and report.csv: {OUTPUT}/")
     ok = (
         as_expected
-        and worker.returncode == 0
+        and exit_code == 0
         and left == 0
         and dead == 1
         and users.get("ann") == "UNCONFIRMED"
         and users.get("carl") == "CONFIRMED"
-        and import_ok
+        and imported.ok
     )
     print("\ndemo " + ("passed: every job reached its expected outcome" if ok else "FAILED"))
     return 0 if ok else 1
