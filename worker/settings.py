@@ -33,10 +33,13 @@ KmsKeyArn = Annotated[
 UserPoolId = Annotated[str, StringConstraints(pattern=r"^[\w-]+_[0-9a-zA-Z]+$")]
 
 
-#: The job types a queue accepts unless told otherwise: every type but ``import_user``, whose
-#: users are created confirmed, with the attributes as given (``email_verified``) and a
-#: password of the producer's choosing, and are sent nothing: a deployment enables it on purpose.
-INTERACTIVE_JOB_TYPES = tuple(t for t in JobType if t is not JobType.IMPORT_USER)
+#: The job types a queue accepts unless told otherwise: every type but the administrator's.
+#: ``import_user`` creates users confirmed, with the attributes as given (``email_verified``)
+#: and a password of the producer's choosing, and sends them nothing; ``invite_user`` creates
+#: users outside the pool's sign-up rules and has Cognito send them a password. A deployment
+#: enables either on purpose.
+ADMINISTRATOR_JOB_TYPES = (JobType.IMPORT_USER, JobType.INVITE_USER)
+INTERACTIVE_JOB_TYPES = tuple(t for t in JobType if t not in ADMINISTRATOR_JOB_TYPES)
 
 
 class LogFormat(StrEnum):
@@ -329,9 +332,9 @@ class Settings(BaseModel):
         alias="ACCEPTED_JOB_TYPES",
         min_length=1,
         description="job types the jobs queue accepts (comma-separated; `all` for every type); "
-        "others are rejected (`JobTypeNotAccepted`). Default: all but `import_user`, which "
-        "creates confirmed users with no message to them; a client in COGNITO_CLIENTS may set "
-        "its own `accepted_job_types`",
+        "others are rejected (`JobTypeNotAccepted`). Default: all but `import_user` (confirmed "
+        "users, no message to them) and `invite_user` (users made by the administrator's API); "
+        "a client in COGNITO_CLIENTS may set its own `accepted_job_types`",
     )
     log_level: LogLevel = Field(
         default=LogLevel.INFO,

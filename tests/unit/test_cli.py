@@ -46,7 +46,7 @@ def test_schema_lists_every_job_type_and_the_result() -> None:
     }
     assert job_types == {
         "sign_up", "confirm_sign_up", "resend_confirmation_code", "forgot_password",
-        "confirm_forgot_password", "import_user",
+        "confirm_forgot_password", "import_user", "invite_user",
     }  # fmt: skip
     result = json.loads(cli("schema", "result").stdout)
     assert result["properties"]["status"]["$ref"].split("/")[-1] == "ResultStatus"

@@ -22,6 +22,7 @@ from worker.contract.jobs import (
     ConfirmSignUpJob,
     ForgotPasswordJob,
     ImportUserJob,
+    InviteUserJob,
     JobType,
     MalformedJob,
     ResendConfirmationCodeJob,
@@ -36,6 +37,7 @@ JOB_CLASSES = (
     ForgotPasswordJob,
     ConfirmForgotPasswordJob,
     ImportUserJob,
+    InviteUserJob,
 )
 SECRET_FIELDS = ("password", "confirmation_code")
 MAX_REASON_CHARS = 1000
@@ -105,9 +107,10 @@ def valid_jobs(draw: st.DrawFn) -> dict[str, Any]:
         document["job_id"] = draw(st.text(sqs_chars, min_size=1, max_size=40))
     if draw(st.booleans()):
         document["client_metadata"] = {"source": draw(st.text(sqs_chars, max_size=20))}
-    if job_type is not JobType.IMPORT_USER and draw(st.booleans()):
+    administrators = (JobType.IMPORT_USER, JobType.INVITE_USER)
+    if job_type not in administrators and draw(st.booleans()):
         document["user_context"] = {"ip_address": "192.0.2.10"}
-    if job_type in (JobType.SIGN_UP, JobType.IMPORT_USER) and draw(st.booleans()):
+    if job_type in (JobType.SIGN_UP, *administrators) and draw(st.booleans()):
         document["user_attributes"] = {"email": "ann@example.com"}
     return document
 

@@ -37,6 +37,7 @@ from worker.contract.jobs import (
     EncryptedSecret,
     ForgotPasswordJob,
     ImportUserJob,
+    InviteUserJob,
     Job,
     JobType,
     ResendConfirmationCodeJob,
@@ -59,6 +60,7 @@ OPERATIONS: dict[JobType, tuple[str, ...]] = {
     JobType.FORGOT_PASSWORD: ("ForgotPassword",),
     JobType.CONFIRM_FORGOT_PASSWORD: ("ConfirmForgotPassword",),
     JobType.IMPORT_USER: ("AdminCreateUser", "AdminSetUserPassword"),
+    JobType.INVITE_USER: ("AdminCreateUser",),
 }
 
 
@@ -97,6 +99,8 @@ class CognitoGateway:
         try:
             if isinstance(job, ImportUserJob):
                 return await _import_step(client, job, app_client, job_id, operation)
+            if isinstance(job, InviteUserJob):
+                return await _invite(client, job, app_client, job_id)
             request = _common_request(job, app_client, job_id)
             return await self._call(client, job, request)
         except ClientError as error:
@@ -230,6 +234,27 @@ async def _import_step(
         "UserAttributes": _attributes(job.user_attributes),
         # Nothing is sent to the user: an import is not an invitation.
         "MessageAction": "SUPPRESS",
+        "ClientMetadata": {**job.client_metadata, "job_id": job_id},
+    }
+    if job.validation_data:
+        request["ValidationData"] = _attributes(job.validation_data)
+    answer: Any = await client.admin_create_user(**request)
+    attributes = {a["Name"]: a["Value"] for a in answer.get("User", {}).get("Attributes", [])}
+    return CognitoSuccess(user_sub=attributes.get("sub"), user_confirmed=False)
+
+
+async def _invite(
+    client: CognitoIdentityProviderClient,
+    job: InviteUserJob,
+    app_client: AppClient,
+    job_id: str,
+) -> CognitoSuccess:
+    """Create the user and have Cognito send the invitation (no MessageAction: the default)."""
+    request: dict[str, Any] = {
+        "UserPoolId": app_client.user_pool_id,
+        "Username": job.username,
+        "UserAttributes": _attributes(job.user_attributes),
+        "DesiredDeliveryMediums": list(job.delivery_mediums),
         "ClientMetadata": {**job.client_metadata, "job_id": job_id},
     }
     if job.validation_data:

@@ -58,7 +58,7 @@ Base64Text = Annotated[
 
 
 class JobType(StrEnum):
-    """What a job asks: five operations that take a SecretHash, and an administrator's import."""
+    """What a job asks: five operations that take a SecretHash, and two of an administrator's."""
 
     SIGN_UP = "sign_up"
     CONFIRM_SIGN_UP = "confirm_sign_up"
@@ -66,6 +66,7 @@ class JobType(StrEnum):
     FORGOT_PASSWORD = "forgot_password"  # noqa: S105 - a job type, not a password
     CONFIRM_FORGOT_PASSWORD = "confirm_forgot_password"  # noqa: S105 - a job type
     IMPORT_USER = "import_user"
+    INVITE_USER = "invite_user"
 
 
 class _Strict(BaseModel):
@@ -215,13 +216,45 @@ class ImportUserJob(_JobBase):
     )
 
 
+DeliveryMedium = Literal["EMAIL", "SMS"]
+
+
+def _by_email() -> list[DeliveryMedium]:
+    return ["EMAIL"]
+
+
+class InviteUserJob(_JobBase):
+    """Invite a user: Cognito creates the user with a temporary password and sends it to the
+    user by email or SMS, with the pool's invitation message (AdminCreateUser, IAM-signed, no
+    SecretHash). The user is FORCE_CHANGE_PASSWORD until the first sign-in sets a password."""
+
+    type: Literal["invite_user"]
+    username: Username
+    user_attributes: dict[AttributeName, AttributeValue] = Field(
+        default_factory=dict,
+        description="Set as given; the invitation goes to `email` or `phone_number`, which "
+        "Cognito needs verified to send it (e.g. email_verified: 'true').",
+    )
+    validation_data: dict[AttributeName, AttributeValue] = Field(default_factory=dict)
+    delivery_mediums: list[DeliveryMedium] = Field(
+        default_factory=_by_email,
+        min_length=1,
+        max_length=2,
+        description="How Cognito sends the invitation: EMAIL (default), SMS, or both.",
+    )
+    user_context: None = Field(
+        default=None, description="Not accepted: the administrator's API takes no user context."
+    )
+
+
 Job = Annotated[
     SignUpJob
     | ConfirmSignUpJob
     | ResendConfirmationCodeJob
     | ForgotPasswordJob
     | ConfirmForgotPasswordJob
-    | ImportUserJob,
+    | ImportUserJob
+    | InviteUserJob,
     Field(discriminator="type"),
 ]
 JOB_ADAPTER: TypeAdapter[Job] = TypeAdapter(Job)
@@ -233,6 +266,7 @@ JOB_MODELS: tuple[type[_JobBase], ...] = (
     ForgotPasswordJob,
     ConfirmForgotPasswordJob,
     ImportUserJob,
+    InviteUserJob,
 )
 _BATCH_ADAPTER: TypeAdapter[str] = TypeAdapter(BatchLabel)
 _JOB_ID_ADAPTER: TypeAdapter[str] = TypeAdapter(JobId)

@@ -43,7 +43,8 @@ def add_import_parser(commands: Any) -> None:
         required=True,
         choices=IMPORTABLE_TYPES,
         help="the job every row becomes: import_user (a migration: users ready to sign in, no "
-        "message sent), sign_up (each user gets a confirmation message), forgot_password, "
+        "message sent), invite_user (Cognito invites each user with a temporary password), "
+        "sign_up (each user gets a confirmation message), forgot_password, "
         "resend_confirmation_code",
     )
     parser.add_argument(

@@ -5,4 +5,10 @@ offers these as ``--type`` choices without loading the contract (see ``cli``), a
 checks each against the contract's models (``mapping.importable_types``).
 """
 
-IMPORTABLE_TYPES = ("sign_up", "import_user", "forgot_password", "resend_confirmation_code")
+IMPORTABLE_TYPES = (
+    "sign_up",
+    "import_user",
+    "invite_user",
+    "forgot_password",
+    "resend_confirmation_code",
+)

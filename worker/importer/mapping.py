@@ -31,6 +31,7 @@ CLIENT_METADATA_PREFIX = "client_metadata."
 _RESERVED_COLUMNS = frozenset(
     {"version", "type", "job_id", "client_id", "batch", "user_context", "user_attributes"}
     | {"validation_data", "client_metadata", "confirmation_code", "force_alias_creation"}
+    | {"delivery_mediums"}
 )
 IMPORT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 

@@ -47,6 +47,13 @@ _WORKER_PATHS = {
         "one MAU per user this month: AdminSetUserPassword is a password operation, and "
         "password operations generate MAUs [1]",
     ),
+    "invite_user": _WorkerPath(
+        "AdminCreateUser, with Cognito's invitation",
+        ("RATE_USER_CREATION_RPS",),
+        "an invitation each, with a temporary password, by email (or SMS)",
+        "FORCE_CHANGE_PASSWORD until the first sign-in sets a password",
+        "not stated in the AWS references at hand; count one MAU a row to be safe",
+    ),
     "sign_up": _WorkerPath(
         "SignUp",
         ("RATE_USER_CREATION_RPS",),

@@ -41,7 +41,7 @@ GOOD_STATUSES = frozenset(
     | {RowStatus.VALID}
 )
 INVALID_JOB_CODE = "InvalidJob"  # the worker's own code for a job it rejects
-_CREATING_TYPES = frozenset({"sign_up", "import_user"})
+_CREATING_TYPES = frozenset({"sign_up", "import_user", "invite_user"})
 REPORT_COLUMNS = ("line", "username", "job_id", "status", "error_code", "message")
 
 
