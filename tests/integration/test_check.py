@@ -4,10 +4,13 @@ import dataclasses
 import json
 import subprocess
 import sys
+from typing import Any
 
+import botocore.session
 import pytest
 
 from tests.support.harness import worker_env
+from worker.cognito.limits import teach_provisioned_limits
 from worker.local.aws import REGION, Stack, aws_client, create_idempotency_table
 
 
@@ -100,10 +103,71 @@ def test_a_missing_queue_fails_with_a_clear_line(stack: Stack) -> None:
     assert stack.client_secret not in done.stdout + done.stderr
 
 
-def test_an_unchangeable_quota_exceeded_fails(stack: Stack) -> None:
-    done = check(stack, RATE_USER_ACCOUNT_RECOVERY_RPS="40")
+def provisioned_limits(stack: Stack) -> Any:
+    """A cognito-idp client of the local front that knows GetProvisionedLimit and
+    UpdateProvisionedLimit (moto does not; the front answers them, worker/local)."""
+    session = teach_provisioned_limits(botocore.session.get_session())
+    loader = session.get_component("data_loader")
+    model = loader.load_service_model("cognito-idp", "service-2")
+    # UpdateProvisionedLimit, as the API reference gives it: the worker never calls it.
+    model["operations"]["UpdateProvisionedLimit"] = {
+        **model["operations"]["GetProvisionedLimit"], "name": "UpdateProvisionedLimit",
+        "input": {"shape": "UpdateProvisionedLimitRequest"},
+        "output": {"shape": "GetProvisionedLimitResponse"},
+    }  # fmt: skip
+    model["shapes"]["UpdateProvisionedLimitRequest"] = {
+        "type": "structure",
+        "members": {"LimitDefinition": {"shape": "LimitDefinitionType"},
+                    "RequestedLimitValue": {"shape": "IntegerType"}},
+    }  # fmt: skip
+    return session.create_client(
+        "cognito-idp", region_name=REGION, endpoint_url=stack.endpoints.cognito,
+        aws_access_key_id="local", aws_secret_access_key="local",
+    )  # fmt: skip
+
+
+def quota_line(output: str, variable: str) -> str:
+    (line,) = lines_about(output, f"quota {variable}")
+    return line
+
+
+def test_each_budget_is_checked_against_the_limit_cognito_enforces(stack: Stack) -> None:
+    idp = provisioned_limits(stack)
+    category = {"LimitClass": "API_CATEGORY", "Attributes": {"Category": "UserCreation"}}
+    idp.update_provisioned_limit(LimitDefinition=category, RequestedLimitValue=80)
+    try:
+        done = check(stack, RATE_USER_CREATION_RPS="70", RATE_USER_ACCOUNT_RECOVERY_RPS="30",
+                     RATE_USER_RESOURCE_READ_RPS="60")  # fmt: skip
+    finally:  # the local front is shared by the tests: back to the free rate
+        idp.update_provisioned_limit(LimitDefinition=category, RequestedLimitValue=50)
+    assert done.returncode == 1, done.stdout
+    # Raised by the account to 80: a budget of 70 fits (the documented 50 would have warned).
+    assert quota_line(done.stdout, "RATE_USER_CREATION_RPS") == (
+        "ok   quota RATE_USER_CREATION_RPS: 70 for the fleet; Cognito enforces 80 (free 50), "
+        "shared by every task and caller"
+    )
+    # At the limit: nothing left for the application's own calls.
+    assert quota_line(done.stdout, "RATE_USER_ACCOUNT_RECOVERY_RPS").startswith(
+        "warn quota RATE_USER_ACCOUNT_RECOVERY_RPS: 30 for the fleet; Cognito enforces 30 "
+        "(free 30): right only if every call of this category goes through the worker"
+    )
+    # Above it: throttled for sure.
+    assert quota_line(done.stdout, "RATE_USER_RESOURCE_READ_RPS").startswith(
+        "FAIL quota RATE_USER_RESOURCE_READ_RPS: 60 for the fleet; Cognito enforces 50"
+    )
+
+
+def test_a_limit_that_cannot_be_read_falls_back_to_the_documented_quota(stack: Stack) -> None:
+    # moto has no GetProvisionedLimit: reached directly, it refuses the call.
+    done = check(stack, RATE_USER_ACCOUNT_RECOVERY_RPS="40",
+                 AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER=stack.endpoints.moto)  # fmt: skip
     assert done.returncode == 1
-    assert "FAIL quota RATE_USER_ACCOUNT_RECOVERY_RPS: 40 for the fleet is above" in done.stdout
+    line = quota_line(done.stdout, "RATE_USER_ACCOUNT_RECOVERY_RPS")
+    assert line.startswith(
+        "FAIL quota RATE_USER_ACCOUNT_RECOVERY_RPS: 40 for the fleet is above the quota of 30"
+    ), line
+    creation = quota_line(done.stdout, "RATE_USER_CREATION_RPS")
+    assert "(enforced limit not read: 500: an HTML error page, not an AWS answer;" in creation
 
 
 def test_a_bad_setting_stops_check_like_run(stack: Stack) -> None:

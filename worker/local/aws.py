@@ -44,6 +44,8 @@ from aiohttp import web
 
 from worker.local.import_jobs import OPERATIONS as IMPORT_JOB_OPERATIONS
 from worker.local.import_jobs import ImportJobError, ImportJobs
+from worker.local.provisioned_limits import OPERATIONS as LIMIT_OPERATIONS
+from worker.local.provisioned_limits import ProvisionedLimitError, ProvisionedLimits
 
 LOOPBACK = "127.0.0.1"
 REGION = "us-east-1"
@@ -119,6 +121,7 @@ class CognitoFront:
     def __init__(self, moto_endpoint: str, imports: ImportJobs | None = None) -> None:
         self._moto = moto_endpoint
         self._imports = imports
+        self._limits = ProvisionedLimits()
         self._clients: dict[str, _Client] = {}
         self._idp_by_region: dict[str, Any] = {}
         self._refreshing = asyncio.Lock()
@@ -144,6 +147,12 @@ class CognitoFront:
                 parameters = json.loads(body or b"{}")
                 answer = await asyncio.to_thread(self._imports.handle, operation, parameters)
             except ImportJobError as error:
+                return _error_response(error.code, error.message)
+            return web.json_response(answer, content_type="application/x-amz-json-1.1")
+        if operation in LIMIT_OPERATIONS:
+            try:
+                answer = self._limits.handle(operation, json.loads(body or b"{}"))
+            except ProvisionedLimitError as error:
                 return _error_response(error.code, error.message)
             return web.json_response(answer, content_type="application/x-amz-json-1.1")
         if operation in _HASHED_OPERATIONS:

@@ -23,12 +23,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import aioboto3
+import aiobotocore.session
 import aiohttp
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.cognito.gateway import CognitoGateway
+from worker.cognito.limits import EnforcedLimit, enforced_limit, teach_provisioned_limits
 from worker.cognito.outcomes import ConfigurationError, TransientError
+from worker.cognito.ratelimit import QuotaCategory
 from worker.settings import AppClient, IdempotencyBackend, Settings
 from worker.telemetry.logs import scrub
 
@@ -41,6 +44,12 @@ DOCUMENTED_QUOTAS_RPS: dict[str, tuple[float, bool]] = {
     "RATE_USER_CREATION_RPS": (50.0, True),
     "RATE_USER_ACCOUNT_RECOVERY_RPS": (30.0, False),
     "RATE_USER_RESOURCE_READ_RPS": (50.0, True),
+}
+# The RATE_* budgets and the quota category each paces.
+_BUDGET_CATEGORIES = {
+    "RATE_USER_CREATION_RPS": QuotaCategory.USER_CREATION,
+    "RATE_USER_ACCOUNT_RECOVERY_RPS": QuotaCategory.USER_ACCOUNT_RECOVERY,
+    "RATE_USER_RESOURCE_READ_RPS": QuotaCategory.USER_RESOURCE_READ,
 }
 _TIMEOUTS = AioConfig(
     retries={"total_max_attempts": 2}, connect_timeout=3, read_timeout=10, max_pool_connections=4
@@ -66,7 +75,10 @@ def describe_error(error: BaseException) -> str:
     """An AWS error as ``Code: message``, scrubbed of every registered secret, one line."""
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
-        text = f"{details.get('Code') or 'ClientError'}: {details.get('Message') or ''}"
+        message = str(details.get("Message") or "")
+        if "<html" in message.lower() or "<!doctype" in message.lower():
+            message = "an HTML error page, not an AWS answer"
+        text = f"{details.get('Code') or 'ClientError'}: {message}"
     else:
         text = f"{type(error).__name__}: {error}"
     return scrub(" ".join(text.split()))[:300]
@@ -111,7 +123,7 @@ class Checker:
             await self._guarded(
                 f"field key {_key_id(key_arn)}", functools.partial(self._field_key, key_arn)
             )
-        self._quotas()
+        await self._quotas()
         failed = sum(line.status == "FAIL" for line in self.lines)
         warned = sum(line.status == "warn" for line in self.lines)
         say(
@@ -278,37 +290,51 @@ class Checker:
                 "job; a refusal opens the breaker, whose probe rechecks it)",
             )
 
-    def _quotas(self) -> None:
-        settings = self._settings
-        configured = {
-            "RATE_USER_CREATION_RPS": settings.rate_user_creation_rps,
-            "RATE_USER_ACCOUNT_RECOVERY_RPS": settings.rate_user_account_recovery_rps,
-            "RATE_USER_RESOURCE_READ_RPS": settings.rate_user_resource_read_rps,
-        }
-        for variable, rate in configured.items():
-            quota, adjustable = DOCUMENTED_QUOTAS_RPS[variable]
-            name = f"quota {variable}"
-            if rate <= quota:
-                self._say(
-                    "ok",
-                    name,
-                    f"{rate:g} for the fleet, default quota {quota:g} per account and Region "
-                    "(shared by every task and caller)",
-                )
-            elif adjustable:
-                self._say(
-                    "warn",
-                    name,
-                    f"{rate:g} for the fleet is above the default quota of {quota:g}: "
-                    "right only if the account's quota was raised",
-                )
-            else:
-                self._say(
-                    "FAIL",
-                    name,
-                    f"{rate:g} for the fleet is above the quota of {quota:g}, "
-                    "which cannot be raised",
-                )
+    async def _quotas(self) -> None:
+        """Each budget against the rate Cognito enforces in each pool's Region
+        (GetProvisionedLimit), or, where that cannot be read, against the documented quota."""
+        regions = sorted({client.region for client in self._settings.cognito_clients})
+        for variable, category in _BUDGET_CATEGORIES.items():
+            budget = float(getattr(self._settings, variable.lower()))
+            for region in regions:
+                name = f"quota {variable}" + (f" ({region})" if len(regions) > 1 else "")
+                try:
+                    limit = await enforced_limit(self._clients[f"cognito-idp:{region}"], category)
+                except _AWS_ERRORS as error:
+                    self._documented_quota(name, variable, budget, describe_error(error))
+                    continue
+                self._enforced_quota(name, budget, limit)
+
+    def _enforced_quota(self, name: str, budget: float, limit: EnforcedLimit) -> None:
+        enforced = limit.provisioned_rps
+        said = f"{budget:g} for the fleet; Cognito enforces {enforced} (free {limit.free_rps})"
+        if budget > enforced:
+            self._say("FAIL", name, f"{said}: the fleet would be throttled; lower the budget")
+        elif budget == enforced:
+            self._say(
+                "warn", name,
+                f"{said}: right only if every call of this category goes through the "
+                "worker; leave the application's own calls headroom (docs/fleet.md)",
+            )  # fmt: skip
+        else:
+            self._say("ok", name, f"{said}, shared by every task and caller")
+
+    def _documented_quota(self, name: str, variable: str, rate: float, why: str) -> None:
+        quota, adjustable = DOCUMENTED_QUOTAS_RPS[variable]
+        unread = f"(enforced limit not read: {why}; grant cognito-idp:GetProvisionedLimit)"
+        if rate <= quota:
+            self._say("ok", name, f"{rate:g} for the fleet, default quota {quota:g} {unread}")
+        elif adjustable:
+            self._say(
+                "warn", name,
+                f"{rate:g} for the fleet is above the default quota of {quota:g}: right only if "
+                f"the account's limit was raised {unread}",
+            )  # fmt: skip
+        else:
+            self._say(
+                "FAIL", name,
+                f"{rate:g} for the fleet is above the quota of {quota:g}, which cannot be raised",
+            )  # fmt: skip
 
 
 def _key_region(key_arn: str) -> str:
@@ -322,7 +348,9 @@ def _key_id(key_arn: str) -> str:
 
 async def run_checks(settings: Settings, say: Callable[[str], None] = print) -> int:
     """Create read-only clients, run every check, and return the exit code."""
-    session = aioboto3.Session(region_name=settings.aws_region)
+    # Taught GetProvisionedLimit before its first cognito-idp client (worker.cognito.limits).
+    botocore_session = teach_provisioned_limits(aiobotocore.session.get_session())
+    session = aioboto3.Session(region_name=settings.aws_region, botocore_session=botocore_session)
     async with AsyncExitStack() as stack:
         clients: dict[str, Any] = {}
         for service in ("sts", "sqs", "sns"):
