@@ -97,7 +97,8 @@ def test_summary_groups_the_mix_and_show_lists_a_group_with_nothing_secret(
     assert reasons == {
         "body is not JSON: Expecting ',' delimiter": 1,
         "type: missing or unknown; expected one of sign_up, confirm_sign_up, "
-        "resend_confirmation_code, forgot_password, confirm_forgot_password, import_user": 1,
+        "resend_confirmation_code, forgot_password, confirm_forgot_password, import_user, "
+        "invite_user": 1,
         "client_id: 'nosuchclient' is not a configured app client": 1,
         f"500: {TRANSIENT}": 3,  # moto answers HTTP 500 without an error code
     }
