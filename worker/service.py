@@ -36,7 +36,7 @@ from worker.cognito.fleet import (
 )
 from worker.cognito.gateway import CognitoGateway
 from worker.cognito.ratelimit import QuotaCategory, RateLimiter
-from worker.contract.jobs import Lane
+from worker.contract.jobs import JobResult, Lane
 from worker.operations.emf import EmfEmitter
 from worker.operations.health import Check, health_app
 from worker.operations.signals import StopSignals
@@ -741,6 +741,9 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
             settings.results_topic_arn,
             linger_s=settings.batch_linger_s,
             linger_while=others_in_flight,
+            # With two lanes, a live job's result does not wait for companions: the bulk lane's
+            # results keep the batches full, and a live job's backend is waiting for this one.
+            at_once=_interactive_with_two_lanes if settings.bulk_jobs_queue_url else _never,
             observe=observe,
         )
         store: IdempotencyStore = MemoryStore()
@@ -822,6 +825,14 @@ def _writes_json_logs(settings: Settings) -> bool:
     """EMF lines belong in JSON logs only: a terminal's console log is for people."""
     log_format = settings.log_format.value
     return log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
+
+
+def _interactive_with_two_lanes(result: JobResult) -> bool:
+    return result.lane is Lane.INTERACTIVE
+
+
+def _never(_result: JobResult) -> bool:
+    return False
 
 
 async def _flush(worker: Worker, queue: Lanes, publisher: ResultPublisher) -> None:
