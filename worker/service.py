@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aioboto3
+import aiobotocore.session
 from aiobotocore.config import AioConfig
 from aiohttp import web
 from botocore.exceptions import ClientError
@@ -35,6 +36,8 @@ from worker.cognito.fleet import (
     fleet_membership,
 )
 from worker.cognito.gateway import CognitoGateway
+from worker.cognito.limit_watch import EnforcedLimitsWatch, enforced_limits_watch
+from worker.cognito.limits import teach_provisioned_limits
 from worker.cognito.ratelimit import QuotaCategory, RateLimiter
 from worker.contract.jobs import JobResult, Lane
 from worker.operations.emf import EmfEmitter
@@ -684,7 +687,9 @@ async def serve(
 
 
 async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: StopSignals) -> int:
-    session = aioboto3.Session(region_name=settings.aws_region)
+    # A session that knows GetProvisionedLimit, which the pinned SDK predates (cognito/limits.py).
+    botocore_session = teach_provisioned_limits(aiobotocore.session.get_session())
+    session = aioboto3.Session(region_name=settings.aws_region, botocore_session=botocore_session)
     pool = settings.max_jobs_in_flight + 4
     async with AsyncExitStack() as stack:
         # One Cognito client per Region of the configured pools (a pool id starts with its Region).
@@ -810,6 +815,12 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
         await stack.enter_async_context(
             fleet_membership(FleetMembership(roster, limiter.set_standing))
         )
+        if settings.cap_budgets_at_enforced_limits:
+            await stack.enter_async_context(
+                enforced_limits_watch(
+                    EnforcedLimitsWatch(limiter, cognito), settings.enforced_limits_interval_s
+                )
+            )
         log.info(
             "worker started",
             queue=settings.jobs_queue_url,

@@ -224,7 +224,10 @@ def task_role_policy(deployed: Deployed, sqs: Any, dynamodb: Any) -> dict[str, A
             "SecretsKey.Arn": deployed.outputs["SecretsKeyArn"],
             "IdempotencyTable.Arn": table["TableArn"],
         },
-        conditions={"UseDynamoDb": deployed.parameters.get("IdempotencyStore") != "memory"},
+        conditions={
+            "UseDynamoDb": deployed.parameters.get("IdempotencyStore") != "memory",
+            "CapsBudgets": deployed.parameters.get("CapBudgetsAtEnforcedLimits", "true") == "true",
+        },
     )
     document: dict[str, Any] = resolve(policy["PolicyDocument"], context)
     return document
