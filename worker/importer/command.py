@@ -44,6 +44,7 @@ from worker.importer.report import (
     ReportRow,
     RowStatus,
     Summary,
+    one_line,
     outcome_of,
     print_summary,
     write_report,
@@ -324,7 +325,7 @@ class ImportRun:
                 pending.append((row.line, Outcome(RowStatus.INVALID, INVALID_JOB_CODE, problem)))
                 if shown < _SHOWN_INVALID_ROWS:
                     shown += 1
-                    self._say(f"line {row.line}: {problem}")
+                    self._say(f"line {row.line}: {one_line(problem)}")
             elif verdict is not None:
                 self._duplicates += 1
                 pending.append((row.line, verdict))
