@@ -300,6 +300,39 @@ def test_a_resume_against_a_worker_with_the_memory_store_says_outcomes_are_unkno
     assert "IDEMPOTENCY_STORE is memory" in row["message"]
 
 
+def test_a_bad_email_a_conflicting_username_and_a_repeat_are_caught_before_sending(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The operator's 20-row file: each fault is reported by line and rule; with --skip-invalid
+    only the good rows reach the queue, the repeated one once."""
+    rows = [f"user{i:02d},{PASSWORD_OK},user{i:02d}@example.com" for i in range(20)]
+    rows[2] = f"user02,{PASSWORD_OK},not-an-email"  # line 4
+    rows[6] = f"USER05,{PASSWORD_OK},other@example.com"  # line 8: user05 (line 7), other email
+    rows[9] = f"user09,{PASSWORD_OK}"  # line 11: a column short
+    rows[12] = rows[11]  # line 14 repeats line 13
+    (tmp_path / "ops.csv").write_text("username,password,email\n" + "\n".join(rows) + "\n")
+    arguments = ["ops.csv", "--type", "sign_up", "--import-id", "ops"]
+    checked = run_import(stack, tmp_path, *arguments, "--validate-only")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    for expected in (
+        "line 4: email: not an email address",
+        "line 7: username (compared without case) also on line(s) 8 with different data",
+        "line 8: username (compared without case) also on line(s) 7 with different data",
+        "line 11: has 2 fields; the header has 3",
+        "line 14: duplicate: repeats line 13 exactly: not sent again",
+    ):
+        assert expected in checked.stdout, checked.stdout
+    assert "report: ops.sign_up.validation.csv" in checked.stdout
+    done = run_import(stack, tmp_path, *arguments, "--skip-invalid")
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = {int(r["line"]): r["status"] for r in report_rows(tmp_path / "ops.sign_up.report.csv")}
+    assert {line for line, status in report.items() if status == "invalid"} == {4, 7, 8, 11}
+    assert report[14] == "duplicate"
+    assert (tmp_path / "ops.sign_up.validation.csv").exists()  # not overwritten by the run
+    sent = sorted(int(str(body["job_id"]).rsplit(":", 1)[1]) for body in queued_bodies(stack))
+    assert sent == [line for line in range(2, 22) if line not in {4, 7, 8, 11, 14}]
+
+
 def test_a_large_file_is_validated_in_bounded_memory(tmp_path: Path) -> None:
     def peak_rss_mib(rows: int) -> float:
         path = tmp_path / f"u{rows}.csv"

@@ -30,6 +30,7 @@ from worker.importer.command import (
     ImportRun,
     derived_import_id,
 )
+from worker.importer.formats import import_job_row_problem
 from worker.importer.progress import BarProgress, LineProgress, RecentRate, progress_factory
 from worker.importer.reading import FileFormat, file_digest
 from worker.importer.sending import BatchCallback, LookedUp, ResultStream
@@ -478,3 +479,13 @@ def test_the_validation_report_is_named_apart_from_the_runs(
     sent = list(csv.DictReader((tmp_path / f"{name}.report.csv").open()))
     assert [r["status"] for r in check] == ["valid"]
     assert [r["status"] for r in sent] == ["sent"]
+
+
+def test_rows_bound_for_an_import_job_get_the_same_format_checks() -> None:
+    check = import_job_row_problem
+    assert check({"username": "ann", "email": "ann@example.com", "password": ""}) is None
+    assert "email: not an email address" in str(check({"username": "ann", "email": "ann"}))
+    assert "phone_number: not an E.164" in str(check({"username": "a", "phone_number": "0770"}))
+    assert "username: longer than 128" in str(check({"username": "a" * 129}))
+    # Columns that are not attributes are not read as attributes.
+    assert check({"username": "a", "client_metadata.email": "x", "password": "short"}) is None
