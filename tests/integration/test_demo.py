@@ -41,6 +41,8 @@ def test_the_demo_passes_and_keeps_its_logs_and_report(tmp_path: Path) -> None:
     assert "Demo-" not in (folder / "report.csv").read_text(encoding="utf-8")  # no password
     # The migration without passwords went through Cognito's import job, not the worker.
     assert "4 row(s) through Cognito's user import job, in 1 job(s)" in out
+    migration = out[out.index("--- a migration") :]
+    assert "lane:" not in migration  # no row of it goes to a queue, so no lane is named
     migrated = {row["username"]: row["status"] for row in csv.DictReader(
         (folder / "migration-report.csv").read_text(encoding="utf-8").splitlines())}  # fmt: skip
     assert migrated == {

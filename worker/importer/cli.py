@@ -222,6 +222,7 @@ def run_import_command(args: argparse.Namespace) -> int:
         case_sensitive_usernames=args.case_sensitive_usernames,
     )
     sender = follower = None
+    lane_line = ""
     # Rows that all go through import jobs need no queue: without JOBS_QUEUE_URL, the run says
     # so only if a row needs the worker.
     jobs_only_possible = options.job_type == "import_user" and options.path is not SendPath.WORKER
@@ -235,7 +236,6 @@ def run_import_command(args: argparse.Namespace) -> int:
             )
         except AwsSettingsError as error:
             return _usage_error(str(error))
-        print(lane_line, flush=True)
     lookup, lookup_unavailable = None, ""
     if options.resume and not options.validate_only:
         from worker.importer.aws import lookup_from_env
@@ -251,6 +251,7 @@ def run_import_command(args: argparse.Namespace) -> int:
         confirm=_prompt if sys.stdin.isatty() and sys.stdout.isatty() else None,
         lookup=lookup,
         lookup_unavailable=lookup_unavailable,
+        lane_line=lane_line,
     )
     try:
         return run.execute()

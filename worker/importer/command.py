@@ -139,9 +139,11 @@ class ImportRun:
         confirm: Callable[[], bool] | None = None,
         lookup: JobLookup | None = None,
         lookup_unavailable: str = "the worker's idempotency table is not set (IDEMPOTENCY_TABLE)",
+        lane_line: str = "",
     ) -> None:
         self.options = options
         self._sender = sender
+        self._lane_line = lane_line  # which lane the worker's rows go to, said when they do
         self._follower = follower
         self._user_import_factory = user_import
         self._user_import: UserImportJobs | None = None
@@ -373,6 +375,8 @@ class ImportRun:
             raise SendingUnavailable(
                 f"JOBS_QUEUE_URL is required: {self._sendable} row(s) go through the worker"
             )
+        if self._lane_line:
+            self._say(self._lane_line)
         progress = self._progress("sending", self._sendable)
 
         def on_batch(sent: list[str], failed: list[SendFailure]) -> None:
