@@ -438,3 +438,27 @@ def test_cognito_alone_assumes_the_import_logs_role_for_this_pools_logs_only(
     assert template["Outputs"]["ImportLogsRoleArn"]["Value"] == {
         "Fn::GetAtt": ["ImportLogsRole", "Arn"]
     }
+
+
+def test_the_operator_policy_names_the_stacks_own_resources(template: dict[str, Any]) -> None:
+    """moto checks SQS by resource and the rest by action: the scope of the operator policy's
+    other grants is read here. Nothing but GetProvisionedLimit (no resource) is on ``*``, and
+    the DLQ grants are on the DLQs alone."""
+    document = template["Resources"]["OperatorPolicy"]["Properties"]["PolicyDocument"]
+    granted = {}
+    for statement in document["Statement"]:
+        if "Fn::If" in statement:
+            condition, statement, otherwise = statement["Fn::If"]
+            assert (condition, otherwise) == ("UseDynamoDb", {"Ref": "AWS::NoValue"})
+        assert statement["Effect"] == "Allow"
+        granted[statement["Sid"]] = (statement["Action"], statement["Resource"])
+    dead_letters = [{"Fn::GetAtt": [q, "Arn"]} for q in ("DeadLetterQueue", "BulkDeadLetterQueue")]
+    assert granted["TriageDeadLetters"][1] == dead_letters
+    assert granted["RedriveJobs"] == (
+        "sqs:SendMessage",
+        [{"Fn::GetAtt": [q, "Arn"]} for q in ("JobsQueue", "BulkJobsQueue")],
+    )
+    assert granted["ReadTopic"][1] == {"Ref": "ResultsTopic"}
+    assert granted["QueueKey"][1] == {"Fn::GetAtt": ["SecretsKey", "Arn"]}
+    assert granted["ReadTable"][1] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    assert [sid for sid, (_, resource) in granted.items() if resource == "*"] == ["EnforcedRates"]
