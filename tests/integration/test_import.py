@@ -312,6 +312,17 @@ def test_a_bad_email_a_conflicting_username_and_a_repeat_are_caught_before_sendi
     rows[12] = rows[11]  # line 14 repeats line 13
     (tmp_path / "ops.csv").write_text("username,password,email\n" + "\n".join(rows) + "\n")
     arguments = ["ops.csv", "--type", "sign_up", "--import-id", "ops"]
+    # In a pool made case-sensitive (as the API makes one without UsernameConfiguration) user05
+    # and USER05 are two users: DescribeUserPool says so, and the import follows it.
+    sensitive = run_import(stack, tmp_path, *arguments, "--validate-only")
+    assert "usernames case-sensitive (DescribeUserPool)" in sensitive.stdout, sensitive.stdout
+    assert "line 7:" not in sensitive.stdout
+    assert "line 8:" not in sensitive.stdout
+    # As the console makes a pool (and AWS advises): usernames compared without case.
+    idp = aws_client("cognito-idp", stack.endpoints.moto)
+    pool = idp.create_user_pool(PoolName=f"ci-{stack.user_pool_id[-6:]}",
+                                UsernameConfiguration={"CaseSensitive": False})  # fmt: skip
+    arguments += ["--user-pool-id", pool["UserPool"]["Id"]]
     checked = run_import(stack, tmp_path, *arguments, "--validate-only")
     assert checked.returncode == 1, checked.stdout + checked.stderr
     for expected in (

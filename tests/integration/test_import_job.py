@@ -68,22 +68,28 @@ def migration_pool(stack: Stack) -> str:
 
 def users_file(tmp_path: Path) -> dict[str, set[int]]:
     """10,000 rows without passwords; 1 % bad: 50 the import refuses itself (no verified
-    address), 50 only the pool refuses (no given_name). Lines are 2.. (1 is the header)."""
-    bad: dict[str, set[int]] = {"unverified": set(), "no_given_name": set()}
+    address), 25 the pool's rules refuse (no given_name, which the pool requires: read with
+    DescribeUserPool before sending), 25 only the job refuses (a birthdate not in the job's
+    mm/dd/yyyy). Lines are 2.. (1 is the header)."""
+    bad: dict[str, set[int]] = {"unverified": set(), "no_given_name": set(), "birthdate": set()}
     with (tmp_path / "users.csv").open("w", encoding="utf-8") as file:
-        file.write("username,password,email,email_verified,given_name,custom:plan,address\n")
+        file.write("username,password,email,email_verified,given_name,custom:plan,address,")
+        file.write("birthdate\n")
         for i in range(ROWS):
             line = i + 2
-            verified, given = "true", f"Name {i}"
+            verified, given, born = "true", f"Name {i}", ""
             if i % 200 == 17:
                 verified = "false"
                 bad["unverified"].add(line)
-            elif i % 200 == 153:
+            elif i % 400 == 153:
                 given = ""
                 bad["no_given_name"].add(line)
+            elif i % 400 == 353:
+                born = "1990-01-31"
+                bad["birthdate"].add(line)
             # An address with a comma: written as the guide says, with a backslash before it.
             file.write(f"user{i:05d},,user{i:05d}@example.com,{verified},{given},gold,")
-            file.write('"1 Main St, Springfield"\n')
+            file.write(f'"1 Main St, Springfield",{born}\n')
     return bad
 
 
@@ -140,11 +146,14 @@ def test_ten_thousand_rows_with_one_percent_bad_and_a_rerun_that_starts_nothing(
         assert by_line[line]["status"] == "invalid"
         assert "email_verified or phone_number_verified must be true" in by_line[line]["message"]
     for line in bad["no_given_name"]:
+        assert by_line[line]["status"] == "invalid", by_line[line]
+        assert by_line[line]["message"] == "given_name: the pool requires it"
+    for line in bad["birthdate"]:
         assert by_line[line]["status"] == "failed", by_line[line]
         assert by_line[line]["error_code"] == "ImportJobRowFailed"
-        assert "given_name" in by_line[line]["message"]  # the reason from the job's log
+        assert "birthdate" in by_line[line]["message"]  # the reason from the job's log
     statuses = Counter(r["status"] for r in first)
-    assert statuses == {"succeeded": 9880, "already_exists": 20, "invalid": 50, "failed": 50}
+    assert statuses == {"succeeded": 9880, "already_exists": 20, "invalid": 75, "failed": 25}
     assert {by_line[int(name[4:]) + 2]["status"] for name in existing} == {"already_exists"}
 
     users = pool_users(stack, pool_id)

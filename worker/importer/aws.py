@@ -21,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.contract.jobs import Job, JobResult
+from worker.importer.pool_rules import PoolRules
 from worker.importer.report import one_line
 from worker.importer.sending import (
     BatchCallback,
@@ -220,3 +221,22 @@ def lookup_from_env(
         return None, "no app client to look the jobs up under: --client-id or COGNITO_CLIENT_ID"
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
     return TableLookup(table, client, region=region), ""
+
+
+def pool_rules_from_aws(pool_id: str | None) -> tuple[PoolRules | None, str]:
+    """The pool's rules (DescribeUserPool, in the pool's Region), or None and why not."""
+    if not pool_id:
+        return None, "no pool to read (--user-pool-id or COGNITO_USER_POOL_ID)"
+    region = pool_id.split("_", 1)[0]
+    try:
+        client = boto3.client(
+            "cognito-idp", region_name=region, config=Config(retries={"mode": "standard"})
+        )
+        pool = client.describe_user_pool(UserPoolId=pool_id)["UserPool"]
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        code = details.get("Code") or "ClientError"
+        return None, f"{code}: {one_line(str(details.get('Message') or ''))}"
+    except BotoCoreError as error:
+        return None, one_line(f"{type(error).__name__}: {error}")
+    return PoolRules.from_description(pool), ""

@@ -236,6 +236,9 @@ def run_import_command(args: argparse.Namespace) -> int:
             )
         except AwsSettingsError as error:
             return _usage_error(str(error))
+    from worker.importer.aws import pool_rules_from_aws
+
+    pool_rules, pool_rules_unread = pool_rules_from_aws(args.user_pool_id)
     lookup, lookup_unavailable = None, ""
     if options.resume and not options.validate_only:
         from worker.importer.aws import lookup_from_env
@@ -252,6 +255,8 @@ def run_import_command(args: argparse.Namespace) -> int:
         lookup=lookup,
         lookup_unavailable=lookup_unavailable,
         lane_line=lane_line,
+        pool_rules=pool_rules,
+        pool_rules_unread=pool_rules_unread,
     )
     try:
         return run.execute()

@@ -33,8 +33,9 @@ from worker.importer.formats import import_job_row_problem
 from worker.importer.job_checkpoint import JobCheckpoint
 from worker.importer.job_csv import MAX_ROWS_PER_JOB
 from worker.importer.job_phase import JobPhase, PreparedPart
-from worker.importer.mapping import JobMapper
+from worker.importer.mapping import JobMapper, MappingError
 from worker.importer.plan import PlanCounts, plan_lines
+from worker.importer.pool_rules import PoolRules
 from worker.importer.progress import ProgressFactory
 from worker.importer.reading import FileFormat, Row, file_digest, read_header, read_rows
 from worker.importer.report import (
@@ -140,10 +141,14 @@ class ImportRun:
         lookup: JobLookup | None = None,
         lookup_unavailable: str = "the worker's idempotency table is not set (IDEMPOTENCY_TABLE)",
         lane_line: str = "",
+        pool_rules: PoolRules | None = None,
+        pool_rules_unread: str = "",
     ) -> None:
         self.options = options
         self._sender = sender
         self._lane_line = lane_line  # which lane the worker's rows go to, said when they do
+        self._rules = pool_rules
+        self._rules_unread = pool_rules_unread
         self._follower = follower
         self._user_import_factory = user_import
         self._user_import: UserImportJobs | None = None
@@ -169,6 +174,20 @@ class ImportRun:
     def _say(self, text: str = "") -> None:
         print(text, file=self._out, flush=True)
 
+    def _say_pool_rules(self) -> None:
+        rules = self._rules
+        if rules is None:
+            if self._rules_unread:
+                self._say(f"pool rules not checked ({self._rules_unread}): only the formats are")
+            return
+        required = ", ".join(sorted(rules.required)) or "none"
+        usernames = "case-sensitive" if rules.case_sensitive else "compared without case"
+        signs_in = " or ".join(sorted(rules.username_attributes)) or "username"
+        self._say(
+            f"pool {rules.pool_id}: {len(rules.attributes)} attributes, required: {required}; "
+            f"users sign in by {signs_in}; usernames {usernames} (DescribeUserPool)"
+        )
+
     def execute(self) -> int:
         """Run the import; return the process exit code."""
         options = self.options
@@ -178,6 +197,8 @@ class ImportRun:
         header = read_header(options.file, options.file_format)
         if header is not None:
             mapper.check_columns(header, password_required=self._route_fixed() is Route.WORKER)
+            if self._rules is not None and (problem := self._rules.columns_problem(header)):
+                raise MappingError(problem)
         name = f"{self.import_id}.{options.job_type}"
         # A check's report is named apart, so the run that follows does not overwrite it.
         kind = "validation" if options.validate_only else "report"
@@ -201,14 +222,17 @@ class ImportRun:
             f"import {self.import_id}: {options.file.name} ({options.file_format.value}) "
             f"as {options.job_type} jobs"
         )
+        self._say_pool_rules()
+        # Repeats are told apart as the pool tells usernames apart, unless told otherwise.
+        case_sensitive = options.case_sensitive_usernames or (
+            self._rules is not None and self._rules.case_sensitive
+        )
         with (
             tempfile.TemporaryDirectory(prefix="cognito-import-") as scratch,
             self._stop.installed(),
         ):
             ledger = OutcomeLedger(Path(scratch))
-            self._index = DuplicateIndex(
-                Path(scratch), case_sensitive=options.case_sensitive_usernames
-            )
+            self._index = DuplicateIndex(Path(scratch), case_sensitive=case_sensitive)
             self._job_rows = JobRows(
                 self._pool_header,
                 Path(scratch),
@@ -307,6 +331,8 @@ class ImportRun:
                 break
             route = self._route(row)
             problem = row.problem
+            if problem is None and self._rules is not None:
+                problem = self._rules.row_problem(self.options.job_type, row.fields)
             verdict = verdicts.at(row.line) if problem is None else None
             if verdict is not None:
                 # A repeat is not checked again (its first row is); a conflict is invalid as a

@@ -26,6 +26,16 @@ _NOT_ATTRIBUTES = ("username", "password")
 _NOT_ATTRIBUTE_PREFIXES = ("validation_data.", "client_metadata.")
 
 
+def is_email(value: str) -> bool:
+    """Whether ``value`` has the shape of an email address."""
+    return _EMAIL.fullmatch(value) is not None
+
+
+def is_e164(value: str) -> bool:
+    """Whether ``value`` is a phone number in E.164."""
+    return _E164.fullmatch(value) is not None
+
+
 def attribute_problem(name: str, value: str) -> str | None:
     """The rule a user attribute's value breaks, if any."""
     if len(value) > MAX_ATTRIBUTE_VALUE_CHARS:
@@ -33,9 +43,9 @@ def attribute_problem(name: str, value: str) -> str | None:
             f"{name[:64]}: longer than {MAX_ATTRIBUTE_VALUE_CHARS} characters, "
             "Cognito's limit for an attribute value"
         )
-    if name == "email" and not _EMAIL.fullmatch(value):
+    if name == "email" and not is_email(value):
         return "email: not an email address (a name, one @, a domain with a dot; no spaces)"
-    if name == "phone_number" and not _E164.fullmatch(value):
+    if name == "phone_number" and not is_e164(value):
         return (
             "phone_number: not an E.164 number (+ and 1 to 15 digits, no spaces or dashes, "
             "e.g. +447700900123)"

@@ -426,6 +426,8 @@ def provision(
         PoolName=name,
         AutoVerifiedAttributes=["email"],
         AccountRecoverySetting={"RecoveryMechanisms": [{"Priority": 1, "Name": "verified_email"}]},
+        # The demo's and the examples' custom attribute, which a real pool must declare.
+        Schema=[{"Name": "plan", "AttributeDataType": "String", "Mutable": True}],
     )["UserPool"]["Id"]
     client = idp.create_user_pool_client(
         UserPoolId=pool_id, ClientName=f"{name}-client", GenerateSecret=True
