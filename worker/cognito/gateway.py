@@ -315,7 +315,9 @@ def _translate(error: ClientError, job: Job | None, app_client: AppClient) -> Co
     message = _safe_message(str(details.get("Message") or ""), job, app_client)
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     error_class = classify(code, message, status)
-    return error_class(per_job_code(code, message), message)
+    translated = error_class(per_job_code(code, message), message)
+    translated.http_status = status if isinstance(status, int) else None
+    return translated
 
 
 def _safe_message(message: str, job: Job | None, app_client: AppClient) -> str:

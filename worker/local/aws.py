@@ -4,8 +4,9 @@ moto does not check the SecretHash on SignUp, ConfirmSignUp, ResendConfirmationC
 or ConfirmForgotPassword, and has no ResendConfirmationCode at all. The front sits before moto's
 Cognito API and closes those two gaps the way Cognito behaves: it refuses a missing or wrong
 SecretHash with Cognito's own error, and answers ResendConfirmationCode from the user's state in
-moto. It also answers Cognito's user import jobs, which moto lacks, and serves their presigned
-uploads on a port of its own (:mod:`worker.local.import_jobs`). Everything else passes through to
+moto. It refuses an email attribute that is not an address, as Cognito does. It also answers
+Cognito's user import jobs, which moto lacks, and serves their presigned uploads on a port of its
+own (:mod:`worker.local.import_jobs`). Everything else passes through to
 moto unchanged.
 
 Run it as ``python -m worker.local.aws`` (or ``cognito-worker local``): it provisions a pool, the
@@ -24,6 +25,7 @@ import functools
 import hashlib
 import hmac
 import json
+import re
 import selectors
 import shlex
 import signal
@@ -61,6 +63,11 @@ _HASHED_OPERATIONS = {
     "ForgotPassword",
     "ConfirmForgotPassword",
 }
+# The operations whose email attribute Cognito checks and moto does not: moto stores any text,
+# or answers HTTP 500 after creating the user for some (``ann@example.com@example.com``).
+_EMAIL_CHECKED_OPERATIONS = {"SignUp", "AdminCreateUser", "AdminUpdateUserAttributes"}
+# An address as Cognito takes one: a local part, one "@", a dotted domain, no white space.
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 # The Regions whose user pools the front knows. The five hashed operations are unsigned, so a
 # request names no Region (Cognito takes it from the endpoint's host name, which is local here):
 # like moto, the front finds a client in whichever of these Regions holds it.
@@ -155,10 +162,12 @@ class CognitoFront:
             except ProvisionedLimitError as error:
                 return _error_response(error.code, error.message)
             return web.json_response(answer, content_type="application/x-amz-json-1.1")
-        if operation in _HASHED_OPERATIONS:
+        if operation in _HASHED_OPERATIONS or operation in _EMAIL_CHECKED_OPERATIONS:
             try:
                 parameters = json.loads(body or b"{}")
-                client = await self._check_secret_hash(parameters)
+                if operation in _HASHED_OPERATIONS:
+                    client = await self._check_secret_hash(parameters)
+                _check_email(parameters)
                 if operation == "ResendConfirmationCode":
                     answer = await asyncio.to_thread(self._resend, client, parameters)
                     return web.json_response(answer, content_type="application/x-amz-json-1.1")
@@ -275,6 +284,18 @@ class CognitoFront:
                 "AttributeName": attribute,
             }
         }
+
+
+def _check_email(parameters: dict[str, Any]) -> None:
+    """Refuse an email attribute that is not an address, with Cognito's error and message."""
+    attributes = parameters.get("UserAttributes")
+    if not isinstance(attributes, list):
+        return
+    for attribute in attributes:
+        if not isinstance(attribute, dict) or attribute.get("Name") != "email":
+            continue
+        if not _EMAIL.fullmatch(str(attribute.get("Value", ""))):
+            raise _CognitoError("InvalidParameterException", "Invalid email address format.")
 
 
 def _error_response(code: str, message: str) -> web.Response:

@@ -31,6 +31,7 @@ from worker.pipeline.decisions import (
     CallReport,
     RetryPolicy,
     counts_as_done,
+    may_have_acted,
 )
 from worker.settings import AppClient
 from worker.telemetry.logs import get_logger
@@ -188,7 +189,7 @@ class CognitoCalls:
         try:
             success = await self._gateway.execute(call.job, call.app_client, call.job_id, operation)
         except CognitoError as error:
-            if not (isinstance(error, TransientError) and error.ambiguous):
+            if not may_have_acted(error):
                 so_far.may_have_acted = acted_before
             metrics.cognito_calls.labels(operation, error.code).inc()
             if isinstance(error, ThrottledError):
