@@ -25,6 +25,7 @@ import functools
 import hashlib
 import hmac
 import json
+import os
 import re
 import selectors
 import shlex
@@ -614,7 +615,8 @@ def developer_env(stack: Stack) -> dict[str, dict[str, str]]:
     """The environment to export, by audience: a producer, and ``cognito-worker run``."""
     worker = stack.worker_env()
     shared = ("AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
-    common = {name: worker[name] for name in shared}
+    # AWS_DEFAULT_REGION too: plain boto3 and the AWS CLI read it, not AWS_REGION.
+    common = {name: worker[name] for name in shared} | {"AWS_DEFAULT_REGION": worker["AWS_REGION"]}
     producer = {
         **common,
         "JOBS_QUEUE_URL": stack.jobs_queue_url,
@@ -623,6 +625,18 @@ def developer_env(stack: Stack) -> dict[str, dict[str, str]]:
         "RESULTS_QUEUE_URL": stack.results_queue_url,
     }
     return {"producer": producer, "worker": worker}
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600): it holds the client secret.
+
+    A file that exists is made private before it is written over, so the secret is never in a
+    file others can read, not even for a moment.
+    """
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        os.fchmod(file.fileno(), 0o600)
+        file.write(text)
 
 
 def _exports(variables: dict[str, str]) -> str:
@@ -639,7 +653,7 @@ def _announce(stack: Stack, env_file: Path | None) -> None:
         f"{_exports(worker_only)}\n"
     )
     if env_file is not None:
-        env_file.write_text(text, encoding="utf-8")
+        write_private(env_file, text)
     print(
         f"Local AWS is up: {stack.endpoints.moto} (SQS, SNS, DynamoDB, Cognito admin), "
         f"{stack.endpoints.cognito} (Cognito with SecretHash checks).\n"
