@@ -105,7 +105,8 @@ def _demo(_args: argparse.Namespace) -> int:
     except ImportError as error:
         print(
             f"cognito-worker: the demo needs the 'local' extra ({error.name} is missing): "
-            "pip install 'cognito-worker[local]', or run `make demo`",
+            "from a clone, pip install './cognito-worker[local]' (docs/producers.md), or run "
+            "`make demo`",
             file=sys.stderr,
         )
         return 1
@@ -119,7 +120,7 @@ def _local(args: argparse.Namespace) -> int:
     except ImportError as error:
         print(
             f"cognito-worker: `local` needs the 'local' extra ({error.name} is missing): "
-            "pip install 'cognito-worker[local]'",
+            "from a clone, pip install './cognito-worker[local]' (docs/producers.md)",
             file=sys.stderr,
         )
         return 1
