@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.support.harness import wait_for
-from worker.local.aws import write_private
+from worker.local.aws import Stack, _hash, aws_client, write_private
 from worker.producer import JobProducer, ResultFollower
 
 
@@ -142,3 +142,20 @@ def test_local_env_is_ignored_by_git_and_written_for_its_owner_alone(tmp_path: P
     write_private(env_file, "export COGNITO_CLIENT_SECRET=s3cret\n")
     assert env_file.stat().st_mode & 0o777 == 0o600
     assert env_file.read_text() == "export COGNITO_CLIENT_SECRET=s3cret\n"
+
+
+def test_locally_any_confirmation_code_is_accepted(stack: Stack) -> None:
+    # docs/producers.md says so, and that real Cognito answers CodeMismatchException: if moto
+    # starts checking codes, this fails and the docs change with it.
+    stack.create_unconfirmed_user("codeless", "Corr3ct-Horse!")
+    idp = aws_client("cognito-idp", stack.endpoints.cognito)
+    idp.confirm_sign_up(
+        ClientId=stack.client_id,
+        Username="codeless",
+        ConfirmationCode="000000",  # no code was ever sent
+        SecretHash=_hash("codeless", stack.client_id, stack.client_secret),
+    )
+    user = aws_client("cognito-idp", stack.endpoints.moto).admin_get_user(
+        UserPoolId=stack.user_pool_id, Username="codeless"
+    )
+    assert user["UserStatus"] == "CONFIRMED"
