@@ -7,7 +7,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,16 +104,22 @@ def _hand_backs(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+ResultFilter = Callable[[JobResult], bool]
+
+
 def _sort(
-    messages: list[dict[str, Any]], awaited: Awaited | None
+    messages: list[dict[str, Any]], awaited: Awaited | None, where: ResultFilter | None = None
 ) -> tuple[list[tuple[str, JobResult, dict[str, Any]]], list[dict[str, Any]]]:
-    """The awaited results among ``messages`` (every result when ``awaited`` is None), each with
-    the id it was awaited by; and the other jobs' results, to hand back."""
+    """The awaited results among ``messages`` (every result when ``awaited`` is None) that
+    ``where`` accepts, each with the id it was awaited by; and the others, to hand back."""
     mine, others = [], []
     for message in messages:
         result = parse_result(message["Body"])
         if result is None:
             continue  # not a result: left for its owner
+        if where is not None and not where(result):
+            others.append(message)
+            continue
         key = result.job_id or result.sqs_message_id if awaited is None else awaited.claim(result)
         if key is None:
             others.append(message)
@@ -153,15 +159,19 @@ class ResultFollower:
         poll_s: float = _MAX_WAIT_S,
         jobs: Iterable[JobRef] | None = None,
         message_ids: Iterable[str] = (),
+        where: ResultFilter | None = None,
+        stop_when_empty: bool = False,
     ) -> Iterator[JobResult]:
-        """Yield results as they arrive; stop after ``timeout_s`` (None: never).
+        """Yield results as they arrive; stop after ``timeout_s`` (None: never), or with
+        ``stop_when_empty`` at the first receive that brings nothing.
 
         Given ``jobs`` (job ids, or the :class:`SentJob` s ``send`` returned) or
-        ``message_ids``, yield those jobs' results only and stop as soon as each has one; other
-        jobs' results are handed back, visible again after :data:`HAND_BACK_S`.
+        ``message_ids``, yield those jobs' results only and stop as soon as each has one; given
+        ``where``, only the results it accepts. The other results are handed back, visible
+        again after :data:`HAND_BACK_S`.
         """
         awaited = None if jobs is None and not message_ids else Awaited(jobs or (), message_ids)
-        for _key, result in self._follow(awaited, timeout_s, poll_s):
+        for _key, result in self._follow(awaited, timeout_s, poll_s, where, stop_when_empty):
             yield result
 
     def wait_for(
@@ -181,7 +191,12 @@ class ResultFollower:
         return outcome
 
     def _follow(
-        self, awaited: Awaited | None, timeout_s: float | None, poll_s: float
+        self,
+        awaited: Awaited | None,
+        timeout_s: float | None,
+        poll_s: float,
+        where: ResultFilter | None = None,
+        stop_when_empty: bool = False,
     ) -> Iterator[tuple[str, JobResult]]:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while awaited is None or awaited.missing:
@@ -189,7 +204,9 @@ class ResultFollower:
             if deadline is not None and left <= 0:
                 return
             answer = self._client.receive_message(**_receive_request(self.queue_url, left))
-            mine, others = _sort(answer.get("Messages", []), awaited)
+            if stop_when_empty and not answer.get("Messages"):
+                return
+            mine, others = _sort(answer.get("Messages", []), awaited, where)
             self._hand_back(others)
             handed: list[dict[str, Any]] = []
             try:
