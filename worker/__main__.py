@@ -1,5 +1,5 @@
-"""Command line: ``run`` (production), ``check``, ``import``, ``dlq``, ``job``, ``local``,
-``secret-hash``, ``schema`` and ``demo``.
+"""Command line: ``run`` (production), ``check``, ``import``, ``dlq``, ``job``, ``send``,
+``results``, ``local``, ``secret-hash``, ``schema`` and ``demo``.
 
 Only the standard library is imported here: ``--help``, ``--version`` and a stop signal during
 start-up do not wait for the SDK to load.
@@ -105,7 +105,8 @@ def _demo(_args: argparse.Namespace) -> int:
     except ImportError as error:
         print(
             f"cognito-worker: the demo needs the 'local' extra ({error.name} is missing): "
-            "pip install 'cognito-worker[local]', or run `make demo`",
+            "from a clone, pip install './cognito-worker[local]' (docs/producers.md), or run "
+            "`make demo`",
             file=sys.stderr,
         )
         return 1
@@ -119,7 +120,7 @@ def _local(args: argparse.Namespace) -> int:
     except ImportError as error:
         print(
             f"cognito-worker: `local` needs the 'local' extra ({error.name} is missing): "
-            "pip install 'cognito-worker[local]'",
+            "from a clone, pip install './cognito-worker[local]' (docs/producers.md)",
             file=sys.stderr,
         )
         return 1
@@ -198,14 +199,16 @@ def _parser() -> argparse.ArgumentParser:
     from worker.importer.cli import add_import_parser
     from worker.operations.dlq_cli import add_dlq_parser
     from worker.operations.job_lookup_cli import add_job_parser
+    from worker.operations.send_cli import add_send_parsers
 
     add_import_parser(commands)
     add_dlq_parser(commands)
     add_job_parser(commands)
+    add_send_parsers(commands)
     return parser
 
 
-_VALUE_OPTIONS = ("--username", "--client-id")
+_VALUE_OPTIONS = ("--username", "--client-id", "--job-id")
 
 
 def _glue_option_values(argv: Sequence[str]) -> list[str]:

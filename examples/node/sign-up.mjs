@@ -2,21 +2,35 @@
 //
 //   JOBS_QUEUE_URL=... RESULTS_QUEUE_URL=... SIGN_UP_PASSWORD=... node sign-up.mjs USERNAME [EMAIL]
 //
+// EMAIL defaults to USERNAME when USERNAME is an email address (an email-as-username pool), and
+// must be given otherwise: the script never makes one up.
 // RESULTS_QUEUE_URL is an SQS queue subscribed to the results topic (raw delivery or not).
 // The password comes from the environment, never the command line (where `ps` would show it).
 // The AWS SDK reads the region, credentials and AWS_ENDPOINT_URL from the environment as usual.
 import { randomUUID } from "node:crypto";
 import {
+  ChangeMessageVisibilityCommand,
   DeleteMessageCommand,
   ReceiveMessageCommand,
   SQSClient,
   SendMessageCommand,
 } from "@aws-sdk/client-sqs";
 
-const [username, email = `${process.argv[2]}@example.com`] = process.argv.slice(2);
+// An address as Cognito checks it: something@domain, no white space, one "@".
+const EMAIL = /^[^\s@]+@[^\s@]+$/;
+const [username, givenEmail] = process.argv.slice(2);
+const email = givenEmail ?? (EMAIL.test(username ?? "") ? username : undefined);
 const { JOBS_QUEUE_URL, RESULTS_QUEUE_URL, SIGN_UP_PASSWORD } = process.env;
 if (!username || !JOBS_QUEUE_URL || !RESULTS_QUEUE_URL || !SIGN_UP_PASSWORD) {
   console.error("usage: JOBS_QUEUE_URL=... RESULTS_QUEUE_URL=... SIGN_UP_PASSWORD=... node sign-up.mjs USERNAME [EMAIL]");
+  process.exit(2);
+}
+if (!email || !EMAIL.test(email)) {
+  console.error(
+    email
+      ? "sign-up.mjs: EMAIL is not an email address"
+      : "sign-up.mjs: USERNAME is not an email address: give the user's EMAIL as the second argument",
+  );
   process.exit(2);
 }
 const timeoutMs = Number(process.env.RESULT_TIMEOUT_S ?? 60) * 1000;
@@ -40,8 +54,8 @@ if (JOBS_QUEUE_URL.endsWith(".fifo")) {
     : (await import("node:crypto")).createHash("sha256").update(username).digest("hex");
   send.MessageDeduplicationId = job.job_id;
 }
-await sqs.send(new SendMessageCommand(send));
-console.error(`sent job ${job.job_id}`);
+const { MessageId } = await sqs.send(new SendMessageCommand(send));
+console.error(`sent job ${job.job_id} (SQS message ${MessageId})`);
 
 // A result arrives raw, or inside SNS's envelope when the subscription is not raw.
 function resultOf(body) {
@@ -62,7 +76,15 @@ while (Date.now() < deadline) {
     } catch {
       continue; // not a result: leave it for its owner
     }
-    if (result.job_id !== job.job_id) continue; // another job's result: leave it
+    // Ours by job id, or by the SQS message id when the worker could not read the job id.
+    if (result.job_id !== job.job_id && result.sqs_message_id !== MessageId) {
+      // Another job's result: visible again within 2 s for whoever waits for it (not at once,
+      // or this loop would read it again and again).
+      await sqs.send(new ChangeMessageVisibilityCommand({
+        QueueUrl: RESULTS_QUEUE_URL, ReceiptHandle: message.ReceiptHandle, VisibilityTimeout: 2,
+      }));
+      continue;
+    }
     await sqs.send(new DeleteMessageCommand({ QueueUrl: RESULTS_QUEUE_URL, ReceiptHandle: message.ReceiptHandle }));
     console.log(JSON.stringify(result));
     process.exit(result.status === "succeeded" ? 0 : 1);

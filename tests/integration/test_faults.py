@@ -30,7 +30,7 @@ from tests.support.harness import (
     user_status,
     wait_for,
 )
-from worker.local.aws import Endpoints, Stack, create_idempotency_table, free_port
+from worker.local.aws import Endpoints, Stack, aws_client, create_idempotency_table, free_port
 
 PASSWORD = "Valid-Passw0rd!"
 
@@ -307,9 +307,43 @@ def test_a_lost_sign_up_answer_is_our_own_success(stack: Stack, proxy: FaultProx
     (result,) = read_results(stack)
     assert result.body["status"] == "succeeded"
     assert result.body["detail"] == "created_by_an_earlier_attempt"
-    assert result.body["user_sub"] is None  # unknown: the answer that carried it was lost
+    # The answer that carried it was lost: read back from the user (AdminGetUser).
+    user = aws_client("cognito-idp", stack.endpoints.moto).admin_get_user(
+        UserPoolId=stack.user_pool_id, Username="lost-answer"
+    )
+    sub = {a["Name"]: a["Value"] for a in user["UserAttributes"]}["sub"]
+    assert result.body["user_sub"] == sub
     assert result.body["attempts"] == 2
     assert proxy.stats()["effects"]["SignUp"] == {"lost-answer": 1}
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "code"),
+    [
+        # The server answered that it failed: an error page (an emulator that crashed after
+        # creating the user) or an AWS error. The user that exists on the retry is not taken
+        # for the job's own.
+        ("http_500", "failed", "UsernameExistsException"),
+        ("internal_error", "failed", "UsernameExistsException"),
+        # A gateway lost Cognito's answer: as for a reset, the user is the job's own.
+        ("http_504", "succeeded", None),
+    ],
+)
+def test_an_answer_after_sign_up_acted_is_taken_at_its_word_unless_a_gateway_lost_it(
+    stack: Stack, proxy: FaultProxy, kind: str, status: str, code: str | None
+) -> None:
+    username = f"answered-{kind}"
+    enqueue(stack, job("sign_up", job_id=kind, username=username, password=PASSWORD))
+    proxy.add_rule(kind, service="cognito", operation="SignUp", when="after", times=1)
+    run = run_worker(stack, **through(proxy.url, RETRY_BACKOFF_CAP_S="1"))
+    assert run.returncode == 0, run.stdout[-3000:]
+    (result,) = read_results(stack)
+    assert result.body["status"] == status, result.body
+    assert (result.body["error"] or {}).get("code") == code
+    assert result.body["detail"] == (None if code else "created_by_an_earlier_attempt")
+    assert (result.body["user_sub"] is None) == (code is not None)
+    assert result.body["attempts"] == 2
+    assert proxy.stats()["effects"]["SignUp"] == {username: 1}
 
 
 @pytest.mark.parametrize("store", ["memory", "dynamodb"])

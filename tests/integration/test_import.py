@@ -84,7 +84,7 @@ def test_invalid_rows_are_listed_by_line_and_rule_and_nothing_is_sent(
     users_csv(tmp_path)
     done = run_import(stack, tmp_path, "users.csv", "--type", "sign_up", "--report", "r.csv")
     assert done.returncode == 1
-    assert "line 5: sign_up.username: String should match pattern" in done.stdout
+    assert "line 5: sign_up.username: character 4 (U+0020 SPACE) is not allowed" in done.stdout
     assert "sign_up.password: String should match pattern" in done.stdout
     assert "nothing was sent" in done.stdout
     assert stack.queue_depth(stack.jobs_queue_url) == 0

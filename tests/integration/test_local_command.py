@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.support.harness import wait_for
+from worker.local.aws import Stack, _hash, aws_client, write_private
 from worker.producer import JobProducer, ResultFollower
 
 
@@ -45,6 +46,17 @@ def test_local_provisions_prints_the_environment_and_serves_until_ctrl_c(tmp_pat
         assert f"http://127.0.0.1:{port + 1}" in printed
         variables = _exports(env_file.read_text())
         assert _exports(printed) == variables
+        # The file holds the client secret: its owner's alone.
+        assert env_file.stat().st_mode & 0o777 == 0o600
+        assert variables["AWS_DEFAULT_REGION"] == variables["AWS_REGION"]
+        # Plain boto3 after `source local.env` (it reads AWS_DEFAULT_REGION, not AWS_REGION).
+        plain = subprocess.run(
+            ["bash", "-c", f"source {shlex.quote(str(env_file))} && {sys.executable} -c "
+             "'import boto3, os; print(boto3.client(\"sqs\").get_queue_attributes("
+             "QueueUrl=os.environ[\"JOBS_QUEUE_URL\"])[\"ResponseMetadata\"][\"HTTPStatusCode\"])'"],
+            env=base, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert (plain.returncode, plain.stdout.strip()) == (0, "200"), plain.stderr[-2000:]
         for name in (
             "JOBS_QUEUE_URL",
             "RESULTS_QUEUE_URL",
@@ -116,3 +128,34 @@ def test_local_help_explains_and_a_busy_port_is_refused() -> None:
         )  # fmt: skip
     assert refused.returncode == 1
     assert f"port {port} is in use" in refused.stderr
+
+
+def test_local_env_is_ignored_by_git_and_written_for_its_owner_alone(tmp_path: Path) -> None:
+    repository = Path(__file__).resolve().parents[2]
+    ignored = subprocess.run(["git", "check-ignore", "-q", "local.env"], cwd=repository,
+                             timeout=30, check=False)  # fmt: skip
+    assert ignored.returncode == 0, "local.env holds the client secret: .gitignore must name it"
+    # A file that was readable by others before is narrowed, not just written over.
+    env_file = tmp_path / "local.env"
+    env_file.write_text("old")
+    env_file.chmod(0o644)
+    write_private(env_file, "export COGNITO_CLIENT_SECRET=s3cret\n")
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert env_file.read_text() == "export COGNITO_CLIENT_SECRET=s3cret\n"
+
+
+def test_locally_any_confirmation_code_is_accepted(stack: Stack) -> None:
+    # docs/producers.md says so, and that real Cognito answers CodeMismatchException: if moto
+    # starts checking codes, this fails and the docs change with it.
+    stack.create_unconfirmed_user("codeless", "Corr3ct-Horse!")
+    idp = aws_client("cognito-idp", stack.endpoints.cognito)
+    idp.confirm_sign_up(
+        ClientId=stack.client_id,
+        Username="codeless",
+        ConfirmationCode="000000",  # no code was ever sent
+        SecretHash=_hash("codeless", stack.client_id, stack.client_secret),
+    )
+    user = aws_client("cognito-idp", stack.endpoints.moto).admin_get_user(
+        UserPoolId=stack.user_pool_id, Username="codeless"
+    )
+    assert user["UserStatus"] == "CONFIRMED"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from tests.support.harness import finish, start_worker
 from tests.unit.test_schema import BROKEN, examples
-from worker.local.aws import REGION, Stack
+from worker.local.aws import REGION, Stack, aws_client
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "node"
 
@@ -67,25 +68,50 @@ def test_ajv_refuses_what_the_worker_refuses(node_example: Path) -> None:
 def test_the_node_example_enqueues_a_sign_up_and_reads_its_result(
     stack: Stack, node_example: Path
 ) -> None:
-    worker = start_worker(stack, "--exit-when-idle")
+    worker = start_worker(stack)
+    env = node_env(stack)
+    try:
+        # As docs/producers.md runs it: the username is the email address.
+        done = node(node_example, "sign-up.mjs", "ann@example.com", env=env, timeout_s=90)
+        named = node(node_example, "sign-up.mjs", "Zoë", "zoe@example.com", env=env, timeout_s=90)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        ran = finish(worker)
+    assert done.returncode == 0, done.stderr
+    assert named.returncode == 0, named.stderr
+    assert ran.returncode == 0
+    for printed, username, email in ((done, "ann@example.com", "ann@example.com"),
+                                     (named, "Zoë", "zoe@example.com")):  # fmt: skip
+        result = json.loads(printed.stdout)
+        assert (result["type"], result["status"], result["user_confirmed"], result["detail"]) == (
+            "sign_up",
+            "succeeded",
+            False,
+            None,
+        )
+        assert result["user_sub"]
+        assert "Corr3ct-Horse!" not in printed.stdout + printed.stderr
+        user = aws_client("cognito-idp", stack.endpoints.moto).admin_get_user(
+            UserPoolId=stack.user_pool_id, Username=username
+        )
+        attributes = {a["Name"]: a["Value"] for a in user["UserAttributes"]}
+        assert attributes["email"] == email
+        assert attributes["sub"] == result["user_sub"]
+
+
+def test_the_node_example_refuses_to_make_an_email_up(stack: Stack, node_example: Path) -> None:
+    done = node(node_example, "sign-up.mjs", "Zoë", env=node_env(stack))
+    assert done.returncode == 2
+    assert "give the user's EMAIL" in done.stderr
+    assert stack.queue_depth(stack.jobs_queue_url) == 0
+
+
+def node_env(stack: Stack) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "COGNITO_"))}
-    env = {
+    return {
         **base,
         "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_ENDPOINT_URL": stack.endpoints.moto,
         "JOBS_QUEUE_URL": stack.jobs_queue_url, "RESULTS_QUEUE_URL": stack.results_queue_url,
         "SIGN_UP_PASSWORD": "Corr3ct-Horse!", "RESULT_TIMEOUT_S": "60",
     }  # fmt: skip
-    try:
-        done = node(node_example, "sign-up.mjs", "Zoë", env=env, timeout_s=90)
-    finally:
-        ran = finish(worker)
-    assert done.returncode == 0, done.stderr
-    assert ran.returncode == 0
-    result = json.loads(done.stdout)
-    assert (result["type"], result["status"], result["user_confirmed"]) == (
-        "sign_up",
-        "succeeded",
-        False,
-    )
-    assert "Corr3ct-Horse!" not in done.stdout + done.stderr

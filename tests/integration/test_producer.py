@@ -4,6 +4,7 @@ makes of it, and how results come back."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from worker.contract.jobs import ForgotPasswordJob, SignUpJob, decode_job
 from worker.local.aws import REGION, Stack, aws_client
 from worker.producer import (
     AsyncJobProducer,
+    AsyncResultFollower,
     FailedJob,
     InvalidJob,
     JobProducer,
@@ -442,3 +444,50 @@ def test_the_bulk_lane_without_its_queue_is_a_clear_error(stack: Stack) -> None:
     with pytest.raises(ValueError, match="'fast' is not a valid Lane"):
         producer.send(SignUpJob(version=1, type="sign_up", username="x", password=PASSWORD),
                       lane="fast")  # fmt: skip
+
+
+def test_waiting_for_ones_own_jobs_on_a_shared_queue_returns_when_they_are_in(
+    stack: Stack,
+) -> None:
+    # Every result reaches the local stack's one results queue: another producer's first.
+    sqs = aws_client("sqs", stack.endpoints.moto)
+    producer = JobProducer(stack.jobs_queue_url, client=sqs)
+    producer.send_many(sign_ups(4, prefix="theirs"))
+    mine = [producer.send(job) for job in sign_ups(2, prefix="mine")]
+    # A job id over the limit: rejected with job_id null, matched by its SQS message id.
+    over = {"version": 1, "type": "forgot_password", "job_id": "x" * 300, "username": "mine9"}
+    (too_long,) = enqueue(stack, json.dumps(over))
+    assert run_worker(stack).returncode == 0
+    follower = ResultFollower(stack.results_queue_url, client=sqs)
+
+    started = time.monotonic()
+    outcome = follower.wait_for(mine, timeout_s=15, message_ids=[too_long])
+    waited_s = time.monotonic() - started
+    assert outcome.missing == set()
+    assert set(outcome.results) == {"mine-0", "mine-1", too_long}
+    assert outcome.results[too_long].job_id is None
+    assert outcome.results[too_long].status.value == "rejected"
+    assert waited_s < 5, waited_s  # not the 15 s of the timeout
+
+    # The other producer's results were handed back, not taken: it finds all of them.
+    started = time.monotonic()
+    theirs = list(follower.follow(timeout_s=15, jobs=[f"theirs-{i}" for i in range(4)]))
+    assert sorted(r.job_id or "" for r in theirs) == [f"theirs-{i}" for i in range(4)]
+    assert time.monotonic() - started < 8  # back within HAND_BACK_S, then it stops at once
+    assert read_results(stack) == []
+
+
+async def test_the_async_follower_waits_for_its_jobs_by_job_or_message_id(stack: Stack) -> None:
+    sqs_sync = aws_client("sqs", stack.endpoints.moto)
+    JobProducer(stack.jobs_queue_url, client=sqs_sync).send_many(sign_ups(2, prefix="other"))
+    sent = JobProducer(stack.jobs_queue_url, client=sqs_sync).send(next(sign_ups(1, prefix="own")))
+    assert run_worker(stack).returncode == 0
+    session = aioboto3.Session()
+    async with session.client("sqs", endpoint_url=stack.endpoints.moto) as sqs:
+        follower = AsyncResultFollower(stack.results_queue_url, client=sqs)
+        started = time.monotonic()
+        outcome = await follower.wait_for(timeout_s=15, message_ids=[sent.message_id])
+        assert time.monotonic() - started < 5
+        assert outcome.results[sent.message_id].job_id == sent.job_id
+        followed = [r async for r in follower.follow(timeout_s=15, jobs=["other-0", "other-1"])]
+    assert sorted(r.job_id or "" for r in followed) == ["other-0", "other-1"]

@@ -68,7 +68,12 @@ def filters(default_client: str, public_client: str) -> dict[str, Filter]:
             },
             frozenset({"exists-default"}),
         ),
-        # deploy/README.md, the attribute table
+        # docs/producers.md, "Many producers, one topic": one batch's failures and rejections
+        "one batch's failures": Filter(
+            {"batch": [BATCH], "status": ["failed", "rejected"]},
+            frozenset({"exists-default", "confirm-nobody", "bad-username"}),
+        ),
+        # deploy/README.md, the attribute table; docs/producers.md, one app client's results
         "another client": Filter(
             {"client_id": [public_client]}, frozenset({"ok-public", "exists-public"})
         ),

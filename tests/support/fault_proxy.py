@@ -120,7 +120,7 @@ AWS_ERRORS: dict[str, tuple[int, str, str]] = {
     ),
 }
 #: kind -> HTTP status for the faults that answer with a bare status.
-HTTP_ERRORS: dict[str, int] = {"http_500": 500, "http_503": 503}
+HTTP_ERRORS: dict[str, int] = {"http_500": 500, "http_502": 502, "http_503": 503, "http_504": 504}
 #: the faults that close the connection without an answer.
 CONNECTION_FAULTS = frozenset({"reset", "unreachable", "timeout"})
 #: the faults that fail single entries of a batch call.

@@ -6,9 +6,17 @@ without a network.
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
+from worker.cognito.gateway import CognitoGateway
 from worker.cognito.outcomes import (
     CognitoError,
     CognitoSuccess,
@@ -17,7 +25,7 @@ from worker.cognito.outcomes import (
     classify,
     per_job_code,
 )
-from worker.contract.jobs import JobType
+from worker.contract.jobs import JobType, decode_job
 from worker.pipeline.decisions import (
     CREATED_BY_AN_EARLIER_ATTEMPT,
     CallReport,
@@ -29,8 +37,10 @@ from worker.pipeline.decisions import (
     TripBreaker,
     counts_as_done,
     decide,
+    may_have_acted,
 )
 from worker.pipeline.idempotency import JobHistory
+from worker.settings import AppClient
 
 POLICY = RetryPolicy(
     max_attempts=4,
@@ -231,3 +241,72 @@ def test_success_always_finishes() -> None:
 def test_redelivery_backoff_doubles_up_to_the_cap() -> None:
     delays = [POLICY.redelivery_delay_s(count) for count in range(1, 10)]
     assert delays == [10, 20, 40, 80, 160, 320, 640, 900, 900]
+
+
+def client_error(code: str, status: int, message: str = "") -> ClientError:
+    """What botocore raises for an HTTP answer: an AWS error, or for an error page (no AWS error
+    in it) the status as its code."""
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "SignUp",
+    )
+
+
+def ending_name(ending: Exception) -> str:
+    if isinstance(ending, ClientError):
+        response: Any = ending.response
+        return f"{response['Error']['Code']}-{response['ResponseMetadata']['HTTPStatusCode']}"
+    return type(ending).__name__
+
+
+class AnsweringClient:
+    """The Cognito client, whose SignUp ends with the given exception."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def sign_up(self, **_request: Any) -> dict[str, Any]:
+        raise self.error
+
+
+SIGN_UP = decode_job(
+    '{"version": 1, "type": "sign_up", "username": "ann", "password": "Corr3ct-Horse!",'
+    ' "user_attributes": {"email": "ann@example.com"}}'
+)
+
+
+@pytest.mark.parametrize(
+    ("ending", "acted"),
+    [
+        # Sent, no answer: Cognito may have carried it out.
+        (EndpointConnectionError(endpoint_url="http://cognito"), True),
+        (ReadTimeoutError(endpoint_url="http://cognito"), True),
+        # Never sent.
+        (ConnectTimeoutError(endpoint_url="http://cognito"), False),
+        # A gateway in front of Cognito lost or did not wait for Cognito's answer.
+        (client_error("502", 502, "Bad Gateway"), True),
+        (client_error("504", 504, "Gateway Timeout"), True),
+        # Cognito's errors after it created the user.
+        (client_error("CodeDeliveryFailureException", 400), True),
+        (client_error("UnexpectedLambdaException", 400), True),
+        # The server's word that the request failed: an AWS error or an error page.
+        (client_error("InternalErrorException", 500), False),
+        (client_error("500", 500, "Internal Server Error"), False),
+        (client_error("503", 503, "Service Unavailable"), False),
+        (client_error("TooManyRequestsException", 400), False),
+        (client_error("UsernameExistsException", 400), False),
+        (client_error("InvalidParameterException", 400), False),
+    ],
+    ids=lambda value: ending_name(value) if isinstance(value, Exception) else str(value),
+)
+async def test_which_endings_of_a_request_mean_cognito_may_have_acted(
+    ending: Exception, acted: bool
+) -> None:
+    gateway = CognitoGateway({"us-east-1": AnsweringClient(ending)})  # type: ignore[dict-item]
+    app_client = AppClient(client_id="client1", user_pool_id="us-east-1_pool", client_secret=None)
+    with pytest.raises(CognitoError) as raised:
+        await gateway.execute(SIGN_UP, app_client, "job-1")
+    assert may_have_acted(raised.value) is acted

@@ -27,8 +27,10 @@ QUEUE = "http://127.0.0.1:1/123456789012/jobs-dlq"
          "TooManyRequestsException: transient errors in every allowed delivery"),
         ("body is not JSON: Expecting value at line 1 column 2",
          "body is not JSON: Expecting value"),
-        ("username: String should match pattern '^x$' (character 4 is U+0020 SPACE)",
-         "username: String should match pattern '^x$'"),
+        ("username: character 4 (U+0020 SPACE) is not allowed: a username is ... (pattern '^x$')",
+         "username: a character is not allowed: a username is ... (pattern '^x$')"),
+        ("username: character 12 (U+200B ZERO WIDTH SPACE) is not allowed: a username is ...",
+         "username: a character is not allowed: a username is ..."),
     ],
 )  # fmt: skip
 def test_alike_reasons_share_a_rule(reason: str | None, rule: str) -> None:

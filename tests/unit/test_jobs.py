@@ -103,3 +103,33 @@ def test_secrets_do_not_show_in_repr() -> None:
     assert isinstance(job, ConfirmForgotPasswordJob)
     assert "c0de-777" not in repr(job)
     assert "Pa55word!" not in repr(job)
+
+
+@pytest.mark.parametrize(
+    ("username", "where"),
+    [
+        ("ann smith", "character 4 (U+0020 SPACE)"),
+        ("zoë\u200b", "character 4 (U+200B ZERO WIDTH SPACE)"),
+        ("tab\tbed", "character 4 (U+0009)"),
+    ],
+)
+def test_a_refused_username_says_which_character_broke_the_pattern(
+    username: str, where: str
+) -> None:
+    body = json.dumps({"version": 1, "type": "sign_up", "username": username,
+                       "password": "Corr3ct-Horse!", "user_attributes": {}})  # fmt: skip
+    with pytest.raises(MalformedJob) as refused:
+        decode_job(body)
+    assert refused.value.reason == (
+        f"sign_up.username: {where} is not allowed: a username is letters, marks, symbols, "
+        "numbers and punctuation, no white space (pattern '^[\\p{L}\\p{M}\\p{S}\\p{N}\\p{P}]+$')"
+    )
+
+
+def test_a_refused_password_names_no_character_of_it() -> None:
+    body = json.dumps({"version": 1, "type": "sign_up", "username": "ann",
+                       "password": "Corr3ct Horse!", "user_attributes": {}})  # fmt: skip
+    with pytest.raises(MalformedJob) as refused:
+        decode_job(body)
+    assert refused.value.reason == "sign_up.password: String should match pattern '^\\S+$'"
+    assert "character" not in refused.value.reason

@@ -120,9 +120,9 @@ class CognitoGateway:
 
     async def status_if_created_since(
         self, app_client: AppClient, username: str, since: float
-    ) -> str | None:
-        """The user's status if it was created at or after ``since`` (epoch s), else None (an
-        older user, or none at all).
+    ) -> tuple[str, str | None] | None:
+        """The user's status and ``sub`` if it was created at or after ``since`` (epoch s), else
+        None (an older user, or none at all).
 
         Asked only after a lost answer, when SignUp or AdminCreateUser then finds the user
         existing: a user created after the job was sent is the job's own, one created before is
@@ -145,7 +145,8 @@ class CognitoGateway:
         # A second of slack: Cognito's clock and SQS's are not the same clock.
         if created_at < since - 1:
             return None
-        return str(user.get("UserStatus") or "UNKNOWN")
+        attributes = {a["Name"]: a["Value"] for a in user.get("UserAttributes", [])}
+        return str(user.get("UserStatus") or "UNKNOWN"), attributes.get("sub")
 
     async def probe(self, app_client: AppClient) -> None:
         """Check the client's configuration with a call that changes nothing.
@@ -315,7 +316,9 @@ def _translate(error: ClientError, job: Job | None, app_client: AppClient) -> Co
     message = _safe_message(str(details.get("Message") or ""), job, app_client)
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     error_class = classify(code, message, status)
-    return error_class(per_job_code(code, message), message)
+    translated = error_class(per_job_code(code, message), message)
+    translated.http_status = status if isinstance(status, int) else None
+    return translated
 
 
 def _safe_message(message: str, job: Job | None, app_client: AppClient) -> str:

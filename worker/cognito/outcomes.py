@@ -22,9 +22,14 @@ class CognitoSuccess:
 
 
 class CognitoError(Exception):
-    """A Cognito call that did not succeed. ``code`` is Cognito's exception name or our own."""
+    """A Cognito call that did not succeed. ``code`` is Cognito's exception name or our own.
+
+    ``http_status``: the status of the HTTP answer the error came in, None when no answer came
+    (a connection error, a timeout) or the error is the worker's own.
+    """
 
     retryable = False
+    http_status: int | None = None
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -35,8 +40,10 @@ class CognitoError(Exception):
 class TransientError(CognitoError):
     """Raised for throttling, 5xx, connection errors and timeouts: retried with backoff.
 
-    ``ambiguous``: the request may have reached Cognito and been carried out (a read timeout, a
-    reset, a 5xx), as opposed to refused before acting (throttling, connection refused).
+    ``ambiguous``, for an error without an answer: the request may have left and been carried
+    out (a read timeout, a reset), as opposed to never sent (a connect timeout). Whether an
+    answer that did come means Cognito may have acted is the pipeline's rule
+    (:func:`worker.pipeline.decisions.may_have_acted`).
     """
 
     retryable = True

@@ -476,26 +476,37 @@ def validation_reason(error: ValueError, document: Any = None) -> str:
     parts = []
     for detail in details[:_MAX_REASON_ERRORS]:
         location = ".".join(_readable_location(detail["loc"])) or "body"
-        where = _first_refused_character(detail, document)
-        parts.append(f"{location}: {detail['msg'].removeprefix('Value error, ')}{where}")
+        refused = _first_refused_character(detail, document)
+        if refused is not None:
+            parts.append(f"{location}: {refused}")
+            continue
+        parts.append(f"{location}: {detail['msg'].removeprefix('Value error, ')}")
     if len(details) > _MAX_REASON_ERRORS:
         parts.append(f"and {len(details) - _MAX_REASON_ERRORS} more")
     return _printable("; ".join(parts)[:_MAX_REASON_CHARS])
 
 
-# The fields whose value may be described character by character in a reason.
+# The fields whose value may be described character by character in a reason (never a secret
+# one), and what each allows, in words.
 _DESCRIBABLE_FIELDS = {"username": Username, "job_id": JobId}
+_PATTERN_OF = {"username": COGNITO_NAME, "job_id": JOB_ID}
+_ALLOWED_IN_WORDS = {
+    "username": "a username is letters, marks, symbols, numbers and punctuation, no white space",
+    "job_id": "a job id is letters, marks, symbols, numbers, punctuation and the space",
+}
 
 
-def _first_refused_character(detail: Any, document: Any) -> str:
-    """`` (character 4 is U+0020 SPACE)`` for a top-level field that broke its pattern."""
+def _first_refused_character(detail: Any, document: Any) -> str | None:
+    """``character 4 (U+0020 SPACE) is not allowed: ...`` for a top-level field that broke its
+    pattern, naming the first character outside it by position and code point, never the value
+    itself; None for any other error."""
     location = detail["loc"]
     if detail["type"] != "string_pattern_mismatch" or len(location) != 2:
-        return ""
+        return None
     field = location[-1]
     value = document.get(field) if isinstance(document, dict) else None
     if field not in _DESCRIBABLE_FIELDS or not isinstance(value, str):
-        return ""
+        return None
     adapter = _CHARACTER_ADAPTERS[field]
     for position, character in enumerate(value, start=1):
         try:
@@ -503,8 +514,12 @@ def _first_refused_character(detail: Any, document: Any) -> str:
         except ValueError:
             name = unicodedata.name(character, "")
             described = f"U+{ord(character):04X}" + (f" {name}" if name else "")
-            return f" (character {position} is {described})"
-    return ""
+            pattern = _PATTERN_OF[field]
+            return (
+                f"character {position} ({described}) is not allowed: "
+                f"{_ALLOWED_IN_WORDS[field]} (pattern '{pattern}')"
+            )
+    return None
 
 
 def _readable_location(location: tuple[Any, ...]) -> list[str]:

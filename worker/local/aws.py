@@ -4,8 +4,9 @@ moto does not check the SecretHash on SignUp, ConfirmSignUp, ResendConfirmationC
 or ConfirmForgotPassword, and has no ResendConfirmationCode at all. The front sits before moto's
 Cognito API and closes those two gaps the way Cognito behaves: it refuses a missing or wrong
 SecretHash with Cognito's own error, and answers ResendConfirmationCode from the user's state in
-moto. It also answers Cognito's user import jobs, which moto lacks, and serves their presigned
-uploads on a port of its own (:mod:`worker.local.import_jobs`). Everything else passes through to
+moto. It refuses an email attribute that is not an address, as Cognito does. It also answers
+Cognito's user import jobs, which moto lacks, and serves their presigned uploads on a port of its
+own (:mod:`worker.local.import_jobs`). Everything else passes through to
 moto unchanged.
 
 Run it as ``python -m worker.local.aws`` (or ``cognito-worker local``): it provisions a pool, the
@@ -24,6 +25,8 @@ import functools
 import hashlib
 import hmac
 import json
+import os
+import re
 import selectors
 import shlex
 import signal
@@ -61,6 +64,11 @@ _HASHED_OPERATIONS = {
     "ForgotPassword",
     "ConfirmForgotPassword",
 }
+# The operations whose email attribute Cognito checks and moto does not: moto stores any text,
+# or answers HTTP 500 after creating the user for some (``ann@example.com@example.com``).
+_EMAIL_CHECKED_OPERATIONS = {"SignUp", "AdminCreateUser", "AdminUpdateUserAttributes"}
+# An address as Cognito takes one: a local part, one "@", a dotted domain, no white space.
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 # The Regions whose user pools the front knows. The five hashed operations are unsigned, so a
 # request names no Region (Cognito takes it from the endpoint's host name, which is local here):
 # like moto, the front finds a client in whichever of these Regions holds it.
@@ -155,10 +163,12 @@ class CognitoFront:
             except ProvisionedLimitError as error:
                 return _error_response(error.code, error.message)
             return web.json_response(answer, content_type="application/x-amz-json-1.1")
-        if operation in _HASHED_OPERATIONS:
+        if operation in _HASHED_OPERATIONS or operation in _EMAIL_CHECKED_OPERATIONS:
             try:
                 parameters = json.loads(body or b"{}")
-                client = await self._check_secret_hash(parameters)
+                if operation in _HASHED_OPERATIONS:
+                    client = await self._check_secret_hash(parameters)
+                _check_email(parameters)
                 if operation == "ResendConfirmationCode":
                     answer = await asyncio.to_thread(self._resend, client, parameters)
                     return web.json_response(answer, content_type="application/x-amz-json-1.1")
@@ -275,6 +285,18 @@ class CognitoFront:
                 "AttributeName": attribute,
             }
         }
+
+
+def _check_email(parameters: dict[str, Any]) -> None:
+    """Refuse an email attribute that is not an address, with Cognito's error and message."""
+    attributes = parameters.get("UserAttributes")
+    if not isinstance(attributes, list):
+        return
+    for attribute in attributes:
+        if not isinstance(attribute, dict) or attribute.get("Name") != "email":
+            continue
+        if not _EMAIL.fullmatch(str(attribute.get("Value", ""))):
+            raise _CognitoError("InvalidParameterException", "Invalid email address format.")
 
 
 def _error_response(code: str, message: str) -> web.Response:
@@ -595,7 +617,8 @@ def developer_env(stack: Stack) -> dict[str, dict[str, str]]:
     """The environment to export, by audience: a producer, and ``cognito-worker run``."""
     worker = stack.worker_env()
     shared = ("AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
-    common = {name: worker[name] for name in shared}
+    # AWS_DEFAULT_REGION too: plain boto3 and the AWS CLI read it, not AWS_REGION.
+    common = {name: worker[name] for name in shared} | {"AWS_DEFAULT_REGION": worker["AWS_REGION"]}
     producer = {
         **common,
         "JOBS_QUEUE_URL": stack.jobs_queue_url,
@@ -604,6 +627,18 @@ def developer_env(stack: Stack) -> dict[str, dict[str, str]]:
         "RESULTS_QUEUE_URL": stack.results_queue_url,
     }
     return {"producer": producer, "worker": worker}
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (0600): it holds the client secret.
+
+    A file that exists is made private before it is written over, so the secret is never in a
+    file others can read, not even for a moment.
+    """
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        os.fchmod(file.fileno(), 0o600)
+        file.write(text)
 
 
 def _exports(variables: dict[str, str]) -> str:
@@ -620,7 +655,7 @@ def _announce(stack: Stack, env_file: Path | None) -> None:
         f"{_exports(worker_only)}\n"
     )
     if env_file is not None:
-        env_file.write_text(text, encoding="utf-8")
+        write_private(env_file, text)
     print(
         f"Local AWS is up: {stack.endpoints.moto} (SQS, SNS, DynamoDB, Cognito admin), "
         f"{stack.endpoints.cognito} (Cognito with SecretHash checks).\n"

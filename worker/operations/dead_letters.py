@@ -29,8 +29,11 @@ NO_VALUE = "-"
 _GAVE_UP = re.compile(r"^(?P<code>[\w.]+): transient errors in \d+ deliveries$")
 # The parts of a reason that name one message's particulars, not the rule it broke.
 _PARTICULARS = (
-    re.compile(r" at line \d+ column \d+"),
-    re.compile(r" \(character \d+ is [^)]*\)"),
+    (re.compile(r" at line \d+ column \d+"), ""),
+    (
+        re.compile(r"character \d+ \(U\+[0-9A-F]+[^)]*\) is not allowed"),
+        "a character is not allowed",
+    ),
 )
 
 
@@ -77,8 +80,8 @@ def reason_rule(reason: str | None) -> str:
     gave_up = _GAVE_UP.match(reason)
     if gave_up is not None:
         return f"{gave_up['code']}: transient errors in every allowed delivery"
-    for particular in _PARTICULARS:
-        reason = particular.sub("", reason)
+    for particular, replacement in _PARTICULARS:
+        reason = particular.sub(replacement, reason)
     return reason
 
 

@@ -31,6 +31,7 @@ from worker.pipeline.decisions import (
     CallReport,
     RetryPolicy,
     counts_as_done,
+    may_have_acted,
 )
 from worker.settings import AppClient
 from worker.telemetry.logs import get_logger
@@ -127,22 +128,29 @@ class CognitoCalls:
             return await self._once(operation, call)
         except CognitoError as error:
             # A definite answer: ``so_far.may_have_acted`` speaks of the earlier attempts now.
-            if counts_as_done(error, operation, call.so_far.may_have_acted) and (
-                await self._created_by_this_job(operation, call)
-            ):
-                return CognitoSuccess(detail=CREATED_BY_AN_EARLIER_ATTEMPT)
+            if counts_as_done(error, operation, call.so_far.may_have_acted):
+                own = await self._created_by_this_job(operation, call)
+                if own is not None:
+                    # The sub the lost answer carried, read back from the user itself.
+                    return CognitoSuccess(
+                        user_sub=own or None, detail=CREATED_BY_AN_EARLIER_ATTEMPT
+                    )
             raise
 
-    async def _created_by_this_job(self, operation: str, call: _Call) -> bool:
-        """Whether the user a SignUp or AdminCreateUser found existing is this job's own: created
-        after the job was sent (and, for an import, still awaiting the password it sets next:
-        a password is never set on a user the job did not create)."""
-        status = await self._gateway.status_if_created_since(
+    async def _created_by_this_job(self, operation: str, call: _Call) -> str | None:
+        """The ``sub`` ("" if Cognito gave none) of the user a SignUp or AdminCreateUser found
+        existing, if it is this job's own: created after the job was sent (and, for an import,
+        still awaiting the password it sets next: a password is never set on a user the job did
+        not create); None if it is not."""
+        found = await self._gateway.status_if_created_since(
             call.app_client, call.job.username_sent, call.sent_at
         )
-        if operation == "AdminCreateUser":
-            return status == "FORCE_CHANGE_PASSWORD"
-        return status is not None
+        if found is None:
+            return None
+        status, sub = found
+        if operation == "AdminCreateUser" and status != "FORCE_CHANGE_PASSWORD":
+            return None
+        return sub or ""
 
     def _retrying(self, operation: str) -> AsyncRetrying:
         metrics = self._metrics
@@ -188,7 +196,7 @@ class CognitoCalls:
         try:
             success = await self._gateway.execute(call.job, call.app_client, call.job_id, operation)
         except CognitoError as error:
-            if not (isinstance(error, TransientError) and error.ambiguous):
+            if not may_have_acted(error):
                 so_far.may_have_acted = acted_before
             metrics.cognito_calls.labels(operation, error.code).inc()
             if isinstance(error, ThrottledError):

@@ -115,6 +115,32 @@ class GiveUp:
 Decision = Finish | HandBack | TripBreaker | GiveUp
 
 
+#: HTTP answers that come from a gateway in front of Cognito, not from Cognito: the request
+#: reached it and Cognito's own answer was lost behind it (502) or not waited for (504).
+ANSWER_LOST_BEHIND_A_GATEWAY = frozenset({502, 504})
+#: Cognito errors that come after the user was created: the code could not be sent, or a
+#: trigger that runs on the way (a custom message) failed.
+FAILED_AFTER_ACTING = frozenset({"CodeDeliveryFailureException", "UnexpectedLambdaException"})
+
+
+def may_have_acted(error: CognitoError) -> bool:
+    """Whether a request that ended in ``error`` may have been carried out by Cognito.
+
+    A request sent with no answer (a reset, a read timeout) may have been; one never sent (a
+    connect timeout) was not. An answer is the server's word: an AWS error (throttling,
+    InternalErrorException, any 4xx) or an error page (a 500 or 503 of a server or an emulator)
+    says the request failed, and a UsernameExistsException after it is somebody's user, not
+    proof of our own. Only a gateway's 502 or 504 (Cognito's answer lost behind it) and the two
+    errors Cognito gives after creating the user count as "may have acted". The worker's own
+    kill or job timeout mid-call is handled where the call is made: no answer came.
+    """
+    if error.http_status is None:
+        return isinstance(error, TransientError) and error.ambiguous
+    if error.http_status in ANSWER_LOST_BEHIND_A_GATEWAY:
+        return True
+    return error.code in FAILED_AFTER_ACTING
+
+
 def counts_as_done(error: CognitoError, operation: str, may_have_acted: bool) -> bool:
     """Whether this error may say the job's own earlier, unanswered attempt already did the work:
     a user that exists after a request of ours that may have created it. The processor then asks

@@ -7,7 +7,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,9 +15,13 @@ import boto3
 from pydantic import ValidationError
 
 from worker.contract.jobs import JobResult
+from worker.producer.jobs import SentJob
 from worker.producer.region import sdk_region
 
 _MAX_WAIT_S = 20  # SQS's longest long poll
+# Another job's result read while waiting for one's own is visible again after this long: soon
+# for whoever waits for it, and not at once, or the waiting loop would read it again and again.
+HAND_BACK_S = 2
 
 
 def parse_result(body: str) -> JobResult | None:
@@ -36,10 +40,48 @@ def parse_result(body: str) -> JobResult | None:
 
 @dataclass(slots=True)
 class WaitOutcome:
-    """What ``wait_for`` saw: the results by job id, and the ids that have none yet."""
+    """What ``wait_for`` saw: the results by the id they were awaited by (a job id, or an SQS
+    message id), and the ids that have none yet."""
 
     results: dict[str, JobResult] = field(default_factory=dict)
     missing: set[str] = field(default_factory=set)
+
+
+JobRef = str | SentJob  # a job id, or what ``send`` returned (its job id and its message id)
+
+
+class Awaited:
+    """The jobs a reader waits for, by job id or by SQS message id.
+
+    A result is matched by its ``job_id``, or by its ``sqs_message_id`` (the ``MessageId`` that
+    SendMessage returned): a job rejected with a job id the worker could not read has
+    ``job_id: null``, and its message id still names it. A :class:`SentJob` is awaited by both
+    and reported by its job id.
+    """
+
+    def __init__(self, jobs: Iterable[JobRef] = (), message_ids: Iterable[str] = ()) -> None:
+        self._by_job_id: dict[str, str] = {}
+        self._by_message_id: dict[str, str] = {}
+        for job in jobs:
+            if isinstance(job, SentJob):
+                self._by_job_id[job.job_id] = job.job_id
+                self._by_message_id[job.message_id] = job.job_id
+            else:
+                self._by_job_id[job] = job
+        for message_id in message_ids:
+            self._by_message_id[message_id] = message_id
+        self.missing: set[str] = {*self._by_job_id.values(), *self._by_message_id.values()}
+
+    def claim(self, result: JobResult) -> str | None:
+        """The id ``result`` was awaited by, once (then it is no longer missing); else None."""
+        for key in (
+            self._by_job_id.get(result.job_id or ""),
+            self._by_message_id.get(result.sqs_message_id),
+        ):
+            if key is not None and key in self.missing:
+                self.missing.discard(key)
+                return key
+        return None
 
 
 def _receive_request(queue_url: str, wait_s: float) -> dict[str, Any]:
@@ -55,13 +97,45 @@ def _deletions(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
 
 
+def _hand_backs(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": HAND_BACK_S}
+        for i, m in enumerate(messages)
+    ]
+
+
+ResultFilter = Callable[[JobResult], bool]
+
+
+def _sort(
+    messages: list[dict[str, Any]], awaited: Awaited | None, where: ResultFilter | None = None
+) -> tuple[list[tuple[str, JobResult, dict[str, Any]]], list[dict[str, Any]]]:
+    """The awaited results among ``messages`` (every result when ``awaited`` is None) that
+    ``where`` accepts, each with the id it was awaited by; and the others, to hand back."""
+    mine, others = [], []
+    for message in messages:
+        result = parse_result(message["Body"])
+        if result is None:
+            continue  # not a result: left for its owner
+        if where is not None and not where(result):
+            others.append(message)
+            continue
+        key = result.job_id or result.sqs_message_id if awaited is None else awaited.claim(result)
+        if key is None:
+            others.append(message)
+        else:
+            mine.append((key, result, message))
+    return mine, others
+
+
 class ResultFollower:
     """Reads :class:`JobResult` s from an SQS queue subscribed to the results topic (boto3).
 
-    Each result handed to you is deleted from the queue; messages that are not results, or (in
-    :meth:`wait_for`) results of other jobs, are left for their owner. Give :meth:`wait_for` a
-    queue of its own (:func:`temporary_results_queue`): on a shared one it hides other jobs'
-    results for the queue's visibility timeout each time it reads them.
+    Each result handed to you is deleted from the queue; messages that are not results are left
+    for their owner, and (when waiting for given jobs) other jobs' results are handed back,
+    visible again after :data:`HAND_BACK_S`. On a queue many producers share, each still reads
+    every result: give a producer a queue of its own (:func:`temporary_results_queue`, or a
+    subscription filtered on its ``batch`` or ``client_id``).
     """
 
     def __init__(
@@ -79,47 +153,78 @@ class ResultFollower:
         self._client = client
 
     def follow(
-        self, *, timeout_s: float | None = None, poll_s: float = _MAX_WAIT_S
+        self,
+        *,
+        timeout_s: float | None = None,
+        poll_s: float = _MAX_WAIT_S,
+        jobs: Iterable[JobRef] | None = None,
+        message_ids: Iterable[str] = (),
+        where: ResultFilter | None = None,
+        stop_when_empty: bool = False,
     ) -> Iterator[JobResult]:
-        """Yield results as they arrive; stop after ``timeout_s`` (None: never)."""
+        """Yield results as they arrive; stop after ``timeout_s`` (None: never), or with
+        ``stop_when_empty`` at the first receive that brings nothing.
+
+        Given ``jobs`` (job ids, or the :class:`SentJob` s ``send`` returned) or
+        ``message_ids``, yield those jobs' results only and stop as soon as each has one; given
+        ``where``, only the results it accepts. The other results are handed back, visible
+        again after :data:`HAND_BACK_S`.
+        """
+        awaited = None if jobs is None and not message_ids else Awaited(jobs or (), message_ids)
+        for _key, result in self._follow(awaited, timeout_s, poll_s, where, stop_when_empty):
+            yield result
+
+    def wait_for(
+        self, jobs: Iterable[JobRef] = (), timeout_s: float = 60, *, message_ids: Iterable[str] = ()
+    ) -> WaitOutcome:
+        """Wait until every job awaited has a result, or ``timeout_s`` has passed; return as
+        soon as they are all in.
+
+        ``jobs``: job ids, or the :class:`SentJob` s ``send`` returned (matched by job id or
+        by message id, reported by job id); ``message_ids``: SQS message ids. Other jobs'
+        results are handed back, visible again after :data:`HAND_BACK_S`.
+        """
+        awaited = Awaited(jobs, message_ids)
+        outcome = WaitOutcome(missing=awaited.missing)
+        for key, result in self._follow(awaited, timeout_s, _MAX_WAIT_S):
+            outcome.results[key] = result
+        return outcome
+
+    def _follow(
+        self,
+        awaited: Awaited | None,
+        timeout_s: float | None,
+        poll_s: float,
+        where: ResultFilter | None = None,
+        stop_when_empty: bool = False,
+    ) -> Iterator[tuple[str, JobResult]]:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
+        while awaited is None or awaited.missing:
             left = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
             if deadline is not None and left <= 0:
                 return
             answer = self._client.receive_message(**_receive_request(self.queue_url, left))
+            if stop_when_empty and not answer.get("Messages"):
+                return
+            mine, others = _sort(answer.get("Messages", []), awaited, where)
+            self._hand_back(others)
             handed: list[dict[str, Any]] = []
             try:
-                for message in answer.get("Messages", []):
-                    result = parse_result(message["Body"])
-                    if result is not None:
-                        handed.append(message)
-                        yield result
+                for key, result, message in mine:
+                    handed.append(message)
+                    yield key, result
             finally:
                 self._delete(handed)
-
-    def wait_for(self, job_ids: Iterable[str], timeout_s: float) -> WaitOutcome:
-        """Wait until every job in ``job_ids`` has a result, or ``timeout_s`` has passed."""
-        outcome = WaitOutcome(missing=set(job_ids))
-        deadline = time.monotonic() + timeout_s
-        while outcome.missing:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            answer = self._client.receive_message(**_receive_request(self.queue_url, left))
-            mine = []
-            for message in answer.get("Messages", []):
-                result = parse_result(message["Body"])
-                if result is not None and result.job_id in outcome.missing:
-                    outcome.results[result.job_id] = result
-                    outcome.missing.discard(result.job_id)
-                    mine.append(message)
-            self._delete(mine)
-        return outcome
 
     def _delete(self, messages: list[dict[str, Any]]) -> None:
         if messages:
             self._client.delete_message_batch(QueueUrl=self.queue_url, Entries=_deletions(messages))
+
+    def _hand_back(self, messages: list[dict[str, Any]]) -> None:
+        if messages:
+            self._client.change_message_visibility_batch(
+                QueueUrl=self.queue_url, Entries=_hand_backs(messages)
+            )
 
 
 class AsyncResultFollower:
@@ -130,48 +235,60 @@ class AsyncResultFollower:
         self._client = client
 
     async def follow(
-        self, *, timeout_s: float | None = None, poll_s: float = _MAX_WAIT_S
+        self,
+        *,
+        timeout_s: float | None = None,
+        poll_s: float = _MAX_WAIT_S,
+        jobs: Iterable[JobRef] | None = None,
+        message_ids: Iterable[str] = (),
     ) -> AsyncIterator[JobResult]:
-        """Yield results as they arrive; stop after ``timeout_s`` (None: never)."""
+        """Yield results as they arrive; stop after ``timeout_s`` (None: never). Given ``jobs``
+        or ``message_ids``, only theirs, stopping once each has one (as
+        :meth:`ResultFollower.follow`)."""
+        awaited = None if jobs is None and not message_ids else Awaited(jobs or (), message_ids)
+        async for _key, result in self._follow(awaited, timeout_s, poll_s):
+            yield result
+
+    async def wait_for(
+        self, jobs: Iterable[JobRef] = (), timeout_s: float = 60, *, message_ids: Iterable[str] = ()
+    ) -> WaitOutcome:
+        """Wait until every job awaited has a result, or ``timeout_s`` has passed; return as
+        soon as they are all in (as :meth:`ResultFollower.wait_for`)."""
+        awaited = Awaited(jobs, message_ids)
+        outcome = WaitOutcome(missing=awaited.missing)
+        async for key, result in self._follow(awaited, timeout_s, _MAX_WAIT_S):
+            outcome.results[key] = result
+        return outcome
+
+    async def _follow(
+        self, awaited: Awaited | None, timeout_s: float | None, poll_s: float
+    ) -> AsyncIterator[tuple[str, JobResult]]:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
+        while awaited is None or awaited.missing:
             left = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
             if deadline is not None and left <= 0:
                 return
             answer = await self._client.receive_message(**_receive_request(self.queue_url, left))
+            mine, others = _sort(answer.get("Messages", []), awaited)
+            await self._hand_back(others)
             handed: list[dict[str, Any]] = []
             try:
-                for message in answer.get("Messages", []):
-                    result = parse_result(message["Body"])
-                    if result is not None:
-                        handed.append(message)
-                        yield result
+                for key, result, message in mine:
+                    handed.append(message)
+                    yield key, result
             finally:
                 await self._delete(handed)
-
-    async def wait_for(self, job_ids: Iterable[str], timeout_s: float) -> WaitOutcome:
-        """Wait until every job in ``job_ids`` has a result, or ``timeout_s`` has passed."""
-        outcome = WaitOutcome(missing=set(job_ids))
-        deadline = time.monotonic() + timeout_s
-        while outcome.missing:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            answer = await self._client.receive_message(**_receive_request(self.queue_url, left))
-            mine = []
-            for message in answer.get("Messages", []):
-                result = parse_result(message["Body"])
-                if result is not None and result.job_id in outcome.missing:
-                    outcome.results[result.job_id] = result
-                    outcome.missing.discard(result.job_id)
-                    mine.append(message)
-            await self._delete(mine)
-        return outcome
 
     async def _delete(self, messages: list[dict[str, Any]]) -> None:
         if messages:
             await self._client.delete_message_batch(
                 QueueUrl=self.queue_url, Entries=_deletions(messages)
+            )
+
+    async def _hand_back(self, messages: list[dict[str, Any]]) -> None:
+        if messages:
+            await self._client.change_message_visibility_batch(
+                QueueUrl=self.queue_url, Entries=_hand_backs(messages)
             )
 
 
