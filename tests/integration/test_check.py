@@ -93,6 +93,26 @@ def test_a_wrong_client_secret_fails_its_line_without_printing_a_secret(stack: S
     assert users == []
 
 
+def test_a_wrong_user_pool_fails_its_line_naming_the_pool(stack: Stack) -> None:
+    """The client and its secret are sound: only the pool is wrong, which ConfirmSignUp (it
+    names no pool) cannot see. The probe's AdminGetUser can."""
+    done = check(stack, COGNITO_USER_POOL_ID="us-east-1_nope")
+    assert done.returncode == 1, done.stdout
+    (line,) = lines_about(done.stdout, f"app client {stack.client_id}")
+    assert line.startswith(f"FAIL app client {stack.client_id}: ResourceNotFoundException"), line
+    assert "us-east-1_nope" in line
+    assert "secret accepted" not in done.stdout
+    assert stack.client_secret not in done.stdout + done.stderr
+
+
+def test_the_right_pool_is_named_as_found(stack: Stack) -> None:
+    done = check(stack)
+    (line,) = lines_about(done.stdout, f"app client {stack.client_id}")
+    assert line == (
+        f"ok   app client {stack.client_id}: pool {stack.user_pool_id} found, secret accepted"
+    )
+
+
 def test_a_missing_queue_fails_with_a_clear_line(stack: Stack) -> None:
     missing = stack.jobs_queue_url.rsplit("/", 1)[0] + "/no-such-queue"
     done = check(stack, JOBS_QUEUE_URL=missing)

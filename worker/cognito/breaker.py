@@ -6,7 +6,8 @@ opens: its jobs go back to the queue untouched, the worker stops receiving once 
 breaker is open, readiness says why, and after a cool-down (doubling while the problem lasts) a
 side-effect-free probe call decides whether to close.
 
-The probe is Cognito's (the gateway's ConfirmSignUp for a user that cannot exist): it sees what
+The probe is Cognito's (the gateway's ConfirmSignUp, then AdminGetUser, for a user that cannot
+exist: the client, its secret and its user pool): it sees what
 Cognito checks, not what KMS does. So a trip may bring its own *recheck*, an async callable that
 repeats what actually failed without side effects (for a KMS refusal: decrypt the same job's
 ciphertext again, and drop the plaintext). It is kept while the breaker is open and runs after the
@@ -30,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from worker.cognito.outcomes import ConfigurationError
+from worker.cognito.outcomes import ConfigurationError, UserPoolError
 from worker.settings import AppClient
 from worker.telemetry.logs import get_logger
 from worker.telemetry.metrics import Metrics
@@ -62,6 +63,8 @@ _HINTS = {
 
 def hint(error: ConfigurationError) -> str:
     """What an operator should look at for this configuration error."""
+    if isinstance(error, UserPoolError):
+        return "check the user pool id configured for this app client"
     return _HINTS.get(error.code, "check the worker's Cognito configuration")
 
 

@@ -261,7 +261,7 @@ class Checker:
             self._say("FAIL", name, f"could not tell: {error.code}: {scrub(error.message)}")
             return
         secret = "secret accepted" if client.client_secret else "no secret, none expected"
-        self._say("ok", name, f"pool {client.user_pool_id}, {secret}")
+        self._say("ok", name, f"pool {client.user_pool_id} found, {secret}")
 
     async def _field_key(self, key_arn: str) -> None:
         name = f"field key {_key_id(key_arn)}"
