@@ -203,6 +203,11 @@ class CognitoGateway:
                 return
             if isinstance(translated, TransientError) or translated.code in _NOT_THE_POOLS:
                 raise translated from None
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (401, 403):
+                # The caller refused, under a code of no Cognito's (moto answers IAM's denial as
+                # a bare 403): the task role's permissions, not the pool.
+                raise ConfigurationError("AccessDeniedException", translated.message) from None
             # The username is ours and valid: what is left to refuse is the pool id.
             raise UserPoolError(
                 translated.code, f"user pool {app_client.user_pool_id}: {translated.message}"
