@@ -1,7 +1,9 @@
 """Every app client is probed at start, and the breaker's probe checks the user pool too: what an
 on-call engineer sees in /readyz, in the logs and on the queue when the configuration is wrong."""
 
+import functools
 import signal
+import socket
 import time
 from typing import Any
 
@@ -30,6 +32,10 @@ def readiness_once(port: int, status: int) -> Any:
         return body if code == status and body.get("status") != "starting" else None
 
     return poll
+
+
+def is_starting(port: int) -> bool:
+    return probe_http(port, "/readyz")[1].get("status") == "starting"
 
 
 def never_received(stack: Stack) -> bool:
@@ -143,3 +149,36 @@ def test_a_cognito_out_of_reach_at_start_does_not_stop_the_worker(stack: Stack) 
     assert run.returncode == 0
     (inconclusive,) = run.events("configuration not verified at start: taking work")
     assert inconclusive["client_id"] == stack.client_id
+
+
+def test_a_cognito_that_never_answers_delays_the_start_by_the_time_limit_only(
+    stack: Stack,
+) -> None:
+    """A Cognito endpoint that takes connections and never answers: the probe at start is cut
+    off after 5 s (the read timeout alone would take 10), and a stop while it waits is heard."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # connections wait in the backlog, never accepted, never answered
+        nowhere = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        for stop_while_probing in (False, True):
+            port = free_port()
+            worker = start_worker(
+                stack, HEALTH_PORT=str(port), AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER=nowhere
+            )
+            try:
+                wait_for(functools.partial(is_starting, port))
+                if stop_while_probing:
+                    stopped_at = time.monotonic()
+                    worker.send_signal(signal.SIGTERM)
+                    run = finish(worker, timeout_s=30)
+                    assert time.monotonic() - stopped_at < 4, run.stdout[-2000:]
+                    assert run.returncode == 0
+                    continue
+                started_at = time.monotonic()
+                body = wait_for(readiness_once(port, 200), timeout_s=30)
+                assert time.monotonic() - started_at < 8
+                assert body["unverified_clients"] == {stack.client_id: "TimeoutError"}
+            finally:
+                if worker.poll() is None:
+                    worker.send_signal(signal.SIGTERM)
+                    finish(worker)
