@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aioboto3
+import aiobotocore.session
 from aiobotocore.config import AioConfig
 from aiohttp import web
 from botocore.exceptions import ClientError
@@ -35,8 +36,10 @@ from worker.cognito.fleet import (
     fleet_membership,
 )
 from worker.cognito.gateway import CognitoGateway
+from worker.cognito.limit_watch import EnforcedLimitsWatch, enforced_limits_watch
+from worker.cognito.limits import teach_provisioned_limits
 from worker.cognito.ratelimit import QuotaCategory, RateLimiter
-from worker.contract.jobs import Lane
+from worker.contract.jobs import JobResult, Lane
 from worker.operations.emf import EmfEmitter
 from worker.operations.health import Check, health_app
 from worker.operations.signals import StopSignals
@@ -722,7 +725,9 @@ async def serve(
 
 
 async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: StopSignals) -> int:
-    session = aioboto3.Session(region_name=settings.aws_region)
+    # A session that knows GetProvisionedLimit, which the pinned SDK predates (cognito/limits.py).
+    botocore_session = teach_provisioned_limits(aiobotocore.session.get_session())
+    session = aioboto3.Session(region_name=settings.aws_region, botocore_session=botocore_session)
     pool = settings.max_jobs_in_flight + 4
     async with AsyncExitStack() as stack:
         # One Cognito client per Region of the configured pools (a pool id starts with its Region).
@@ -779,6 +784,9 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
             settings.results_topic_arn,
             linger_s=settings.batch_linger_s,
             linger_while=others_in_flight,
+            # With two lanes, a live job's result does not wait for companions: the bulk lane's
+            # results keep the batches full, and a live job's backend is waiting for this one.
+            at_once=_interactive_with_two_lanes if settings.bulk_jobs_queue_url else _never,
             observe=observe,
         )
         store: IdempotencyStore = MemoryStore()
@@ -845,6 +853,12 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
         await stack.enter_async_context(
             fleet_membership(FleetMembership(roster, limiter.set_standing))
         )
+        if settings.cap_budgets_at_enforced_limits:
+            await stack.enter_async_context(
+                enforced_limits_watch(
+                    EnforcedLimitsWatch(limiter, cognito), settings.enforced_limits_interval_s
+                )
+            )
         log.info(
             "worker started",
             queue=settings.jobs_queue_url,
@@ -860,6 +874,14 @@ def _writes_json_logs(settings: Settings) -> bool:
     """EMF lines belong in JSON logs only: a terminal's console log is for people."""
     log_format = settings.log_format.value
     return log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
+
+
+def _interactive_with_two_lanes(result: JobResult) -> bool:
+    return result.lane is Lane.INTERACTIVE
+
+
+def _never(_result: JobResult) -> bool:
+    return False
 
 
 async def _flush(worker: Worker, queue: Lanes, publisher: ResultPublisher) -> None:

@@ -287,6 +287,20 @@ class Settings(BaseModel):
         le=10000,
         description="... for ResendConfirmationCode (default quota: 50)",
     )
+    cap_budgets_at_enforced_limits: bool = Field(
+        default=False,
+        alias="CAP_BUDGETS_AT_ENFORCED_LIMITS",
+        description="read the rates Cognito enforces for the account (GetProvisionedLimit, which "
+        "needs cognito-idp:GetProvisionedLimit) at start and every ENFORCED_LIMITS_INTERVAL_S, "
+        "and pace at the lower of each and its RATE_* budget",
+    )
+    enforced_limits_interval_s: float = Field(
+        default=300.0,
+        alias="ENFORCED_LIMITS_INTERVAL_S",
+        ge=10,
+        le=86400,
+        description="how often those rates are read again",
+    )
     batch_linger_s: float = Field(
         default=0.1,
         alias="BATCH_LINGER_S",

@@ -1,5 +1,6 @@
 """`make demo` from a fresh folder: every outcome as expected, the live sign-up answered while the
-import drains in the bulk lane, and the logs and the report kept where the demo says."""
+import drains in the bulk lane, users without passwords migrated by an import job, and the logs and
+the reports kept where the demo says."""
 
 from __future__ import annotations
 
@@ -38,3 +39,14 @@ def test_the_demo_passes_and_keeps_its_logs_and_report(tmp_path: Path) -> None:
     rows = list(csv.DictReader((folder / "report.csv").read_text(encoding="utf-8").splitlines()))
     assert len(rows) == 104
     assert "Demo-" not in (folder / "report.csv").read_text(encoding="utf-8")  # no password
+    # The migration without passwords went through Cognito's import job, not the worker.
+    assert "4 row(s) through Cognito's user import job, in 1 job(s)" in out
+    migration = out[out.index("--- a migration") :]
+    assert "lane:" not in migration  # no row of it goes to a queue, so no lane is named
+    migrated = {row["username"]: row["status"] for row in csv.DictReader(
+        (folder / "migration-report.csv").read_text(encoding="utf-8").splitlines())}  # fmt: skip
+    assert migrated == {
+        "max": "succeeded", "nia": "succeeded", "oli": "succeeded",
+        "bob": "already_exists", "": "invalid",
+    }  # fmt: skip
+    assert "max (RESET_REQUIRED), nia (RESET_REQUIRED), oli (RESET_REQUIRED)" in out

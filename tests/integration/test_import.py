@@ -12,19 +12,27 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.harness import finish, start_worker, user_status, wait_for, worker_env
+from tests.support.harness import (
+    finish,
+    run_worker,
+    start_worker,
+    user_status,
+    wait_for,
+    worker_env,
+)
 from worker.cognito.secret_hash import secret_hash
-from worker.local.aws import Stack, aws_client
+from worker.local.aws import Stack, aws_client, create_idempotency_table
 
+PASSWORD_OK = "Imp0rt-Secret-one!"
 PASSWORDS = ["Imp0rt-Secret-ann!", "Imp0rt-Secret-bob!", "Imp0rt-Secret-zoe!", "bad pass word"]
 
 
 def run_import(
-    stack: Stack, tmp_path: Path, *args: str, timeout_s: float = 120
+    stack: Stack, tmp_path: Path, *args: str, timeout_s: float = 120, **env: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "worker", "import", *args, "--progress-interval-s", "0.2"],
-        env=worker_env(stack),
+        env=worker_env(stack, **env),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -210,14 +218,119 @@ def test_an_interrupted_import_resumes_without_sending_a_row_twice_or_skipping_o
     assert {r["status"] for r in first} == {"sent", "not_sent"}
 
     done = run_import(stack, tmp_path, *arguments, "--resume", "--report", "second.csv")
-    assert done.returncode == 0, done.stdout + done.stderr
+    # No worker ran and the store is the memory one: what became of the rows sent first cannot
+    # be known, and the exit code says so.
+    assert done.returncode == 3, done.stdout + done.stderr
     second = report_rows(tmp_path / "second.csv")
-    assert sum(r["status"] == "sent_earlier" for r in second) == sent_first
+    assert sum(r["status"] == "unknown" for r in second) == sent_first
     assert sum(r["status"] == "sent" for r in second) == rows - sent_first
 
     job_ids = [str(body["job_id"]) for body in queued_bodies(stack)]
     assert len(job_ids) == rows  # nothing sent twice
     assert set(job_ids) == {f"big:sign_up:{line}" for line in range(2, rows + 2)}  # none skipped
+
+
+def test_a_killed_import_resumed_reports_what_became_of_every_row_sent_before(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Killed while sending; resumed before any worker ran: the rows sent before have no
+    outcome yet (unknown, exit 3). Resumed again after the worker did them: each row's real
+    outcome, read from the idempotency table, and exit 0."""
+    table = create_idempotency_table(stack.endpoints)
+    store = {"IDEMPOTENCY_STORE": "dynamodb", "IDEMPOTENCY_TABLE": table}
+    rows = 300
+    stack.create_confirmed_user("user00000", "Start-Passw0rd!")  # line 2: already there
+    path = tmp_path / "many.csv"
+    with path.open("w", encoding="utf-8") as file:
+        file.write("username,password,email\n")
+        for i in range(rows):
+            file.write(f"user{i:05d},Passw0rd!{i:05d},user{i:05d}@example.com\n")
+    arguments = ["many.csv", "--type", "sign_up", "--import-id", "kill", "--checkpoint", "c.json"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker", "import", *arguments, "--report", "first.csv"],
+        env=worker_env(stack, **store),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def sent_lines() -> set[int]:
+        try:
+            ranges = json.loads((tmp_path / "c.json").read_text())["sent_lines"]
+        except (OSError, ValueError):
+            return set()
+        return {line for first, last in ranges for line in range(first, last + 1)}
+
+    wait_for(lambda: len(sent_lines()) >= 30, timeout_s=60, interval_s=0.02)
+    process.kill()
+    process.wait(timeout=30)
+    sent_first = sent_lines()
+    assert 30 <= len(sent_first) < rows
+    assert not (tmp_path / "first.csv").exists()  # killed: no report, the checkpoint only
+
+    resumed = run_import(stack, tmp_path, *arguments, "--resume", "--report", "second.csv",
+                         **store)  # fmt: skip
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr
+    second = {int(r["line"]): r for r in report_rows(tmp_path / "second.csv")}
+    assert {line for line, r in second.items() if r["status"] == "unknown"} == sent_first
+    assert {r["status"] for line, r in second.items() if line not in sent_first} == {"sent"}
+    assert "no record in the idempotency table" in second[min(sent_first)]["message"]
+    assert "have no known outcome (status unknown)" in resumed.stdout
+
+    assert run_worker(stack, timeout_s=240, **store).returncode == 0
+    again = run_import(stack, tmp_path, *arguments, "--resume", "--report", "third.csv",
+                       **store)  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    third = {int(r["line"]): r["status"] for r in report_rows(tmp_path / "third.csv")}
+    assert third == dict.fromkeys(range(3, rows + 2), "succeeded") | {2: "already_exists"}
+    assert user_status(stack, "user00299") == "UNCONFIRMED"
+
+
+def test_a_resume_against_a_worker_with_the_memory_store_says_outcomes_are_unknown(
+    stack: Stack, tmp_path: Path
+) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text(f"username,password,email\nann,{PASSWORD_OK},ann@example.com\n")
+    arguments = ["two.csv", "--type", "sign_up", "--checkpoint", "c.json"]
+    assert run_import(stack, tmp_path, *arguments).returncode == 0
+    done = run_import(stack, tmp_path, *arguments, "--resume", "--report", "r.csv")
+    assert done.returncode == 3, done.stdout + done.stderr
+    (row,) = report_rows(tmp_path / "r.csv")
+    assert row["status"] == "unknown"
+    assert "IDEMPOTENCY_STORE is memory" in row["message"]
+
+
+def test_a_bad_email_a_conflicting_username_and_a_repeat_are_caught_before_sending(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The operator's 20-row file: each fault is reported by line and rule; with --skip-invalid
+    only the good rows reach the queue, the repeated one once."""
+    rows = [f"user{i:02d},{PASSWORD_OK},user{i:02d}@example.com" for i in range(20)]
+    rows[2] = f"user02,{PASSWORD_OK},not-an-email"  # line 4
+    rows[6] = f"USER05,{PASSWORD_OK},other@example.com"  # line 8: user05 (line 7), other email
+    rows[9] = f"user09,{PASSWORD_OK}"  # line 11: a column short
+    rows[12] = rows[11]  # line 14 repeats line 13
+    (tmp_path / "ops.csv").write_text("username,password,email\n" + "\n".join(rows) + "\n")
+    arguments = ["ops.csv", "--type", "sign_up", "--import-id", "ops"]
+    checked = run_import(stack, tmp_path, *arguments, "--validate-only")
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    for expected in (
+        "line 4: email: not an email address",
+        "line 7: username (compared without case) also on line(s) 8 with different data",
+        "line 8: username (compared without case) also on line(s) 7 with different data",
+        "line 11: has 2 fields; the header has 3",
+        "line 14: duplicate: repeats line 13 exactly: not sent again",
+    ):
+        assert expected in checked.stdout, checked.stdout
+    assert "report: ops.sign_up.validation.csv" in checked.stdout
+    done = run_import(stack, tmp_path, *arguments, "--skip-invalid")
+    assert done.returncode == 1, done.stdout + done.stderr
+    report = {int(r["line"]): r["status"] for r in report_rows(tmp_path / "ops.sign_up.report.csv")}
+    assert {line for line, status in report.items() if status == "invalid"} == {4, 7, 8, 11}
+    assert report[14] == "duplicate"
+    assert (tmp_path / "ops.sign_up.validation.csv").exists()  # not overwritten by the run
+    sent = sorted(int(str(body["job_id"]).rsplit(":", 1)[1]) for body in queued_bodies(stack))
+    assert sent == [line for line in range(2, 22) if line not in {4, 7, 8, 11, 14}]
 
 
 def test_a_large_file_is_validated_in_bounded_memory(tmp_path: Path) -> None:

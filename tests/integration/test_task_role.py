@@ -50,7 +50,14 @@ from tests.support.harness import (
     worker_env,
 )
 from tests.support.iam_aws import IamAws, Keys, as_moto_evaluates, cognito_front, enforcing_moto
-from tests.support.stack import Deployed, deploy, load_template, parameters, task_role_policy
+from tests.support.stack import (
+    Deployed,
+    deploy,
+    load_template,
+    operator_policy,
+    parameters,
+    task_role_policy,
+)
 from worker.cognito.fleet import ROSTER_KEY
 from worker.cognito.secret_hash import secret_hash
 from worker.contract.fields import FieldEncryptor
@@ -626,3 +633,61 @@ def test_the_task_role_receives_from_the_bulk_queue_and_never_from_its_dlq(iam: 
         sqs.send_message, QueueUrl=iam.outputs["BulkDeadLetterQueueUrl"], MessageBody="{}"
     )
     dead_letters(iam, "BulkDeadLetterQueueUrl")
+
+
+def operator_tool(
+    iam: IamStack, keys: Keys, tmp_path: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`python -m worker ARGS` as an operator runs it, with the task definition's settings and
+    the operator's own key."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        env=worker_env(iam.stack, **{**iam.environment, "AWS_ACCESS_KEY_ID": keys.access_key_id,
+                                     "AWS_SECRET_ACCESS_KEY": keys.secret_access_key}),
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_the_stacks_operator_policy_runs_check_dlq_and_job_and_nothing_less_does(
+    iam: IamStack, tmp_path: Path
+) -> None:
+    policy = operator_policy(iam.deployed, iam.aws.client("sqs"), iam.aws.client("dynamodb"))
+    adapted, _changes = as_moto_evaluates(policy)
+    operator = iam.aws.principal("on-call", adapted)
+    # A job the queue's redrive policy moved to the DLQ (the administrator stands in for SQS).
+    stranded = f"stranded-{uuid.uuid4().hex[:6]}"
+    body = json.dumps({"version": 1, "job_id": stranded, "type": "forgot_password",
+                       "username": "nobody-at-all"})  # fmt: skip
+    send(iam, body, queue="DeadLetterQueueUrl")
+
+    summary = operator_tool(iam, operator, tmp_path, "dlq", "summary", "--json")
+    assert summary.returncode == 0, summary.stdout[-3000:] + summary.stderr[-3000:]
+    assert json.loads(summary.stdout.splitlines()[-1])["read"] >= 1
+    redriven = operator_tool(iam, operator, tmp_path, "dlq", "redrive", "--job-id", stranded)
+    assert redriven.returncode == 0, redriven.stdout[-3000:] + redriven.stderr[-3000:]
+    sqs = iam.aws.client("sqs")
+    moved = sqs.receive_message(QueueUrl=iam.outputs["JobsQueueUrl"], WaitTimeSeconds=1)
+    assert [json.loads(m["Body"])["job_id"] for m in moved.get("Messages", [])] == [stranded]
+    for message in moved["Messages"]:  # not left for the other tests' workers
+        sqs.delete_message(QueueUrl=iam.outputs["JobsQueueUrl"],
+                           ReceiptHandle=message["ReceiptHandle"])  # fmt: skip
+    looked_up = operator_tool(iam, operator, tmp_path, "job", stranded)
+    assert looked_up.returncode == 3, looked_up.stdout + looked_up.stderr  # 3: no record of it
+    checked = operator_tool(iam, operator, tmp_path, "check")
+    # The probe's AdminGetUser on the pool (CheckPool): the pool found, under the policy alone.
+    assert (
+        f"ok   app client {iam.stack.client_id}: pool {iam.stack.user_pool_id} found"
+        in checked.stdout
+    ), checked.stdout
+    for run in (summary, redriven, looked_up, checked):
+        for sign in ("AccessDenied", "not authorized"):
+            assert sign not in run.stdout + run.stderr, run.stdout[-3000:] + run.stderr[-3000:]
+
+    # Without it, the same commands are refused.
+    stranger = iam.aws.principal("stranger", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]})  # fmt: skip
+    refused = operator_tool(iam, stranger, tmp_path, "dlq", "summary")
+    assert refused.returncode != 0
+    assert "AccessDenied" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
+    looked_up = operator_tool(iam, stranger, tmp_path, "job", stranded)
+    assert looked_up.returncode == 1, looked_up.stdout + looked_up.stderr

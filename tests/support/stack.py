@@ -198,8 +198,19 @@ def _sub(argument: Any, context: Context) -> str:
 def task_role_policy(deployed: Deployed, sqs: Any, dynamodb: Any) -> dict[str, Any]:
     """The task role's policy document as the template writes it, resolved against the created
     resources (read from the services, not from moto's own reading of the template)."""
-    template = load_template()
-    (policy,) = template["Resources"]["TaskRole"]["Properties"]["Policies"]
+    (policy,) = load_template()["Resources"]["TaskRole"]["Properties"]["Policies"]
+    document: dict[str, Any] = resolve(policy["PolicyDocument"], _context(deployed, sqs, dynamodb))
+    return document
+
+
+def operator_policy(deployed: Deployed, sqs: Any, dynamodb: Any) -> dict[str, Any]:
+    """The stack's OperatorPolicy document, resolved as :func:`task_role_policy` is."""
+    policy = load_template()["Resources"]["OperatorPolicy"]["Properties"]
+    document: dict[str, Any] = resolve(policy["PolicyDocument"], _context(deployed, sqs, dynamodb))
+    return document
+
+
+def _context(deployed: Deployed, sqs: Any, dynamodb: Any) -> Context:
     queue_arn = {
         name: sqs.get_queue_attributes(
             QueueUrl=deployed.resources[name], AttributeNames=["QueueArn"]
@@ -207,7 +218,7 @@ def task_role_policy(deployed: Deployed, sqs: Any, dynamodb: Any) -> dict[str, A
         for name in ("JobsQueue", "DeadLetterQueue", "BulkJobsQueue", "BulkDeadLetterQueue")
     }
     table = dynamodb.describe_table(TableName=deployed.outputs["IdempotencyTableName"])["Table"]
-    context = Context(
+    return Context(
         refs={
             **deployed.parameters,
             "AWS::Partition": PARTITION,
@@ -224,7 +235,8 @@ def task_role_policy(deployed: Deployed, sqs: Any, dynamodb: Any) -> dict[str, A
             "SecretsKey.Arn": deployed.outputs["SecretsKeyArn"],
             "IdempotencyTable.Arn": table["TableArn"],
         },
-        conditions={"UseDynamoDb": deployed.parameters.get("IdempotencyStore") != "memory"},
+        conditions={
+            "UseDynamoDb": deployed.parameters.get("IdempotencyStore") != "memory",
+            "CapsBudgets": deployed.parameters.get("CapBudgetsAtEnforcedLimits", "true") == "true",
+        },
     )
-    document: dict[str, Any] = resolve(policy["PolicyDocument"], context)
-    return document

@@ -45,6 +45,17 @@ async def test_a_lone_entry_goes_after_the_linger() -> None:
     assert asyncio.get_running_loop().time() - started >= 0.04
 
 
+async def test_an_entry_sent_at_once_takes_the_pending_ones_along_without_lingering() -> None:
+    sender = RecordingSender()
+    batcher = Batcher[int](sender, linger_s=60)
+    waiting = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2)]
+    await asyncio.sleep(0)
+    assert sender.batches == []  # lingering for companions
+    await asyncio.wait_for(batcher.submit(3, at_once=True), timeout=1)
+    await asyncio.gather(*waiting)
+    assert sender.batches == [[1, 2, 3]]
+
+
 async def test_a_failed_entry_fails_only_its_own_caller() -> None:
     sender = RecordingSender(fail={3})
     batcher = Batcher[int](sender)

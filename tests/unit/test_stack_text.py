@@ -140,13 +140,15 @@ def test_the_log_group_may_use_the_key_for_itself_only(template: dict[str, Any])
 
 def test_every_task_role_grant_names_the_stacks_own_resource(template: dict[str, Any]) -> None:
     """moto checks the resource of SQS calls only; for SNS, KMS, DynamoDB and Cognito the scope
-    of each grant is this: one of the stack's resources (or the configured pool), never ``*``."""
+    of each grant is this: one of the stack's resources (or the configured pool), never ``*``,
+    but for GetProvisionedLimit, which reads the account's rates and takes no resource."""
     (policy,) = template["Resources"]["TaskRole"]["Properties"]["Policies"]
     granted = []
     for statement in policy["PolicyDocument"]["Statement"]:
         if "Fn::If" in statement:
-            assert statement["Fn::If"][0] == "UseDynamoDb"
-            statement = statement["Fn::If"][1]
+            condition, statement, otherwise = statement["Fn::If"]
+            assert condition in {"UseDynamoDb", "CapsBudgets"}
+            assert otherwise == {"Ref": "AWS::NoValue"}
         assert statement["Effect"] == "Allow"
         assert "Condition" not in statement  # moto would not evaluate one
         actions = statement["Action"]
@@ -173,9 +175,12 @@ def test_every_task_role_grant_names_the_stacks_own_resource(template: dict[str,
                 ]
             },
         ),
+        ("EnforcedRates", "*"),
         ("FieldAndQueueKey", {"Fn::GetAtt": ["SecretsKey", "Arn"]}),
         ("IdempotencyStore", {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}),
     ]
+    enforced_rates = policy["PolicyDocument"]["Statement"][6]["Fn::If"][1]
+    assert enforced_rates["Action"] == "cognito-idp:GetProvisionedLimit"
 
 
 def test_the_task_definition_runs_as_the_task_role(template: dict[str, Any]) -> None:
@@ -344,7 +349,11 @@ def test_the_task_role_takes_the_bulk_lane_as_the_interactive_one_and_reads_no_d
         "DeadLetterQueue": ["sqs:SendMessage"],
         "BulkDeadLetterQueue": ["sqs:SendMessage"],
     }
-    assert all(statement["Resource"] != "*" for statement in granted.values())
+    assert all(
+        statement["Resource"] != "*"
+        for sid, statement in granted.items()
+        if sid != "EnforcedRates"  # GetProvisionedLimit takes no resource
+    )
 
 
 def as_list(value: Any) -> list[Any]:
@@ -429,3 +438,31 @@ def test_cognito_alone_assumes_the_import_logs_role_for_this_pools_logs_only(
     assert template["Outputs"]["ImportLogsRoleArn"]["Value"] == {
         "Fn::GetAtt": ["ImportLogsRole", "Arn"]
     }
+
+
+def test_the_operator_policy_names_the_stacks_own_resources(template: dict[str, Any]) -> None:
+    """moto checks SQS by resource and the rest by action: the scope of the operator policy's
+    other grants is read here. Nothing but GetProvisionedLimit (no resource) is on ``*``, and
+    the DLQ grants are on the DLQs alone."""
+    document = template["Resources"]["OperatorPolicy"]["Properties"]["PolicyDocument"]
+    granted = {}
+    for statement in document["Statement"]:
+        if "Fn::If" in statement:
+            condition, statement, otherwise = statement["Fn::If"]
+            assert (condition, otherwise) == ("UseDynamoDb", {"Ref": "AWS::NoValue"})
+        assert statement["Effect"] == "Allow"
+        granted[statement["Sid"]] = (statement["Action"], statement["Resource"])
+    dead_letters = [{"Fn::GetAtt": [q, "Arn"]} for q in ("DeadLetterQueue", "BulkDeadLetterQueue")]
+    assert granted["TriageDeadLetters"][1] == dead_letters
+    assert granted["RedriveJobs"] == (
+        "sqs:SendMessage",
+        [{"Fn::GetAtt": [q, "Arn"]} for q in ("JobsQueue", "BulkJobsQueue")],
+    )
+    assert granted["ReadTopic"][1] == {"Ref": "ResultsTopic"}
+    assert granted["QueueKey"][1] == {"Fn::GetAtt": ["SecretsKey", "Arn"]}
+    assert granted["ReadTable"][1] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    assert [sid for sid, (_, resource) in granted.items() if resource == "*"] == ["EnforcedRates"]
+    # check's probe of the pool: AdminGetUser on the stack's pool alone, as the task role has it.
+    task_role = template["Resources"]["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    (imports,) = [s for s in task_role["Statement"] if s.get("Sid") == "CognitoImports"]
+    assert granted["CheckPool"] == ("cognito-idp:AdminGetUser", imports["Resource"])

@@ -260,25 +260,40 @@ class _Turns:
 class RateLimiter:
     """One :class:`AdaptivePacer` per quota category, shared by every job in flight.
 
-    ``budgets_rps`` are the fleet's budgets; the pacers run at this task's share of them.
+    ``budgets_rps`` are the fleet's budgets; the pacers run at this task's share of them. A
+    budget can be capped (:meth:`cap`) at the rate Cognito enforces, and the cap lifted.
     """
 
     def __init__(
         self, budgets_rps: dict[QuotaCategory, float], *, reserved_share: float = 0.0
     ) -> None:
+        self.configured_budgets_rps = dict(budgets_rps)
         self.fleet_budgets_rps = dict(budgets_rps)
         self.pacers = {
             category: AdaptivePacer(rps, reserved_share=reserved_share)
             for category, rps in budgets_rps.items()
         }
+        self._tasks = 1
+        self._place = 0
 
     def set_fleet_size(self, tasks: int, place: int = 0) -> None:
         """Pace every category at its budget divided among ``tasks`` tasks, at place ``place``
         of the fleet's grid."""
-        tasks = max(1, tasks)
+        self._tasks = tasks = max(1, tasks)
+        self._place = place
         for category, pacer in self.pacers.items():
             pacer.set_budget(self.fleet_budgets_rps[category] / tasks)
             pacer.set_place(place, tasks)
+
+    def cap(self, category: QuotaCategory, limit_rps: float | None) -> float:
+        """Hold the fleet's budget of ``category`` at most at ``limit_rps`` (None: no cap, the
+        configured budget again); return the budget now in force."""
+        configured = self.configured_budgets_rps[category]
+        budget = configured if limit_rps is None else min(configured, limit_rps)
+        if budget != self.fleet_budgets_rps[category]:
+            self.fleet_budgets_rps[category] = budget
+            self.pacers[category].set_budget(budget / self._tasks)
+        return budget
 
     def set_standing(self, standing: Standing) -> None:
         """The fleet changed (see :mod:`worker.cognito.fleet`): pace at the new share."""

@@ -1,4 +1,5 @@
-"""The import's seams implemented with the producer library: jobs to SQS, results from SNS.
+"""The import's seams implemented with the producer library: jobs to SQS, results from SNS, and
+the records of jobs sent earlier from the worker's idempotency table.
 
 Sending uses :class:`~worker.producer.AsyncJobProducer`: several SendMessageBatch requests in
 flight keep sending far ahead of what the worker can do at Cognito's quotas. Results come through
@@ -9,11 +10,26 @@ results topic with a filter on the import's ``batch`` attribute, deleted when th
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.contract.jobs import Job, JobResult
-from worker.importer.sending import BatchCallback, JobSender, ResultFollower, SendFailure
+from worker.importer.report import one_line
+from worker.importer.sending import (
+    BatchCallback,
+    JobLookup,
+    JobSender,
+    LookedUp,
+    ResultFollower,
+    SendFailure,
+)
 from worker.producer import (
     AsyncJobProducer,
     FailedJob,
@@ -23,10 +39,13 @@ from worker.producer import (
 from worker.producer import (
     ResultFollower as ProducerFollower,
 )
+from worker.producer.lookup import default_client_id, look_up_job
 
 # Batches in flight at once: enough to hide SQS's latency, few enough that a Ctrl-C lands
 # after a handful of batches.
 SEND_CONCURRENCY = 8
+# Lookups in flight at once: one GetItem each, so a few hundred rows a second.
+LOOKUP_CONCURRENCY = 8
 
 
 class AwsSettingsError(Exception):
@@ -139,3 +158,65 @@ def aws_endpoints_from_env(
             raise AwsSettingsError("RESULTS_TOPIC_ARN is required with --wait")
         follower = results_follower(topic_arn, region=region)
     return QueueSender(queue_url, region=region, kms_key_arn=kms_key_arn), follower, said
+
+
+class TableLookup:
+    """The jobs' records in the idempotency table, read with :func:`look_up_job` (one
+    consistent GetItem each, several in flight)."""
+
+    def __init__(
+        self,
+        table: str,
+        client_id: str,
+        *,
+        region: str | None,
+        concurrency: int = LOOKUP_CONCURRENCY,
+        client: Any = None,
+    ) -> None:
+        self._table = table
+        self._client_id = client_id
+        self._concurrency = concurrency
+        self._client = client or boto3.client(
+            "dynamodb",
+            region_name=region,
+            config=Config(max_pool_connections=concurrency, retries={"mode": "standard"}),
+        )
+
+    def _one(self, job_id: str) -> LookedUp:
+        try:
+            state = look_up_job(self._table, job_id, client_id=self._client_id, client=self._client)
+        except ClientError as error:
+            details = error.response.get("Error", {})
+            code = details.get("Code") or "ClientError"
+            return LookedUp(job_id, None, f"{code}: {one_line(str(details.get('Message') or ''))}")
+        except BotoCoreError as error:
+            return LookedUp(job_id, None, one_line(f"{type(error).__name__}: {error}"))
+        return LookedUp(job_id, state)
+
+    def look_up_many(self, job_ids: Iterable[str]) -> Iterator[LookedUp]:
+        """One answer per job id, in order; a chunk at a time, so memory stays flat."""
+        ids = iter(job_ids)
+        with ThreadPoolExecutor(self._concurrency) as pool:
+            while chunk := list(itertools.islice(ids, 500)):
+                yield from pool.map(self._one, chunk)
+
+
+def lookup_from_env(
+    environ: Mapping[str, str], client_id: str | None
+) -> tuple[JobLookup | None, str]:
+    """The lookup of jobs sent earlier, as ``cognito-worker job`` finds the table
+    (``IDEMPOTENCY_STORE``, ``IDEMPOTENCY_TABLE``, the client), or None and why not."""
+    store = environ.get("IDEMPOTENCY_STORE", "memory").strip().lower()
+    if store != "dynamodb":
+        return None, (
+            f"IDEMPOTENCY_STORE is {store or 'memory'}: the worker keeps its records in its own "
+            "process, so there is nothing to look up (IDEMPOTENCY_STORE=dynamodb)"
+        )
+    table = environ.get("IDEMPOTENCY_TABLE", "")
+    if not table:
+        return None, "IDEMPOTENCY_TABLE is not set (the worker's idempotency table)"
+    client = client_id or default_client_id(environ)
+    if not client:
+        return None, "no app client to look the jobs up under: --client-id or COGNITO_CLIENT_ID"
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
+    return TableLookup(table, client, region=region), ""

@@ -94,10 +94,21 @@ def add_import_parser(commands: Any) -> None:
         "--skip-invalid", action="store_true", help="send the valid rows even if some are invalid"
     )
     parser.add_argument(
-        "--resume", action="store_true", help="skip the rows the checkpoint says were sent"
+        "--resume",
+        action="store_true",
+        help="skip the rows the checkpoint says were sent, and look up in the worker's "
+        "idempotency table (IDEMPOTENCY_STORE=dynamodb, IDEMPOTENCY_TABLE) what became of them",
     )
     parser.add_argument(
-        "--validate-only", action="store_true", help="check every row, send nothing"
+        "--case-sensitive-usernames",
+        action="store_true",
+        help="compare usernames exactly when looking for repeated users (default: without "
+        "case, as a pool whose usernames are case-insensitive does)",
+    )
+    parser.add_argument(
+        "--validate-only",
+        action="store_true",
+        help="check every row, send nothing; the report is IMPORT_ID.TYPE.validation.csv",
     )
     parser.add_argument(
         "--wait", action="store_true", help="follow the results of this import until all arrive"
@@ -109,7 +120,10 @@ def add_import_parser(commands: Any) -> None:
         help="with --wait, give up when no result has arrived for this long (default 300)",
     )
     parser.add_argument(
-        "--report", type=Path, help="the report CSV (default IMPORT_ID.TYPE.report.csv)"
+        "--report",
+        type=Path,
+        help="the report CSV (default IMPORT_ID.TYPE.report.csv; with --validate-only "
+        "IMPORT_ID.TYPE.validation.csv)",
     )
     parser.add_argument(
         "--checkpoint", type=Path, help="the checkpoint (default IMPORT_ID.TYPE.checkpoint.json)"
@@ -129,8 +143,9 @@ def add_import_parser(commands: Any) -> None:
     parser.add_argument(
         "--progress-interval-s",
         type=float,
-        default=10.0,
-        help="when stdout is not a terminal, one progress line per this many seconds",
+        default=5.0,
+        help="when stdout is not a terminal (or one 0 columns wide), one progress line per this "
+        "many seconds (default 5)",
     )
     parser.set_defaults(handler=run_import_command)
 
@@ -204,8 +219,10 @@ def run_import_command(args: argparse.Namespace) -> int:
         path=SendPath(args.path),
         yes=args.yes,
         job_rows=args.job_rows,
+        case_sensitive_usernames=args.case_sensitive_usernames,
     )
     sender = follower = None
+    lane_line = ""
     # Rows that all go through import jobs need no queue: without JOBS_QUEUE_URL, the run says
     # so only if a row needs the worker.
     jobs_only_possible = options.job_type == "import_user" and options.path is not SendPath.WORKER
@@ -219,7 +236,11 @@ def run_import_command(args: argparse.Namespace) -> int:
             )
         except AwsSettingsError as error:
             return _usage_error(str(error))
-        print(lane_line, flush=True)
+    lookup, lookup_unavailable = None, ""
+    if options.resume and not options.validate_only:
+        from worker.importer.aws import lookup_from_env
+
+        lookup, lookup_unavailable = lookup_from_env(os.environ, options.client_id)
     run = ImportRun(
         options,
         sender=sender,
@@ -228,6 +249,9 @@ def run_import_command(args: argparse.Namespace) -> int:
         output=sys.stdout,
         user_import=_user_import_factory(args),
         confirm=_prompt if sys.stdin.isatty() and sys.stdout.isatty() else None,
+        lookup=lookup,
+        lookup_unavailable=lookup_unavailable,
+        lane_line=lane_line,
     )
     try:
         return run.execute()

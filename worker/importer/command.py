@@ -2,8 +2,11 @@
 write the report.
 
 The file is read in passes, each streamed: its digest (the import id and the checkpoint's
-guard), validation (nothing is sent while any row is invalid, unless told), sending, and the
-report. Ctrl-C stops after the batch in flight, saves the checkpoint and prints how to resume.
+guard), its usernames (rows repeated or in conflict), validation (nothing is sent while any row
+is invalid, unless told), sending, and the report. Ctrl-C stops after the batch in flight, saves
+the checkpoint and prints how to resume. A resumed run looks up, in the worker's idempotency
+table, what became of each row an earlier run sent, and reports it; a row whose outcome cannot
+be found out is ``unknown``, and the exit code says so.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import shlex
 import signal
 import tempfile
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -24,6 +28,8 @@ from typing import TextIO
 
 from worker.contract.jobs import Job
 from worker.importer.checkpoint import Checkpoint
+from worker.importer.duplicates import DuplicateIndex, InLineOrder
+from worker.importer.formats import import_job_row_problem
 from worker.importer.job_checkpoint import JobCheckpoint
 from worker.importer.job_csv import MAX_ROWS_PER_JOB
 from worker.importer.job_phase import JobPhase, PreparedPart
@@ -38,18 +44,28 @@ from worker.importer.report import (
     ReportRow,
     RowStatus,
     Summary,
+    one_line,
     outcome_of,
     print_summary,
     write_report,
 )
 from worker.importer.routes import JobRows, Route, SendPath, route_of
-from worker.importer.sending import JobSender, ResultFollower, ResultStream, SendFailure
+from worker.importer.sending import (
+    JobLookup,
+    JobSender,
+    LookedUp,
+    ResultFollower,
+    ResultStream,
+    SendFailure,
+)
 from worker.importer.user_import import UserImportJobs
+from worker.producer.lookup import JobStatus
 
 EXIT_OK = 0
 EXIT_ROWS_NOT_DONE = 1  # a row invalid, not sent, failed, rejected, or without a result
 EXIT_INTERRUPTED = 130  # the shell's code for a stop by SIGINT
 EXIT_NOT_CONFIRMED = 2  # a usage error: a non-interactive run that sends needs --yes
+EXIT_OUTCOMES_UNKNOWN = 3  # every row ended well but for some whose outcome is unknown
 _SHOWN_INVALID_ROWS = 20
 _RESULT_POLL_S = 1.0
 
@@ -74,6 +90,7 @@ class ImportOptions:
     yes: bool = False
     job_rows: int = MAX_ROWS_PER_JOB
     job_poll_s: float = 2.0
+    case_sensitive_usernames: bool = False
 
 
 class SendingUnavailable(Exception):
@@ -120,13 +137,21 @@ class ImportRun:
         output: TextIO,
         user_import: Callable[[], UserImportJobs] | None = None,
         confirm: Callable[[], bool] | None = None,
+        lookup: JobLookup | None = None,
+        lookup_unavailable: str = "the worker's idempotency table is not set (IDEMPOTENCY_TABLE)",
+        lane_line: str = "",
     ) -> None:
         self.options = options
         self._sender = sender
+        self._lane_line = lane_line  # which lane the worker's rows go to, said when they do
         self._follower = follower
         self._user_import_factory = user_import
         self._user_import: UserImportJobs | None = None
         self._confirm = confirm
+        self._lookup = lookup
+        self._lookup_unavailable = lookup_unavailable
+        self._index: DuplicateIndex | None = None
+        self._duplicates = 0
         self._job_rows: JobRows | None = None
         self._job_phase: JobPhase | None = None
         self._worker_rows = 0
@@ -154,7 +179,10 @@ class ImportRun:
         if header is not None:
             mapper.check_columns(header, password_required=self._route_fixed() is Route.WORKER)
         name = f"{self.import_id}.{options.job_type}"
-        report_path = options.report or Path(f"{name}.report.csv")
+        # A check's report is named apart, so the run that follows does not overwrite it.
+        kind = "validation" if options.validate_only else "report"
+        report_path = options.report or Path(f"{name}.{kind}.csv")
+        self._run_report_path = options.report or Path(f"{name}.report.csv")
         checkpoint_path = options.checkpoint or Path(f"{name}.checkpoint.json")
         if options.resume:
             checkpoint = Checkpoint.load(
@@ -178,6 +206,9 @@ class ImportRun:
             self._stop.installed(),
         ):
             ledger = OutcomeLedger(Path(scratch))
+            self._index = DuplicateIndex(
+                Path(scratch), case_sensitive=options.case_sensitive_usernames
+            )
             self._job_rows = JobRows(
                 self._pool_header,
                 Path(scratch),
@@ -188,6 +219,7 @@ class ImportRun:
                 return self._phases(mapper, checkpoint, earlier, ledger, report_path)
             finally:
                 ledger.close()
+                self._index.close()
 
     def _phases(
         self,
@@ -198,6 +230,7 @@ class ImportRun:
         report_path: Path,
     ) -> int:
         options = self.options
+        self._index_usernames()
         self._validate(mapper, earlier, ledger)
         parts = self._job_rows.finish() if self._job_rows else []
         self._note_ignored(mapper)
@@ -206,7 +239,10 @@ class ImportRun:
             return EXIT_INTERRUPTED
         self._print_plan(earlier, parts)
         if options.validate_only:
-            self._say(f"valid rows: {self._sendable}; invalid rows: {self._invalid}")
+            self._say(
+                f"valid rows: {self._sendable}; invalid rows: {self._invalid}; exact repeats "
+                f"(duplicate, not sent): {self._duplicates}"
+            )
             return self._finish(mapper, earlier, checkpoint, ledger, report_path, checked=True)
         if self._invalid and not options.skip_invalid:
             self._say(
@@ -233,6 +269,8 @@ class ImportRun:
                 self._run_jobs(parts, checkpoint.path, ledger)
             if stream is not None and not self._interrupted:
                 self._follow(stream, mapper, earlier, ledger)
+        if earlier.ranges and not self._interrupted and not self._stop.requested:
+            self._look_up_earlier(mapper, earlier, ledger)
         code = self._finish(mapper, earlier, checkpoint, ledger, report_path, checked=False)
         if self._interrupted:
             return EXIT_INTERRUPTED
@@ -240,18 +278,46 @@ class ImportRun:
 
     # -- validation ---------------------------------------------------------------------------
 
+    def _index_usernames(self) -> None:
+        assert self._index is not None
+        progress = self._progress("usernames", None)
+
+        def rows() -> Iterator[Row]:
+            for row in read_rows(self.options.file, self.options.file_format):
+                if self._stop.requested:
+                    return
+                progress.advance(1)
+                yield row
+
+        self._index.index(rows())
+        progress.close()
+
+    def _verdicts(self) -> InLineOrder:
+        """The duplicate index's verdicts, to read alongside the file."""
+        assert self._index is not None
+        return InLineOrder(self._index.verdicts())
+
     def _validate(self, mapper: JobMapper, earlier: Checkpoint, ledger: OutcomeLedger) -> None:
         progress = self._progress("validating", None)
         shown = 0
         pending: list[tuple[int, Outcome]] = []
+        verdicts = self._verdicts()
         for row in read_rows(self.options.file, self.options.file_format):
             if self._stop.requested:
                 break
             route = self._route(row)
             problem = row.problem
-            if problem is None and route is Route.IMPORT_JOB:
+            verdict = verdicts.at(row.line) if problem is None else None
+            if verdict is not None:
+                # A repeat is not checked again (its first row is); a conflict is invalid as a
+                # whole, whatever each row holds.
+                if verdict.status is RowStatus.INVALID:
+                    problem = verdict.message
+            elif problem is None and route is Route.IMPORT_JOB:
                 assert self._job_rows is not None
-                problem = self._job_rows.add(row.line, row.fields)
+                problem = import_job_row_problem(row.fields) or self._job_rows.add(
+                    row.line, row.fields
+                )
             elif problem is None:
                 problem = mapper.map(row.line, row.fields).problem
                 if problem is None:
@@ -261,7 +327,13 @@ class ImportRun:
                 pending.append((row.line, Outcome(RowStatus.INVALID, INVALID_JOB_CODE, problem)))
                 if shown < _SHOWN_INVALID_ROWS:
                     shown += 1
-                    self._say(f"line {row.line}: {problem}")
+                    self._say(f"line {row.line}: {one_line(problem)}")
+            elif verdict is not None:
+                self._duplicates += 1
+                pending.append((row.line, verdict))
+                if shown < _SHOWN_INVALID_ROWS:
+                    shown += 1
+                    self._say(f"line {row.line}: duplicate: {verdict.message}")
             elif route is Route.WORKER and not earlier.was_sent(row.line):
                 self._sendable += 1
             if len(pending) >= 1000:
@@ -270,18 +342,22 @@ class ImportRun:
             progress.advance(1)
         ledger.record(pending)
         progress.close()
-        if self._invalid > shown:
-            self._say(f"... and {self._invalid - shown} more invalid row(s): see the report")
+        if self._invalid + self._duplicates > shown:
+            more = self._invalid + self._duplicates - shown
+            self._say(f"... and {more} more invalid or repeated row(s): see the report")
 
     # -- sending ------------------------------------------------------------------------------
 
     def _jobs(self, mapper: JobMapper, earlier: Checkpoint) -> Iterator[Job]:
+        verdicts = self._verdicts()
         for row in read_rows(self.options.file, self.options.file_format):
             if self._stop.requested:
                 self._interrupted = True
                 return
             if row.problem is not None or earlier.was_sent(row.line):
                 continue
+            if verdicts.at(row.line) is not None:
+                continue  # a repeat (its first row is sent) or a conflict
             if self._route(row) is Route.IMPORT_JOB:
                 continue
             mapped = mapper.map(row.line, row.fields)
@@ -299,6 +375,8 @@ class ImportRun:
             raise SendingUnavailable(
                 f"JOBS_QUEUE_URL is required: {self._sendable} row(s) go through the worker"
             )
+        if self._lane_line:
+            self._say(self._lane_line)
         progress = self._progress("sending", self._sendable)
 
         def on_batch(sent: list[str], failed: list[SendFailure]) -> None:
@@ -361,6 +439,7 @@ class ImportRun:
                     f"{expected - received} row(s) have none (status no_result in the report)"
                 )
                 break
+            progress.advance(0)  # a line every interval, results or not
             for result in stream.poll(_RESULT_POLL_S):
                 job_id = result.job_id or ""
                 if not job_id.startswith(prefix):
@@ -382,6 +461,50 @@ class ImportRun:
                 "answers them again if the import is run again."
             )
 
+    # -- rows an earlier run sent ---------------------------------------------------------------
+
+    def _look_up_earlier(
+        self, mapper: JobMapper, earlier: Checkpoint, ledger: OutcomeLedger
+    ) -> None:
+        """Find out what became of each row an earlier run sent whose result this run has not
+        seen: its record in the worker's idempotency table, as ``cognito-worker job`` reads it."""
+        lines = array(
+            "q",
+            (
+                line
+                for first, last in earlier.ranges
+                for line in range(first, last + 1)
+                if not ledger.has(line)
+            ),
+        )
+        if not lines:
+            return
+        if self._lookup is None:
+            message = (
+                "sent by an earlier run; its outcome cannot be looked up: "
+                f"{self._lookup_unavailable}"
+            )
+            ledger.record((line, Outcome(RowStatus.UNKNOWN, "", message)) for line in lines)
+            self._say(
+                f"{len(lines)} row(s) sent by an earlier run: outcome unknown, "
+                f"{self._lookup_unavailable}"
+            )
+            return
+        progress = self._progress("looking up", len(lines))
+        counts: Counter[str] = Counter()
+        pending: list[tuple[int, Outcome]] = []
+        job_ids = (mapper.job_id(line) for line in lines)
+        for answer in self._lookup.look_up_many(job_ids):
+            outcome = _looked_up_outcome(answer)
+            pending.append((line_of(answer.job_id), outcome))
+            counts[outcome.status.value] += 1
+            if len(pending) >= 500:
+                ledger.record(pending)
+                pending.clear()
+            progress.advance(1, counts)
+        ledger.record(pending)
+        progress.close()
+
     # -- report -------------------------------------------------------------------------------
 
     def _finish(
@@ -398,15 +521,29 @@ class ImportRun:
         summary = write_report(rows, report_path)
         self._say()
         print_summary(summary, self._out)
-        self._say(f"\nreport: {report_path}")
-        return self._exit_code(summary, checked=checked)
+        if self.options.validate_only and report_path != self._run_report_path:
+            self._say(
+                f"\nreport: {report_path} (this check's; a run that sends writes "
+                f"{self._run_report_path})"
+            )
+        else:
+            self._say(f"\nreport: {report_path}")
+        code = self._exit_code(summary, checked=checked)
+        if code == EXIT_OUTCOMES_UNKNOWN:
+            self._say(
+                f"{summary.by_status[RowStatus.UNKNOWN.value]} row(s) sent by an earlier run "
+                "have no known outcome (status unknown): run the same command again later to "
+                "look them up again"
+            )
+        return code
 
     def _exit_code(self, summary: Summary, *, checked: bool) -> int:
         if checked:
-            return (
-                EXIT_OK if self.options.validate_only and not self._invalid else EXIT_ROWS_NOT_DONE
-            )
-        return EXIT_OK if summary.all_good else EXIT_ROWS_NOT_DONE
+            clean = not self._invalid and not self._duplicates
+            return EXIT_OK if self.options.validate_only and clean else EXIT_ROWS_NOT_DONE
+        if summary.all_good:
+            return EXIT_OK
+        return EXIT_OUTCOMES_UNKNOWN if summary.only_unknown_left else EXIT_ROWS_NOT_DONE
 
     def _report_rows(
         self,
@@ -443,7 +580,11 @@ class ImportRun:
                 return Outcome(RowStatus.VALID)
             return Outcome(RowStatus.NOT_SENT, "", "not sent: the file has invalid rows")
         if earlier.was_sent(row.line):
-            return Outcome(RowStatus.SENT_EARLIER, "", "sent by an earlier run of this import")
+            return Outcome(
+                RowStatus.SENT_EARLIER,
+                "",
+                "sent by an earlier run of this import; not looked up (the run was stopped)",
+            )
         if checkpoint.was_sent(row.line):
             if self.options.wait:
                 return Outcome(RowStatus.NO_RESULT, "", "sent; no result arrived in time")
@@ -544,6 +685,35 @@ class ImportRun:
                 RowStatus.SENT, "", "in an import job not followed to its end: run the import again"
             )
         return Outcome(RowStatus.NOT_SENT, "", "interrupted before its import job started")
+
+
+def _looked_up_outcome(answer: LookedUp) -> Outcome:
+    """A row sent earlier, as its record in the idempotency table tells it."""
+    state = answer.state
+    look_again = f"look again later (cognito-worker job {answer.job_id})"
+    if answer.error:
+        return Outcome(
+            RowStatus.UNKNOWN, "", f"sent by an earlier run; lookup failed: {answer.error}"
+        )
+    if state is None:
+        return Outcome(
+            RowStatus.UNKNOWN,
+            "",
+            "sent by an earlier run; no record in the idempotency table: not taken by a worker "
+            f"yet, rejected before it was claimed, or expired; {look_again}",
+        )
+    if state.status is JobStatus.FINISHED and state.result is not None:
+        return outcome_of(state.result)
+    if state.status is JobStatus.RUNNING:
+        return Outcome(
+            RowStatus.UNKNOWN, "", f"sent by an earlier run; a worker is on it now; {look_again}"
+        )
+    return Outcome(
+        RowStatus.UNKNOWN,
+        "",
+        f"sent by an earlier run; pending, {state.attempts} delivery(ies) without an outcome so "
+        f"far; {look_again}",
+    )
 
 
 def line_of(job_id: str) -> int:

@@ -7,7 +7,8 @@ column (``forgot_password`` takes a username only) ignores it, and the import sa
 empty cell, or a JSON ``null``, means "not given".
 
 Each job is checked with the worker's own decoder, so a row the worker would reject is refused here
-with the very reason the worker would publish.
+with the very reason the worker would publish; before it, the formats Cognito itself enforces
+(``formats``), which the contract leaves to Cognito.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from worker.contract.jobs import Job, MalformedJob, decode_job
+from worker.importer.formats import attribute_problem, password_problem
 from worker.importer.job_types import IMPORTABLE_TYPES
 
 VALIDATION_DATA_PREFIX = "validation_data."
@@ -148,6 +150,8 @@ class JobMapper:
             if name == "username":
                 document["username"] = value
             elif name == "password":
+                if self._takes_password and (problem := password_problem(value)):
+                    raise ValueError(problem)
                 self._put(document, "password", value, taken=self._takes_password)
             elif name.startswith(CLIENT_METADATA_PREFIX):
                 client_metadata[name.removeprefix(CLIENT_METADATA_PREFIX)] = value
@@ -155,6 +159,8 @@ class JobMapper:
                 key = name.removeprefix(VALIDATION_DATA_PREFIX)
                 self._put(validation_data, key, value, self._takes_validation_data, name)
             else:
+                if self._takes_attributes and (problem := attribute_problem(name, value)):
+                    raise ValueError(problem)
                 self._put(attributes, name, value, taken=self._takes_attributes)
         for name, values in (
             ("user_attributes", attributes),

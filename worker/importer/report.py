@@ -33,16 +33,33 @@ class RowStatus(StrEnum):
     SENT_EARLIER = "sent_earlier"  # sent by an earlier run of this import (--resume)
     NO_RESULT = "no_result"  # sent; no result arrived before --wait-timeout-s
     VALID = "valid"  # checked only (--validate-only)
+    DUPLICATE = "duplicate"  # repeats an earlier row of the file exactly; not sent again
+    UNKNOWN = "unknown"  # sent by an earlier run; its outcome could not be found out
 
 
-# Statuses that end an import with exit code 0.
+# Statuses that end an import with exit code 0. ``sent_earlier`` is not among them: a resume
+# looks every such row up, and a row left so was not (the run was stopped first).
 GOOD_STATUSES = frozenset(
-    {RowStatus.SUCCEEDED, RowStatus.ALREADY_EXISTS, RowStatus.SENT, RowStatus.SENT_EARLIER}
-    | {RowStatus.VALID}
+    {RowStatus.SUCCEEDED, RowStatus.ALREADY_EXISTS, RowStatus.SENT, RowStatus.VALID}
 )
 INVALID_JOB_CODE = "InvalidJob"  # the worker's own code for a job it rejects
 _CREATING_TYPES = frozenset({"sign_up", "import_user", "invite_user"})
 REPORT_COLUMNS = ("line", "username", "job_id", "status", "error_code", "message")
+MAX_MESSAGE_CHARS = 300
+HTML_PAGE = "an HTML error page, not an AWS answer"
+
+
+def one_line(message: str) -> str:
+    """A message as one short line of the report: whitespace runs (line breaks among them) made
+    one space, at most :data:`MAX_MESSAGE_CHARS` characters, and an HTML page (what a proxy or
+    an emulator sends on an HTTP 5xx) named as such rather than copied."""
+    lowered = message[:2000].lower()
+    if "<html" in lowered or "<!doctype" in lowered:
+        return HTML_PAGE
+    text = " ".join(message.split())
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[: MAX_MESSAGE_CHARS - 3] + "..."
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +150,12 @@ class Summary:
         """Whether every row ended well (exit code 0)."""
         return all(RowStatus(status) in GOOD_STATUSES for status in self.by_status)
 
+    @property
+    def only_unknown_left(self) -> bool:
+        """Whether the rows that did not end well are all ``unknown`` (and there are some)."""
+        bad = {RowStatus(status) for status in self.by_status} - GOOD_STATUSES
+        return bad == {RowStatus.UNKNOWN}
+
 
 #: What a spreadsheet reads as the start of a formula (OWASP's CSV injection list).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -162,8 +185,8 @@ def write_report(rows: Iterable[ReportRow], path: Path) -> Summary:
                     spreadsheet_safe(row.username),
                     spreadsheet_safe(row.job_id),
                     status,
-                    outcome.error_code,
-                    spreadsheet_safe(outcome.message),
+                    one_line(outcome.error_code),
+                    spreadsheet_safe(one_line(outcome.message)),
                 ]
             )
             summary.by_status[outcome.status.value] += 1

@@ -1,4 +1,5 @@
-"""The import's two seams to AWS: sending jobs to the queue, and following their results.
+"""The import's seams to AWS: sending jobs to the queue, following their results, and looking up
+the jobs an earlier run sent.
 
 The command depends only on these protocols; :mod:`worker.importer.aws` implements them with the
 producer library.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from worker.contract.jobs import Job, JobResult
+from worker.producer.lookup import JobState
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,3 +47,21 @@ class ResultStream(Protocol):
 
 ResultFollower = Callable[[str], AbstractContextManager[ResultStream]]
 """Given a batch label, a context that follows its results and cleans up when it exits."""
+
+
+@dataclass(frozen=True, slots=True)
+class LookedUp:
+    """One job's record in the worker's idempotency table: its state (None: no record), or why
+    it could not be read (``error``, one line)."""
+
+    job_id: str
+    state: JobState | None
+    error: str = ""
+
+
+class JobLookup(Protocol):
+    """Reads the records of jobs sent earlier (``cognito-worker job``'s lookup, many at once)."""
+
+    def look_up_many(self, job_ids: Iterable[str]) -> Iterator[LookedUp]:
+        """One answer per job id, in the same order."""
+        ...

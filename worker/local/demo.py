@@ -4,7 +4,8 @@ It starts the local AWS, provisions a user pool, both lanes' queues and the resu
 enqueues one job of every type (plus a sign-up that must fail and a malformed message), runs the
 real worker process until the queue is drained, and reads the results from the topic's
 subscribed queue. Then an import drains in the bulk lane while a live sign-up is answered on the
-interactive lane. The table of outcomes, the users in the pool and the exit codes come last; the
+interactive lane, and users without a password are migrated through Cognito's own user import
+job. The table of outcomes, the users in the pool and the exit codes come last; the
 workers' JSON logs, the import's CSV and its report stay in ``demo-output/``.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 
 from worker.local.aws import Stack, aws_client, local_aws, provision
 from worker.local.import_demo import ImportDemo, print_report_excerpt, run_import_demo
+from worker.local.import_job_demo import IMPORTED, MigrationDemo, run_migration_demo
 
 #: Where the demo leaves the workers' logs, the import's CSV and its report (in the current folder).
 OUTPUT = Path("demo-output")
@@ -189,16 +191,20 @@ def run_demo() -> int:
         left = stack.queue_depth(stack.jobs_queue_url)
         dead = stack.queue_depth(stack.dead_letter_queue_url)
         imported: ImportDemo = run_import_demo(stack, OUTPUT)
+        migrated: MigrationDemo = run_migration_demo(stack, OUTPUT)
         users = _users(stack)
     print()
     print_report_excerpt(imported)
     print(f"import exit code: {imported.exit_code} (1: a row was invalid)")
+    print(f"\n{migrated.report_path}:")
+    print("  " + migrated.report_path.read_text(encoding="utf-8").strip().replace("\n", "\n  "))
+    print(f"migration exit code: {migrated.exit_code} (1: a row was invalid)")
     as_expected = _print_table(jobs, results)
     print()
     print(f"worker exit code: {exit_code}")
     print(f"messages left on the jobs queue: {left}; on the dead-letter queue: {dead}")
     _print_pool(users)
-    print(f"logs, the import's users.csv and report.csv: {OUTPUT}/")
+    print(f"logs, the imports' files and their reports: {OUTPUT}/")
     ok = (
         as_expected
         and exit_code == 0
@@ -207,6 +213,8 @@ def run_demo() -> int:
         and users.get("ann") == "UNCONFIRMED"
         and users.get("carl") == "CONFIRMED"
         and imported.ok
+        and migrated.ok
+        and all(users.get(name) == state for name, state in IMPORTED.items())
     )
     print("\ndemo " + ("passed: every job reached its expected outcome" if ok else "FAILED"))
     return 0 if ok else 1

@@ -45,16 +45,6 @@ def add_job_parser(commands: Any) -> None:
     parser.set_defaults(handler=_job)
 
 
-def _default_client(environ: dict[str, str]) -> str | None:
-    if environ.get("COGNITO_CLIENT_ID"):
-        return environ["COGNITO_CLIENT_ID"]
-    try:
-        clients = json.loads(environ.get("COGNITO_CLIENTS", ""))
-    except ValueError:
-        return None  # never echoed: the variable holds client secrets
-    return next(iter(clients), None) if isinstance(clients, dict) else None
-
-
 def _setting(problem: str) -> int:
     print(f"cognito-worker job: {problem}", file=sys.stderr)
     return EXIT_SETTING
@@ -71,7 +61,9 @@ def _job(args: argparse.Namespace) -> int:
     table = environ.get("IDEMPOTENCY_TABLE", "")
     if not table:
         return _setting("IDEMPOTENCY_TABLE is required (the worker's idempotency table)")
-    client_id = args.client_id or _default_client(environ)
+    from worker.producer.lookup import default_client_id
+
+    client_id = args.client_id or default_client_id(environ)
     if not client_id:
         return _setting("no client: give --client-id, or set COGNITO_CLIENT_ID")
 

@@ -59,7 +59,8 @@ class Batcher(Generic[Entry]):
 
     Lingering costs each entry up to ``linger_s``, worth it only when companions may come: an
     entry that finds nothing pending, no batch on its way, and ``linger_while()`` false (the
-    worker has no other job in flight) leaves at once.
+    worker has no other job in flight) leaves at once, and so does an entry submitted
+    ``at_once``, taking whatever is pending with it.
     """
 
     def __init__(
@@ -80,12 +81,13 @@ class Batcher(Generic[Entry]):
         self._timer: asyncio.TimerHandle | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
 
-    async def submit(self, entry: Entry) -> None:
-        """Send ``entry`` in the next batch; return once the service accepted it, else raise."""
+    async def submit(self, entry: Entry, *, at_once: bool = False) -> None:
+        """Send ``entry`` in the next batch (``at_once``: now, with what is pending); return
+        once the service accepted it, else raise."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((entry, future))
         alone = len(self._pending) == 1 and not self._in_flight and not self._linger_while()
-        if len(self._pending) >= self._max_size or alone:
+        if len(self._pending) >= self._max_size or alone or at_once:
             self._flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._linger_s, self._flush)

@@ -24,9 +24,11 @@ class ResultPublisher:
         *,
         linger_s: float = 0.02,
         linger_while: Callable[[], bool] = lambda: True,
+        at_once: Callable[[JobResult], bool] = lambda _result: False,
         observe: Observe = lambda _call, _size: None,
     ) -> None:
         self._client = client
+        self._at_once = at_once
         self._topic_arn = topic_arn
         self._fifo = topic_arn.endswith(".fifo")
         self._batcher = Batcher[JobResult](
@@ -38,7 +40,7 @@ class ResultPublisher:
 
     async def publish(self, result: JobResult) -> None:
         """Return once SNS accepted the result; raise if it did not."""
-        await self._batcher.submit(result)
+        await self._batcher.submit(result, at_once=self._at_once(result))
 
     async def close(self) -> None:
         """Publish what is pending."""

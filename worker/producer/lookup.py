@@ -18,7 +18,9 @@ the memory store keeps its records in its own process: there is nothing to look 
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -58,6 +60,18 @@ class JobState:
     def attempts(self) -> int:
         """Deliveries that ended without an outcome so far (failed or deferred)."""
         return self.failed_deliveries + self.deferred_deliveries
+
+
+def default_client_id(environ: Mapping[str, str]) -> str | None:
+    """The app client a job without ``client_id`` goes to, as the worker's environment names it:
+    ``COGNITO_CLIENT_ID``, else the first of ``COGNITO_CLIENTS``; None when neither says."""
+    if environ.get("COGNITO_CLIENT_ID"):
+        return environ["COGNITO_CLIENT_ID"]
+    try:
+        clients = json.loads(environ.get("COGNITO_CLIENTS", ""))
+    except ValueError:
+        return None  # never echoed: the variable holds client secrets
+    return next(iter(clients), None) if isinstance(clients, dict) else None
 
 
 def read_job_state(
