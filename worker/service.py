@@ -90,6 +90,9 @@ LIVENESS_SLACK_S = 60.0
 # Readiness fails after this many receives in a row failed; liveness when they fail this long.
 RECEIVE_FAILURES_NOT_READY = 2
 RECEIVE_FAILING_UNHEALTHY_S = 120.0
+# The probe of every app client at start, before the first receive: short, so that a Cognito out
+# of reach delays the start by this much at most (the ECS health check's start period is 20 s).
+START_PROBE_TIMEOUT_S = 5.0
 # Burst mode: how often it says what it is still waiting for.
 BURST_WAITING_LOG_EVERY_S = 10.0
 
@@ -276,10 +279,16 @@ class Worker:
                     **self._lane_named(lane),
                 },
             )
-        return Check(
-            True,
-            {"status": "ready", "jobs_in_flight": self.jobs_in_flight, **self._in_flight_by_lane()},
-        )
+        body: dict[str, Any] = {
+            "status": "ready",
+            "jobs_in_flight": self.jobs_in_flight,
+            **self._in_flight_by_lane(),
+        }
+        unverified = self._guard.unverified()
+        if unverified:
+            # Taking work, but the probe at start could not tell whether these are sound.
+            body["unverified_clients"] = unverified
+        return Check(True, body)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def stop(self, reason: str) -> None:
@@ -296,8 +305,7 @@ class Worker:
 
     async def run(self) -> int:
         """Receive and process until stopped (or idle, in burst mode); return the exit code."""
-        self._ready = True
-        self._loop_task = asyncio.create_task(self._receive_loops())
+        self._loop_task = asyncio.create_task(self._probe_then_receive())
         exit_code = EXIT_OK
         try:
             await self._loop_task
@@ -327,6 +335,36 @@ class Worker:
             )
         log.info("worker stopped", exit_code=exit_code, **by_disposition)
         return exit_code
+
+    async def _probe_then_receive(self) -> None:
+        """Probe every app client, then receive: readiness tells a wrong configuration from the
+        start, and no job is received for a client already known to be broken."""
+        probing = asyncio.ensure_future(self._guard.probe_at_start(START_PROBE_TIMEOUT_S))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({probing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not probing.done():  # told to stop while probing
+            probing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probing
+            return
+        probing.result()
+        self._last_loop_at = time.monotonic()
+        self._ready = True
+        if self._exit_when_idle and self._guard.all_open():
+            # Burst mode: nothing can be done until an operator fixes the configuration, and
+            # nothing was received, so the queue is as it was.
+            log.error(
+                "burst mode gives up: every app client's configuration is broken; "
+                "nothing was received",
+                clients=self._guard.reasons(),
+            )
+            self._gave_up_on_configuration = True
+            self.stop("every app client's circuit breaker is open")
+            return
+        await self._receive_loops()
 
     async def _receive_loops(self) -> None:
         """One receive loop per lane; if one dies, the others are stopped and its error raised."""

@@ -29,6 +29,11 @@ def lines_about(output: str, name: str) -> list[str]:
     return [line for line in output.splitlines() if f" {name}:" in line or f" {name} " in line]
 
 
+def named(output: str, name: str) -> list[str]:
+    """The lines of the check called exactly ``name`` (not those of a longer name ending so)."""
+    return [line for line in output.splitlines() if line[5:].startswith(f"{name}:")]
+
+
 def test_a_sound_configuration_passes_every_check(stack: Stack) -> None:
     table = create_idempotency_table(stack.endpoints)
     done = check(stack, IDEMPOTENCY_STORE="dynamodb", IDEMPOTENCY_TABLE=table)
@@ -41,6 +46,9 @@ def test_a_sound_configuration_passes_every_check(stack: Stack) -> None:
         "jobs queue:",
         "jobs queue redrive:",
         "dead-letter queue:",
+        "bulk jobs queue:",
+        "bulk jobs queue redrive:",
+        "bulk dead-letter queue:",
         "results topic:",
         "idempotency table:",
         f"app client {stack.client_id}:",
@@ -93,14 +101,76 @@ def test_a_wrong_client_secret_fails_its_line_without_printing_a_secret(stack: S
     assert users == []
 
 
-def test_a_missing_queue_fails_with_a_clear_line(stack: Stack) -> None:
+def test_a_wrong_user_pool_fails_its_line_naming_the_pool(stack: Stack) -> None:
+    """The client and its secret are sound: only the pool is wrong, which ConfirmSignUp (it
+    names no pool) cannot see. The probe's AdminGetUser can."""
+    done = check(stack, COGNITO_USER_POOL_ID="us-east-1_nope")
+    assert done.returncode == 1, done.stdout
+    (line,) = lines_about(done.stdout, f"app client {stack.client_id}")
+    assert line.startswith(f"FAIL app client {stack.client_id}: ResourceNotFoundException"), line
+    assert "us-east-1_nope" in line
+    assert "secret accepted" not in done.stdout
+    assert stack.client_secret not in done.stdout + done.stderr
+
+
+def test_the_right_pool_is_named_as_found(stack: Stack) -> None:
+    done = check(stack)
+    (line,) = lines_about(done.stdout, f"app client {stack.client_id}")
+    assert line == (
+        f"ok   app client {stack.client_id}: pool {stack.user_pool_id} found, secret accepted"
+    )
+
+
+def test_a_missing_queue_fails_naming_its_url_and_says_what_it_skipped(stack: Stack) -> None:
     missing = stack.jobs_queue_url.rsplit("/", 1)[0] + "/no-such-queue"
     done = check(stack, JOBS_QUEUE_URL=missing)
     assert done.returncode == 1, done.stdout
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("FAIL")]
-    assert line.startswith("FAIL jobs queue: ")
+    assert line.startswith(f"FAIL jobs queue: {missing}: "), line
     assert "NonExistentQueue" in line
+    assert named(done.stdout, "jobs queue visibility") == [
+        "skip jobs queue visibility: not checked: the jobs queue could not be read"
+    ]
+    assert named(done.stdout, "jobs queue redrive") == [
+        "skip jobs queue redrive: not checked: the jobs queue could not be read"
+    ]
+    (dlq,) = named(done.stdout, "dead-letter queue")
+    assert dlq.startswith("ok   dead-letter queue: reachable"), dlq
+    assert "not compared with the jobs queue's redrive" in dlq
+    assert done.stdout.splitlines()[-1].endswith(", 2 skipped, 1 failed"), done.stdout
     assert stack.client_secret not in done.stdout + done.stderr
+
+
+def test_the_bulk_lanes_queues_are_checked_as_the_interactive_ones(stack: Stack) -> None:
+    assert stack.bulk_jobs_queue_url
+    assert stack.bulk_dead_letter_queue_url
+    sound = check(stack)
+    assert sound.returncode == 0, sound.stdout
+    assert named(sound.stdout, "bulk jobs queue visibility") == [
+        "ok   bulk jobs queue visibility: 60 s, JOB_TIMEOUT_S 30 s fits within it"
+    ]
+    (redrive,) = named(sound.stdout, "bulk jobs queue redrive")
+    bulk_dlq = stack.bulk_dead_letter_queue_url.rsplit("/", 1)[-1]
+    assert redrive == f"ok   bulk jobs queue redrive: to {bulk_dlq} after 1000 receives"
+    assert named(sound.stdout, "bulk dead-letter queue") == [
+        "ok   bulk dead-letter queue: reachable, 0 messages"
+    ]
+    # The bulk lane redriving into the interactive lane's DLQ is said.
+    crossed = check(stack, BULK_DEAD_LETTER_QUEUE_URL=stack.dead_letter_queue_url)
+    (line,) = named(crossed.stdout, "bulk dead-letter queue")
+    assert line.startswith("warn bulk dead-letter queue: reachable"), line
+    assert f"goes to another queue ({bulk_dlq})" in line
+
+    missing = stack.bulk_jobs_queue_url.rsplit("/", 1)[0] + "/no-such-bulk-queue"
+    done = check(stack, BULK_JOBS_QUEUE_URL=missing)
+    assert done.returncode == 1, done.stdout
+    (failed,) = [line for line in done.stdout.splitlines() if line.startswith("FAIL")]
+    assert failed.startswith(f"FAIL bulk jobs queue: {missing}: "), failed
+    assert [line for line in done.stdout.splitlines() if line.startswith("skip")] == [
+        "skip bulk jobs queue visibility: not checked: the bulk jobs queue could not be read",
+        "skip bulk jobs queue redrive: not checked: the bulk jobs queue could not be read",
+    ]
+    assert "ok   jobs queue redrive:" in done.stdout  # the interactive lane is checked as ever
 
 
 def provisioned_limits(stack: Stack) -> Any:

@@ -68,6 +68,14 @@ def test_local_provisions_prints_the_environment_and_serves_until_ctrl_c(tmp_pat
 
         # A producer with nothing but the printed environment, then the worker with it too.
         env = {**base, **variables}
+        # What the stack built is what the docs recommend: `check` finds nothing to warn of.
+        checked = subprocess.run(
+            [sys.executable, "-m", "worker", "check"],
+            env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert checked.stdout.splitlines()[-1].endswith(" 0 warnings, 0 failed"), checked.stdout
+        assert "ok   jobs queue visibility: 60 s" in checked.stdout
         os.environ.update({k: v for k, v in variables.items() if k.startswith("AWS_")})
         try:
             producer = JobProducer(env["JOBS_QUEUE_URL"], region_name=env["AWS_REGION"])
@@ -91,7 +99,7 @@ def test_local_provisions_prints_the_environment_and_serves_until_ctrl_c(tmp_pat
         code = local.wait(timeout=20)
     assert code == 0
     # Both ports are free again: nothing is left running.
-    assert wait_for(lambda: _bindable(port) and _bindable(port + 1), timeout_s=10)
+    assert wait_for(lambda: _nothing_listens(port) and _nothing_listens(port + 1), timeout_s=10)
 
 
 def unused_pair_below_the_ephemeral_range() -> int:
@@ -105,6 +113,19 @@ def unused_pair_below_the_ephemeral_range() -> int:
 
 def _bindable(port: int) -> bool:
     with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _nothing_listens(port: int) -> bool:
+    """Whether nothing listens on the port. SO_REUSEADDR, as servers bind: the connections moto
+    closed itself (it answers `Connection: close`) linger in TIME-WAIT for a minute on its port,
+    and they hold no socket of anyone's."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

@@ -326,10 +326,11 @@ def test_a_wrong_client_secret_fails_no_job(stack: Stack) -> None:
     assert run.returncode == 3  # burst mode gives up: nothing can be done until it is fixed
     assert read_results(stack) == []  # no failed result: the job is not to blame
     assert queue_depth(stack, stack.jobs_queue_url) == 1
-    (handed_back,) = run.events("job handed back to the queue")
-    assert handed_back["level"] == "error"
-    assert handed_back["error_class"] == "ConfigurationError"
-    assert "SecretHash does not match" in handed_back["error_message"]
+    # The probe at start found it: the job was not even received.
+    assert run.events("job handed back to the queue") == []
+    (tripped,) = run.events("configuration error: this client takes no work until a probe passes")
+    assert tripped["error_code"] == "NotAuthorizedException"
+    assert "SecretHash does not match" in tripped["error_message"]
     assert user_status(stack, "wendy") is None
 
 

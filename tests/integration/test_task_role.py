@@ -346,6 +346,8 @@ def test_every_job_type_and_the_store_work_with_the_task_roles_grants_in_a_fleet
     assert first_run.returncode == 0, first_run.stdout[-3000:] + first_run.stderr[-3000:]
     for run in (first_run, second):
         no_refusal_in(run)
+        # The probe at start (ConfirmSignUp, then AdminGetUser on the pool) under the grants.
+        assert run.events("configuration verified at start"), run.stdout[-3000:]
         assert run.events("fleet heartbeat failed") == []
     assert [e["tasks"] for e in second.events("joined the fleet")] == [2]
     assert roster_members(iam) == set()  # both left
@@ -452,6 +454,29 @@ def test_each_grant_is_needed(iam: IamStack, ciphertext: bytes, sid: str) -> Non
     assert not denied(getattr(iam.aws.client(service, iam.task), operation), **call_arguments)
     dead_letters(iam)  # the DLQ probes' messages
     dead_letters(iam, "BulkDeadLetterQueueUrl")
+
+
+def test_without_the_pool_grant_the_probe_at_start_opens_the_breaker_and_says_why(
+    iam: IamStack,
+) -> None:
+    """The pool check of the configuration probe is AdminGetUser: a task role without it would
+    fail every import and every lost sign-up answer, and is told at start, before any job."""
+    lacking = iam.aws.principal("lacks-pool-read", without(iam.adapted, "CognitoImports"))
+    run = run_worker(
+        iam.stack,
+        **{
+            **iam.environment,
+            "AWS_ACCESS_KEY_ID": lacking.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": lacking.secret_access_key,
+        },
+    )
+    assert run.returncode == 3, run.stdout[-3000:]
+    (gave_up,) = run.events(
+        "burst mode gives up: every app client's configuration is broken; nothing was received"
+    )
+    assert gave_up["clients"] == {
+        iam.stack.client_id: "AccessDeniedException (check the task role's Cognito permissions)"
+    }
 
 
 def test_a_principal_without_the_grants_is_refused_the_queue_the_key_and_the_table(
@@ -649,6 +674,11 @@ def test_the_stacks_operator_policy_runs_check_dlq_and_job_and_nothing_less_does
     looked_up = operator_tool(iam, operator, tmp_path, "job", stranded)
     assert looked_up.returncode == 3, looked_up.stdout + looked_up.stderr  # 3: no record of it
     checked = operator_tool(iam, operator, tmp_path, "check")
+    # The probe's AdminGetUser on the pool (CheckPool): the pool found, under the policy alone.
+    assert (
+        f"ok   app client {iam.stack.client_id}: pool {iam.stack.user_pool_id} found"
+        in checked.stdout
+    ), checked.stdout
     for run in (summary, redriven, looked_up, checked):
         for sign in ("AccessDenied", "not authorized"):
             assert sign not in run.stdout + run.stderr, run.stdout[-3000:] + run.stderr[-3000:]

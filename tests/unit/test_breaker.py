@@ -298,3 +298,35 @@ async def test_the_kms_recheck_passes_once_kms_decrypts(outcome: Exception | Non
         assert await recheck() is None  # the plaintext does not reach the caller
     assert fake.calls == 1
     assert FakeDecryptor.PLAINTEXT not in repr(logs)
+
+
+class ProbeByClient:
+    """A probe whose answer depends on the client: wrong, too slow, or sound."""
+
+    async def probe(self, app_client: AppClient) -> None:
+        if app_client.client_id == "wrong":
+            raise WRONG_SECRET
+        if app_client.client_id == "slow":
+            await asyncio.sleep(10)
+
+
+async def test_the_probe_at_start_opens_a_wrong_client_and_leaves_one_it_cannot_tell_working() -> (
+    None
+):
+    clients = [
+        AppClient(client_id=name, user_pool_id="us-east-1_a") for name in ("wrong", "slow", "ok")
+    ]
+    metrics = Metrics()
+    guard = ConfigurationGuard(clients, CircuitBreakers(60, 600), ProbeByClient(), metrics)
+    started = time.monotonic()
+    await guard.probe_at_start(0.2)
+    assert time.monotonic() - started < 2  # together, each within the time limit
+    assert guard.reasons() == {
+        "wrong": "NotAuthorizedException (check the client secret configured for this app client)"
+    }
+    assert gauge(metrics, "wrong") == 1
+    assert not guard.is_open("slow")
+    assert guard.unverified() == {"slow": "TimeoutError"}
+    guard.succeeded("slow")  # a job of its own went through
+    assert guard.unverified() == {}
+    assert not guard.is_open("ok")

@@ -6,7 +6,7 @@ from pathlib import Path
 from annotated_types import Ge, Le
 from cfnlint.decode import cfn_yaml
 
-from worker.local.aws import MAX_RECEIVE_COUNT
+from worker.local.aws import DEVELOPER_RATES_RPS, MAX_RECEIVE_COUNT, VISIBILITY_TIMEOUT_S
 from worker.settings import INTERACTIVE_JOB_TYPES, Settings
 
 STACK = Path(__file__).parents[2] / "deploy" / "cloudformation.yaml"
@@ -16,6 +16,28 @@ def test_the_local_queues_redrive_like_the_deployed_ones() -> None:
     """Both lanes' jobs queues, the interactive and the bulk one."""
     counts = re.findall(r"^\s*maxReceiveCount:\s*(\d+)", STACK.read_text(), flags=re.MULTILINE)
     assert counts == [str(MAX_RECEIVE_COUNT)] * 2
+
+
+def test_the_local_queues_hide_a_message_as_long_as_the_deployed_ones_and_the_worker() -> None:
+    """Both lanes' jobs queues: the queue's VisibilityTimeout, the stack's and the local one, is
+    the worker's VISIBILITY_TIMEOUT_S, so `check` finds them agreeing."""
+    template = cfn_yaml.load(str(STACK))
+    for queue in ("JobsQueue", "BulkJobsQueue"):
+        properties = template["Resources"][queue]["Properties"]
+        assert properties["VisibilityTimeout"] == VISIBILITY_TIMEOUT_S, queue
+    assert Settings.model_fields["visibility_timeout_s"].default == VISIBILITY_TIMEOUT_S
+
+
+def test_the_local_budgets_are_the_stacks_defaults_below_the_free_quotas() -> None:
+    template = cfn_yaml.load(str(STACK))
+    parameters = {
+        "RATE_USER_CREATION_RPS": "RateUserCreationRps",
+        "RATE_USER_ACCOUNT_RECOVERY_RPS": "RateUserAccountRecoveryRps",
+        "RATE_USER_RESOURCE_READ_RPS": "RateUserResourceReadRps",
+    }
+    for variable, parameter in parameters.items():
+        default = template["Parameters"][parameter]["Default"]
+        assert float(DEVELOPER_RATES_RPS[variable]) == float(default), variable
 
 
 def test_the_stack_accepts_by_default_the_job_types_the_worker_accepts_by_default() -> None:

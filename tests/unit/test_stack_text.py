@@ -462,3 +462,7 @@ def test_the_operator_policy_names_the_stacks_own_resources(template: dict[str, 
     assert granted["QueueKey"][1] == {"Fn::GetAtt": ["SecretsKey", "Arn"]}
     assert granted["ReadTable"][1] == {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
     assert [sid for sid, (_, resource) in granted.items() if resource == "*"] == ["EnforcedRates"]
+    # check's probe of the pool: AdminGetUser on the stack's pool alone, as the task role has it.
+    task_role = template["Resources"]["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    (imports,) = [s for s in task_role["Statement"] if s.get("Sid") == "CognitoImports"]
+    assert granted["CheckPool"] == ("cognito-idp:AdminGetUser", imports["Resource"])

@@ -6,7 +6,8 @@ opens: its jobs go back to the queue untouched, the worker stops receiving once 
 breaker is open, readiness says why, and after a cool-down (doubling while the problem lasts) a
 side-effect-free probe call decides whether to close.
 
-The probe is Cognito's (the gateway's ConfirmSignUp for a user that cannot exist): it sees what
+The probe is Cognito's (the gateway's ConfirmSignUp, then AdminGetUser, for a user that cannot
+exist: the client, its secret and its user pool): it sees what
 Cognito checks, not what KMS does. So a trip may bring its own *recheck*, an async callable that
 repeats what actually failed without side effects (for a KMS refusal: decrypt the same job's
 ciphertext again, and drop the plaintext). It is kept while the breaker is open and runs after the
@@ -17,8 +18,9 @@ breaker and drops the recheck. Without one, the Cognito probe
 alone decides, and a problem it cannot see (a broken trigger, the daily email limit) shows up as a
 job tripping the breaker again, each time with a longer cool-down.
 
-:class:`ConfigurationGuard` is the one owner of all this: the processor trips it, the receive loop
-asks it to probe, readiness reads it, and it alone logs breaker changes and sets the gauge.
+:class:`ConfigurationGuard` is the one owner of all this: it probes every client once at start,
+the processor trips it, the receive loop asks it to probe, readiness reads it, and it alone logs
+breaker changes and sets the gauge.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from worker.cognito.outcomes import ConfigurationError
+from worker.cognito.outcomes import ConfigurationError, UserPoolError
 from worker.settings import AppClient
 from worker.telemetry.logs import get_logger
 from worker.telemetry.metrics import Metrics
@@ -62,6 +64,8 @@ _HINTS = {
 
 def hint(error: ConfigurationError) -> str:
     """What an operator should look at for this configuration error."""
+    if isinstance(error, UserPoolError):
+        return "check the user pool id configured for this app client"
     return _HINTS.get(error.code, "check the worker's Cognito configuration")
 
 
@@ -149,9 +153,46 @@ class ConfigurationGuard:
         # Each lane's receive loop asks for probes: a client already being probed is not probed
         # again at the same time (one probe call, one verdict, one log line).
         self._probing: set[str] = set()
+        # Clients whose probe at start proved nothing (Cognito out of reach, throttled): they
+        # take work, and readiness names them until a job of theirs or a probe goes through.
+        self._unverified: dict[str, str] = {}
         self._gauge = metrics.breaker_open
         for client_id in self._clients:
             self._gauge.labels(client_id).set(0)
+
+    async def probe_at_start(self, timeout_s: float) -> None:
+        """Probe every client once, together, each within ``timeout_s``, before the first
+        receive: a client whose configuration is wrong has its breaker open from the start
+        (readiness says why; burst mode gives up before it takes a job), and one whose probe
+        proves nothing either way takes work, as it would have without a probe, and stays
+        unverified (:meth:`unverified`). Never raises for what a probe finds."""
+        await asyncio.gather(
+            *(self._probe_at_start(client, timeout_s) for client in self._clients.values())
+        )
+
+    async def _probe_at_start(self, client: AppClient, timeout_s: float) -> None:
+        client_id = client.client_id
+        try:
+            await asyncio.wait_for(self._probe.probe(client), timeout_s)
+        except ConfigurationError as error:
+            self.trip(client_id, error)
+            return
+        except Exception as error:  # Cognito out of reach, throttled, too slow: proves nothing
+            code = getattr(error, "code", None) or type(error).__name__
+            self._unverified[client_id] = str(code)
+            log.warning(
+                "configuration not verified at start: taking work",
+                client_id=client_id,
+                error=str(code),
+                note="a job that meets a configuration error still opens the breaker",
+            )
+            return
+        log.info("configuration verified at start", client_id=client_id)
+
+    def unverified(self) -> dict[str, str]:
+        """Clients taking work whose configuration no probe or job has confirmed yet, with why
+        the probe at start could not tell (an error code or class name)."""
+        return dict(self._unverified)
 
     def is_open(self, client_id: str) -> bool:
         """Whether jobs of this client must go back to the queue untouched."""
@@ -179,6 +220,7 @@ class ConfigurationGuard:
         problem this trip does not prove gone.
         """
         cooldown = self._breakers.trip(client_id, error)
+        self._unverified.pop(client_id, None)
         if recheck is not None:
             self._rechecks[client_id] = recheck
         self._gauge.labels(client_id).set(1)
@@ -195,6 +237,7 @@ class ConfigurationGuard:
     def succeeded(self, client_id: str) -> None:
         """A real job of this client went through: its configuration is sound."""
         self._breakers.succeeded(client_id)
+        self._unverified.pop(client_id, None)
 
     async def probe_due(self) -> None:
         """Probe each open breaker whose cool-down is over; close it if the probe passes, and
@@ -237,5 +280,6 @@ class ConfigurationGuard:
             return
         self._breakers.close(client_id)
         self._rechecks.pop(client_id, None)
+        self._unverified.pop(client_id, None)
         self._gauge.labels(client_id).set(0)
         log.info("configuration probe passed: taking work again", client_id=client_id)

@@ -26,6 +26,7 @@ from worker.cognito.outcomes import (
     ConfigurationError,
     PermanentError,
     TransientError,
+    UserPoolError,
     classify,
     per_job_code,
 )
@@ -51,6 +52,19 @@ if TYPE_CHECKING:
     from types_aiobotocore_cognito_idp.client import CognitoIdentityProviderClient
 
 _MAX_MESSAGE_CHARS = 500
+# Configuration errors of the probe's AdminGetUser that are about the caller, not the pool.
+_NOT_THE_POOLS = frozenset(
+    {
+        "AccessDeniedException",
+        "AccessDenied",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "ExpiredTokenException",
+        "MissingAuthenticationToken",
+    }
+)
 
 # The Cognito operations each job type calls, in order (each draws on its own quota category).
 OPERATIONS: dict[JobType, tuple[str, ...]] = {
@@ -149,19 +163,25 @@ class CognitoGateway:
         return str(user.get("UserStatus") or "UNKNOWN"), attributes.get("sub")
 
     async def probe(self, app_client: AppClient) -> None:
-        """Check the client's configuration with a call that changes nothing.
+        """Check the client's configuration, its user pool's included, with calls that change
+        nothing.
 
-        ConfirmSignUp for a username that cannot exist: Cognito checks the client, the pool and
-        the SecretHash before it looks for the user, so a configuration error surfaces as such and
-        a sound configuration answers UserNotFoundException (or CodeMismatchException). Raise the
-        :class:`ConfigurationError` if there is one, and the :class:`TransientError` when the
+        ConfirmSignUp for a username that cannot exist: Cognito checks the client and the
+        SecretHash before it looks for the user, so a configuration error surfaces as such and a
+        sound client answers UserNotFoundException (or CodeMismatchException). ConfirmSignUp names
+        no pool, so AdminGetUser of that username follows (the grant the task role holds for
+        telling a job's own user from an older one): UserNotFoundException means the pool is
+        there and readable, ResourceNotFoundException that it is not. Neither call can tell a
+        pool that exists but is not the client's. Raise the :class:`ConfigurationError` if there
+        is one (:class:`UserPoolError` for the pool), and the :class:`TransientError` when the
         probe proves nothing either way (Cognito unreachable, throttled, failing).
         """
+        username = f"cognito-worker-probe-{uuid.uuid4().hex}"
         probe = ConfirmSignUpJob.model_validate(
             {
                 "version": 1,
                 "type": "confirm_sign_up",
-                "username": f"cognito-worker-probe-{uuid.uuid4().hex}",
+                "username": username,
                 "confirmation_code": "000000",
             }
         )
@@ -170,7 +190,32 @@ class CognitoGateway:
         except (ConfigurationError, TransientError):
             raise
         except CognitoError:
-            return
+            pass
+        await self._probe_pool(app_client, username)
+
+    async def _probe_pool(self, app_client: AppClient, username: str) -> None:
+        """AdminGetUser of a user that cannot exist: the pool answers UserNotFoundException."""
+        client = self._clients[app_client.region]
+        try:
+            await client.admin_get_user(UserPoolId=app_client.user_pool_id, Username=username)
+        except ClientError as error:
+            translated = _translate(error, None, app_client)
+            if translated.code == "UserNotFoundException":
+                return
+            if isinstance(translated, TransientError) or translated.code in _NOT_THE_POOLS:
+                raise translated from None
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status in (401, 403):
+                # The caller refused, under a code of no Cognito's (moto answers IAM's denial as
+                # a bare 403): the task role's permissions, not the pool.
+                raise ConfigurationError("AccessDeniedException", translated.message) from None
+            # The username is ours and valid: what is left to refuse is the pool id.
+            raise UserPoolError(
+                translated.code, f"user pool {app_client.user_pool_id}: {translated.message}"
+            ) from None
+        except (BotoCoreError, aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise TransientError(type(error).__name__, "could not reach the user pool") from None
+        # A user by that name exists: not what a sound pool answers, but the pool is there.
 
     @staticmethod
     async def _call(

@@ -79,6 +79,11 @@ class ConfigurationError(CognitoError):
     retryable = True
 
 
+class UserPoolError(ConfigurationError):
+    """Raised by the configuration probe when the app client's user pool is missing or its id
+    is refused (``COGNITO_USER_POOL_ID``, or ``user_pool_id`` in ``COGNITO_CLIENTS``)."""
+
+
 _TRANSIENT = {
     "InternalErrorException",
     "UnexpectedLambdaException",

@@ -56,6 +56,19 @@ REGION = "us-east-1"
 # worker's own (a breaker cycle, a stop, a job owned elsewhere) can exhaust it. The worker counts
 # a job's own failures and deferrals itself and moves it to the DLQ when they run out.
 MAX_RECEIVE_COUNT = 1000
+# Both lanes' jobs queues hide a received message as long as the worker asks on each receive
+# (VISIBILITY_TIMEOUT_S's default), as the deploy stack's do: other consumers, and
+# `cognito-worker check`, see the queue's own value.
+VISIBILITY_TIMEOUT_S = 60
+# The budgets `cognito-worker local` prints for the worker: the deploy stack's defaults, below
+# the quotas the local Cognito front enforces (its free rates, 50, 30 and 50) by the headroom a
+# deployment leaves its application's own calls. The worker's own defaults equal the quotas,
+# which `check` warns of.
+DEVELOPER_RATES_RPS = {
+    "RATE_USER_CREATION_RPS": "40",
+    "RATE_USER_ACCOUNT_RECOVERY_RPS": "20",
+    "RATE_USER_RESOURCE_READ_RPS": "40",
+}
 _TARGET_PREFIX = "AWSCognitoIdentityProviderService."
 _HASHED_OPERATIONS = {
     "SignUp",
@@ -425,9 +438,11 @@ def _queue_with_dlq(sqs: Any, name: str, max_receive_count: int) -> tuple[str, s
         "QueueArn"
     ]
     redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
-    url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": json.dumps(redrive)})[
-        "QueueUrl"
-    ]
+    attributes = {
+        "RedrivePolicy": json.dumps(redrive),
+        "VisibilityTimeout": str(VISIBILITY_TIMEOUT_S),
+    }
+    url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
     return url, dlq_url
 
 
@@ -615,7 +630,7 @@ def _print_endpoints(endpoints: Endpoints) -> None:
 
 def developer_env(stack: Stack) -> dict[str, dict[str, str]]:
     """The environment to export, by audience: a producer, and ``cognito-worker run``."""
-    worker = stack.worker_env()
+    worker = stack.worker_env(**DEVELOPER_RATES_RPS)
     shared = ("AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
     # AWS_DEFAULT_REGION too: plain boto3 and the AWS CLI read it, not AWS_REGION.
     common = {name: worker[name] for name in shared} | {"AWS_DEFAULT_REGION": worker["AWS_REGION"]}

@@ -1,6 +1,7 @@
 """``cognito-worker check``: the configuration and every AWS resource it names, checked read-only.
 
-One line per check (``ok``, ``warn`` or ``FAIL``), then a summary; the exit code is 1 when any
+One line per check (``ok``, ``warn`` or ``FAIL``; ``skip``, saying why, for a check that
+depends on one that failed), then a summary; the exit code is 1 when any
 check failed. Nothing is created or changed: queues, topic and table are only described, and each
 app client is checked with the gateway's side-effect-free probe (ConfirmSignUp for a username that
 cannot exist, which Cognito answers only after checking the client, the pool and the SecretHash).
@@ -56,7 +57,11 @@ _TIMEOUTS = AioConfig(
 )
 _AWS_ERRORS = (BotoCoreError, ClientError, aiohttp.ClientError, OSError)
 
-Status = Literal["ok", "warn", "FAIL"]
+Status = Literal["ok", "warn", "skip", "FAIL"]
+# The lanes' names in the lines: each lane's jobs queue, and its dead-letter queue.
+INTERACTIVE = "jobs queue"
+BULK = "bulk jobs queue"
+_DLQ_NAMES = {INTERACTIVE: "dead-letter queue", BULK: "bulk dead-letter queue"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +96,9 @@ class Checker:
         self._settings = settings
         self._clients = clients
         self.lines: list[CheckLine] = []
-        self._redrive_target: str | None = None
+        # Per lane: where its jobs queue's redrive goes, and whether its policy was read.
+        self._redrive_targets: dict[str, str] = {}
+        self._read_redrive: set[str] = set()
         self._print: Callable[[str], None] = print
 
     def _say(self, status: Status, name: str, detail: str) -> None:
@@ -109,9 +116,12 @@ class Checker:
         """Run every check, printing each line through ``say``; return the exit code."""
         self._print = say
         await self._guarded("credentials", self._credentials)
-        await self._guarded("jobs queue", self._jobs_queue)
-        if self._settings.dead_letter_queue_url:
-            await self._guarded("dead-letter queue", self._dead_letter_queue)
+        settings = self._settings
+        await self._lane(INTERACTIVE, settings.jobs_queue_url, settings.dead_letter_queue_url)
+        if settings.bulk_jobs_queue_url:
+            await self._lane(
+                BULK, settings.bulk_jobs_queue_url, settings.bulk_dead_letter_queue_url
+            )
         await self._guarded("results topic", self._topic)
         if self._settings.idempotency_store is IdempotencyBackend.DYNAMODB:
             await self._guarded("idempotency table", self._table)
@@ -126,9 +136,11 @@ class Checker:
         await self._quotas()
         failed = sum(line.status == "FAIL" for line in self.lines)
         warned = sum(line.status == "warn" for line in self.lines)
+        skipped = sum(line.status == "skip" for line in self.lines)
+        said_skipped = f"{skipped} skipped, " if skipped else ""
         say(
-            f"{len(self.lines)} checks: {len(self.lines) - failed - warned} ok, "
-            f"{warned} warnings, {failed} failed"
+            f"{len(self.lines)} checks: {len(self.lines) - failed - warned - skipped} ok, "
+            f"{warned} warnings, {said_skipped}{failed} failed"
         )
         return EXIT_FAILED if failed else EXIT_OK
 
@@ -136,14 +148,29 @@ class Checker:
         identity = await self._clients["sts"].get_caller_identity()
         self._say("ok", "credentials", f"account {identity.get('Account')}")
 
-    async def _jobs_queue(self) -> None:
-        settings = self._settings
-        name = "jobs queue"
-        attributes = (
-            await self._clients["sqs"].get_queue_attributes(
-                QueueUrl=settings.jobs_queue_url, AttributeNames=["All"]
+    async def _lane(self, label: str, url: str, dlq_url: str | None) -> None:
+        """A lane's jobs queue, its visibility and redrive, and its dead-letter queue."""
+        await self._jobs_queue(label, url)
+        if dlq_url:
+            await self._guarded(
+                _DLQ_NAMES[label], functools.partial(self._dead_letter_queue, label, dlq_url)
             )
-        )["Attributes"]
+
+    async def _jobs_queue(self, label: str, url: str) -> None:
+        settings = self._settings
+        name = label
+        try:
+            attributes = (
+                await self._clients["sqs"].get_queue_attributes(
+                    QueueUrl=url, AttributeNames=["All"]
+                )
+            )["Attributes"]
+        except _AWS_ERRORS as error:
+            self._say("FAIL", name, f"{url}: {describe_error(error)}")
+            why = f"the {label} could not be read"
+            self._say("skip", f"{name} visibility", f"not checked: {why}")
+            self._say("skip", f"{name} redrive", f"not checked: {why}")
+            return
         visible = attributes.get("ApproximateNumberOfMessages", "?")
         self._say("ok", name, f"reachable, {visible} messages waiting")
         visibility = int(attributes.get("VisibilityTimeout", 30))
@@ -161,11 +188,12 @@ class Checker:
                 f"{name} visibility",
                 f"{visibility} s, JOB_TIMEOUT_S {settings.job_timeout_s:g} s fits within it",
             )
-        self._redrive(attributes.get("RedrivePolicy"))
+        self._redrive(label, attributes.get("RedrivePolicy"))
 
-    def _redrive(self, policy_text: str | None) -> None:
+    def _redrive(self, label: str, policy_text: str | None) -> None:
         settings = self._settings
-        name = "jobs queue redrive"
+        name = f"{label} redrive"
+        self._read_redrive.add(label)
         if not policy_text:
             self._say(
                 "warn",
@@ -186,11 +214,10 @@ class Checker:
             )
             return
         self._say("ok", name, detail)
-        self._redrive_target = target
+        self._redrive_targets[label] = target
 
-    async def _dead_letter_queue(self) -> None:
-        url = self._settings.dead_letter_queue_url
-        assert url is not None  # only checked when configured
+    async def _dead_letter_queue(self, label: str, url: str) -> None:
+        name = _DLQ_NAMES[label]
         attributes = (
             await self._clients["sqs"].get_queue_attributes(
                 QueueUrl=url, AttributeNames=["QueueArn", "ApproximateNumberOfMessages"]
@@ -198,16 +225,24 @@ class Checker:
         )["Attributes"]
         arn = attributes.get("QueueArn", "")
         depth = attributes.get("ApproximateNumberOfMessages", "?")
-        target = self._redrive_target
+        target = self._redrive_targets.get(label)
         if target and target != arn:
             self._say(
                 "warn",
-                "dead-letter queue",
-                f"reachable, {depth} messages; but the jobs queue's redrive goes to another queue "
+                name,
+                f"reachable, {depth} messages; but the {label}'s redrive goes to another queue "
                 f"({target.rsplit(':', 1)[-1]})",
             )
             return
-        self._say("ok", "dead-letter queue", f"reachable, {depth} messages")
+        if label not in self._read_redrive:
+            self._say(
+                "ok",
+                name,
+                f"reachable, {depth} messages (not compared with the {label}'s redrive, which "
+                "could not be read)",
+            )
+            return
+        self._say("ok", name, f"reachable, {depth} messages")
 
     async def _topic(self) -> None:
         sns = self._clients["sns"]
@@ -261,7 +296,7 @@ class Checker:
             self._say("FAIL", name, f"could not tell: {error.code}: {scrub(error.message)}")
             return
         secret = "secret accepted" if client.client_secret else "no secret, none expected"
-        self._say("ok", name, f"pool {client.user_pool_id}, {secret}")
+        self._say("ok", name, f"pool {client.user_pool_id} found, {secret}")
 
     async def _field_key(self, key_arn: str) -> None:
         name = f"field key {_key_id(key_arn)}"
