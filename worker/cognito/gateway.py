@@ -21,6 +21,7 @@ from botocore.exceptions import (
 
 from worker.cognito.outcomes import (
     ALREADY_CONFIRMED_MESSAGE,
+    CREDENTIAL_ERRORS,
     CognitoError,
     CognitoSuccess,
     ConfigurationError,
@@ -52,19 +53,6 @@ if TYPE_CHECKING:
     from types_aiobotocore_cognito_idp.client import CognitoIdentityProviderClient
 
 _MAX_MESSAGE_CHARS = 500
-# Configuration errors of the probe's AdminGetUser that are about the caller, not the pool.
-_NOT_THE_POOLS = frozenset(
-    {
-        "AccessDeniedException",
-        "AccessDenied",
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "InvalidSignatureException",
-        "SignatureDoesNotMatch",
-        "ExpiredTokenException",
-        "MissingAuthenticationToken",
-    }
-)
 
 # The Cognito operations each job type calls, in order (each draws on its own quota category).
 OPERATIONS: dict[JobType, tuple[str, ...]] = {
@@ -202,7 +190,9 @@ class CognitoGateway:
             translated = _translate(error, None, app_client)
             if translated.code == "UserNotFoundException":
                 return
-            if isinstance(translated, TransientError) or translated.code in _NOT_THE_POOLS:
+            if (
+                isinstance(translated, TransientError) or translated.code in CREDENTIAL_ERRORS
+            ):  # the caller's, not the pool's
                 raise translated from None
             status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if status in (401, 403):

@@ -96,21 +96,26 @@ _TRANSIENT = {
 }
 _THROTTLING = {"TooManyRequestsException", "ThrottlingException", "Throttling"}
 _DEFERRED = {"LimitExceededException", "TooManyFailedAttemptsException"}
-_CONFIGURATION = {
+#: Errors about the caller's credentials or permissions, not about what it called.
+CREDENTIAL_ERRORS = frozenset(
+    {
+        "AccessDeniedException",
+        "AccessDenied",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "ExpiredTokenException",
+        "MissingAuthenticationToken",
+    }
+)
+_CONFIGURATION = CREDENTIAL_ERRORS | {
     "ResourceNotFoundException",
     "InvalidLambdaResponseException",
     "InvalidSmsRoleAccessPolicyException",
     "InvalidSmsRoleTrustRelationshipException",
     "InvalidEmailRoleAccessPolicyException",
     "InvalidUserPoolConfigurationException",
-    "AccessDeniedException",
-    "AccessDenied",
-    "UnrecognizedClientException",
-    "InvalidClientTokenId",
-    "InvalidSignatureException",
-    "SignatureDoesNotMatch",
-    "ExpiredTokenException",
-    "MissingAuthenticationToken",
 }
 _CONFIGURATION_MESSAGES = (
     "secret hash",

@@ -23,7 +23,7 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 _E164 = re.compile(r"\+[0-9]{1,15}")
 # Columns that are not user attributes (see mapping): their values are checked elsewhere.
 _NOT_ATTRIBUTES = ("username", "password")
-_NOT_ATTRIBUTE_PREFIXES = ("validation_data.", "client_metadata.")
+NOT_ATTRIBUTE_PREFIXES = ("validation_data.", "client_metadata.")
 
 
 def is_email(value: str) -> bool:
@@ -79,7 +79,7 @@ def import_job_row_problem(fields: dict[str, Any]) -> str | None:
             continue
         if name == "username":
             problem = username_problem(value)
-        elif name in _NOT_ATTRIBUTES or name.startswith(_NOT_ATTRIBUTE_PREFIXES):
+        elif name in _NOT_ATTRIBUTES or name.startswith(NOT_ATTRIBUTE_PREFIXES):
             continue
         else:
             problem = attribute_problem(name, value)

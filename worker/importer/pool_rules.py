@@ -23,11 +23,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from worker.importer.formats import is_e164, is_email
+from worker.importer.formats import NOT_ATTRIBUTE_PREFIXES, is_e164, is_email
 
 #: Columns that are not attributes: the job's own fields, and the import job's MFA column.
 _NOT_ATTRIBUTES = frozenset({"username", "password", "cognito:username", "cognito:mfa_enabled"})
-_NOT_ATTRIBUTE_PREFIXES = ("validation_data.", "client_metadata.")
 #: The job types whose rows create a user, so the pool's required attributes apply.
 CREATING_TYPES = frozenset({"sign_up", "import_user", "invite_user"})
 #: Attributes Cognito sets itself, required or not.
@@ -72,7 +71,7 @@ class PoolRules:
             name
             for name in columns
             if name not in _NOT_ATTRIBUTES
-            and not name.startswith(_NOT_ATTRIBUTE_PREFIXES)
+            and not name.startswith(NOT_ATTRIBUTE_PREFIXES)
             and name not in self.attributes
         )
 

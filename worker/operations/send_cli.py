@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from worker.contract.jobs import JobType
+
 # Standard library only at module level (see worker.__main__).
 if TYPE_CHECKING:
     from worker.contract.jobs import JobResult
@@ -36,15 +38,7 @@ EXIT_USAGE = 2
 EXIT_NO_RESULT = 3
 EXIT_INTERRUPTED = 130
 
-JOB_TYPES = (
-    "sign_up",
-    "confirm_sign_up",
-    "resend_confirmation_code",
-    "forgot_password",
-    "confirm_forgot_password",
-    "import_user",
-    "invite_user",
-)
+JOB_TYPES = tuple(job_type.value for job_type in JobType)
 _NEEDS_PASSWORD = {"sign_up", "confirm_forgot_password", "import_user"}
 _NEEDS_CODE = {"confirm_sign_up", "confirm_forgot_password"}
 _SECRETS_HELP = (
