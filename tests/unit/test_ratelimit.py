@@ -210,9 +210,33 @@ async def test_an_interactive_caller_takes_the_next_slot_ahead_of_waiting_bulk_c
     left_when_it_came = len(order)
     live = asyncio.create_task(call("live", Lane.INTERACTIVE))
     await asyncio.gather(live, *bulk)
-    # Next, or next but one: only the bulk call already holding the turn may leave before it.
-    assert order.index("live") <= left_when_it_came + 1, order
+    # Next: the bulk call waiting out its slot gives the slot up.
+    assert order.index("live") == left_when_it_came, order
     assert [name for name in order if name != "live"] == [f"bulk-{i}" for i in range(8)]
+
+
+async def test_an_interactive_caller_behind_a_bulk_backlog_waits_at_most_one_spacing() -> None:
+    pacer = AdaptivePacer(10 / PACING_HEADROOM)  # one slot every 100 ms
+    departures: list[tuple[str, float]] = []
+
+    async def call(name: str, lane: Lane) -> float:
+        waited = await pacer.acquire(lane)
+        departures.append((name, time.monotonic()))
+        return waited
+
+    started = time.monotonic()
+    bulk = [asyncio.create_task(call(f"bulk-{i}", Lane.BULK)) for i in range(12)]
+    waits = []
+    for arrival in (0.13, 0.37, 0.61):  # each between two bulk slots
+        await asyncio.sleep(arrival - (time.monotonic() - started))
+        waits.append(await call(f"live-{arrival}", Lane.INTERACTIVE))
+    await asyncio.gather(*bulk)
+    assert max(waits) <= 0.1 + 0.02, waits
+    # The slot given up was not an extra one: 15 calls, still 100 ms apart.
+    times = [t for _, t in departures]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert min(gaps) >= 0.1 - 0.01, gaps
+    assert [n for n, _ in departures if n.startswith("bulk")] == [f"bulk-{i}" for i in range(12)]
 
 
 async def test_bulk_callers_use_every_slot_the_interactive_ones_leave() -> None:

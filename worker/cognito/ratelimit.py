@@ -17,9 +17,10 @@ fleet's calls are then spaced evenly, ``1 / (n * r)`` apart, as if one pacer sen
 
 Two lanes share each pacer (see :class:`worker.contract.jobs.Lane`): an interactive caller takes
 the next slot ahead of every waiting bulk caller, and bulk callers take every slot the interactive
-ones leave. An interactive caller waits at most for the one bulk call already holding the turn,
-one spacing. ``reserved_share`` of the rate can be kept from bulk callers altogether, for
-interactive bursts that come faster than a receive: bulk calls are then spaced at the rest.
+ones leave. A bulk call already waiting out its slot gives that slot up to an interactive caller
+that arrives meanwhile and takes the next one, so an interactive caller waits at most one spacing,
+never behind a bulk call. ``reserved_share`` of the rate can be kept from bulk callers altogether,
+for interactive bursts that come faster than a receive: bulk calls are then spaced at the rest.
 
 Slots are kept, but a busy event loop can set a call off late and the next one on time, so two
 leave closer than the spacing: in any one second (counted a little longer, for the way to Cognito),
@@ -173,17 +174,32 @@ class AdaptivePacer:
         started = time.monotonic()
         self.waiting_by_lane[lane] += 1
         try:
-            await self._turn.take(lane)
-            try:
-                wait = self.reserve(lane)
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                await self._within_one_second()
-            finally:
-                self._turn.pass_on()
+            given_up = False
+            while True:
+                await self._turn.take(lane, first=given_up)
+                try:
+                    earlier = (self._next_slot, self._next_bulk_slot)
+                    wait = self.reserve(lane)
+                    if lane is Lane.BULK:
+                        reserved = (self._next_slot, self._next_bulk_slot)
+                        given_up = await self._turn.wait_unless_interactive_comes(wait)
+                        if given_up:
+                            self._give_back(earlier, reserved)
+                            continue  # the turn goes to the interactive caller, then back here
+                    elif wait > 0:
+                        await asyncio.sleep(wait)
+                    await self._within_one_second()
+                    return time.monotonic() - started
+                finally:
+                    self._turn.pass_on()
         finally:
             self.waiting_by_lane[lane] -= 1
-        return time.monotonic() - started
+
+    def _give_back(self, earlier: tuple[float, float], reserved: tuple[float, float]) -> None:
+        """Undo a bulk call's reservation, so that the next caller takes the slot it held."""
+        # A throttle meanwhile moved the next slot: its pause stands, and the slot is lost.
+        if (self._next_slot, self._next_bulk_slot) == reserved:
+            self._next_slot, self._next_bulk_slot = earlier
 
     async def _within_one_second(self) -> None:
         """Wait while this call would be one too many in the last second; then count it."""
@@ -229,14 +245,21 @@ class _Turns:
         self._waiting: dict[Lane, collections.deque[asyncio.Future[None]]] = {
             lane: collections.deque() for lane in Lane
         }
+        # Set while a bulk holder waits out its slot: an interactive caller's arrival ends it.
+        self._bulk_wait: asyncio.Future[bool] | None = None
 
-    async def take(self, lane: Lane) -> None:
-        """Wait for this caller's turn."""
+    async def take(self, lane: Lane, *, first: bool = False) -> None:
+        """Wait for this caller's turn (ahead of its lane's other callers, if ``first``)."""
         if not self._held and not any(self._waiting.values()):
             self._held = True
             return
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting[lane].append(turn)
+        if first:
+            self._waiting[lane].appendleft(turn)
+        else:
+            self._waiting[lane].append(turn)
+        if lane is Lane.INTERACTIVE and self._bulk_wait is not None and not self._bulk_wait.done():
+            self._bulk_wait.set_result(True)
         try:
             await turn
         except asyncio.CancelledError:
@@ -245,6 +268,23 @@ class _Turns:
             elif turn in self._waiting[lane]:  # (pass_on drops a cancelled turn it meets)
                 self._waiting[lane].remove(turn)
             raise
+
+    async def wait_unless_interactive_comes(self, seconds: float) -> bool:
+        """Hold the turn ``seconds`` (a bulk caller waiting out its slot); True as soon as an
+        interactive caller comes for the turn, which the holder should then give up."""
+        if self._waiting[Lane.INTERACTIVE]:
+            return True
+        if seconds <= 0:
+            return False
+        loop = asyncio.get_running_loop()
+        waited: asyncio.Future[bool] = loop.create_future()
+        self._bulk_wait = waited
+        timer = loop.call_later(seconds, _resolve, waited, False)
+        try:
+            return await waited
+        finally:
+            timer.cancel()
+            self._bulk_wait = None
 
     def pass_on(self) -> None:
         """End the current turn: give it to the next caller, interactive ones first."""
@@ -255,6 +295,11 @@ class _Turns:
                     turn.set_result(None)
                     return
         self._held = False
+
+
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 class RateLimiter:
