@@ -44,6 +44,7 @@ from worker.operations.emf import EmfEmitter
 from worker.operations.health import Check, health_app
 from worker.operations.signals import StopSignals
 from worker.pipeline.aws_retries import AWS_ERRORS
+from worker.pipeline.batching import MAX_BATCH
 from worker.pipeline.consumer import MAX_RECEIVE, JobQueue, Lanes, ReceivedMessage
 from worker.pipeline.decisions import RetryPolicy
 from worker.pipeline.idempotency import DynamoDbStore, IdempotencyStore, MemoryStore
@@ -757,9 +758,18 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
         # Batch only when there is something to batch with: the one job in flight sends its
         # result and its delete at once. (Set once the worker exists.)
         in_flight = [lambda: 0]
+        interactive_in_flight = [lambda: 0]
 
         def others_in_flight() -> bool:
             return in_flight[0]() > 1
+
+        def live_result_at_once(result: JobResult) -> bool:
+            """With two lanes, a live job's result does not wait for companions while its lane
+            is not busy: the bulk lane's pending results go along, and the live job's backend
+            is waiting for this one. A busy interactive lane (a batch's worth of its jobs in
+            flight) batches as usual, so a task at the quota on live work alone keeps its
+            batches full."""
+            return result.lane is Lane.INTERACTIVE and interactive_in_flight[0]() < MAX_BATCH
 
         queues = [
             JobQueue(
@@ -784,9 +794,7 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
             settings.results_topic_arn,
             linger_s=settings.batch_linger_s,
             linger_while=others_in_flight,
-            # With two lanes, a live job's result does not wait for companions: the bulk lane's
-            # results keep the batches full, and a live job's backend is waiting for this one.
-            at_once=_interactive_with_two_lanes if settings.bulk_jobs_queue_url else _never,
+            at_once=live_result_at_once if settings.bulk_jobs_queue_url else _never,
             observe=observe,
         )
         store: IdempotencyStore = MemoryStore()
@@ -837,6 +845,7 @@ async def _build_and_run(settings: Settings, exit_when_idle: bool, signals: Stop
             pacer_rate_rps=limiter.slowest_rate_rps,
         )
         in_flight[0] = lambda: worker.jobs_in_flight
+        interactive_in_flight[0] = lambda: worker.jobs_in_flight_of(Lane.INTERACTIVE)
         # Flushed on the way out, after the drain, within what is left of the flush budget.
         stack.push_async_callback(_flush, worker, lanes, publisher)
         await stack.enter_async_context(
@@ -874,10 +883,6 @@ def _writes_json_logs(settings: Settings) -> bool:
     """EMF lines belong in JSON logs only: a terminal's console log is for people."""
     log_format = settings.log_format.value
     return log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
-
-
-def _interactive_with_two_lanes(result: JobResult) -> bool:
-    return result.lane is Lane.INTERACTIVE
 
 
 def _never(_result: JobResult) -> bool:

@@ -4,8 +4,10 @@ The worker runs as a process against the local AWS, its Cognito calls through th
 which counts them per operation and username.
 """
 
+import re
 import signal
 import time
+import urllib.request
 
 from tests.support.fault_proxy import FaultProxy
 from tests.support.harness import (
@@ -19,7 +21,7 @@ from tests.support.harness import (
     through,
     wait_for,
 )
-from worker.local.aws import Stack, aws_client
+from worker.local.aws import Stack, aws_client, free_port
 
 PASSWORD = "Lane-Passw0rd!"
 BUDGET_RPS = 8.0  # UserCreation, for the whole run: the bulk backlog takes many seconds
@@ -32,6 +34,15 @@ def sign_ups(prefix: str, count: int) -> list[str]:
 
 def sign_up_calls(proxy: FaultProxy) -> int:
     return int(proxy.stats()["calls"].get("cognito-idp", {}).get("SignUp", 0))
+
+
+def publish_requests(health_port: int) -> float:
+    """The PublishBatch requests the worker has made, from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/metrics", timeout=2) as answer:
+        text = answer.read().decode()
+    pattern = r'^cognito_worker_aws_requests_total\{call="PublishBatch"\} (\S+)$'
+    found = re.search(pattern, text, re.M)
+    return float(found.group(1)) if found else 0.0
 
 
 def test_a_live_job_sent_behind_a_bulk_backlog_is_answered_first_and_bulk_resumes_at_the_budget(
@@ -138,3 +149,58 @@ def test_bulk_messages_are_received_only_as_fast_as_the_budget_takes_them(
     assert not run.events("job handed back to the queue")
     # About a second of calls waiting (4) plus one receive's worth (10), never the 54 slots.
     assert max(held) <= 16, held
+
+
+def test_a_live_jobs_result_does_not_wait_for_the_bulk_lanes_batch_to_fill(
+    stack: Stack, proxy: FaultProxy
+) -> None:
+    """Bulk results wait up to BATCH_LINGER_S for companions; a live job's result leaves at once,
+    taking the pending bulk results along."""
+    assert stack.bulk_jobs_queue_url is not None
+    enqueue(stack, *sign_ups("batched", 80), queue_url=stack.bulk_jobs_queue_url)
+    collector = ResultCollector(stack)
+    # At 2 results a second, a batch of bulk results waits the whole linger (5 s) to leave.
+    worker = start_worker(
+        stack, **through(proxy.url, RATE_USER_CREATION_RPS="2", BATCH_LINGER_S="5")
+    )
+    waits = []
+    try:
+        wait_for(lambda: sign_up_calls(proxy) >= 4, timeout_s=60)
+        for i in range(6):
+            sent_at = time.monotonic()
+            enqueue(stack, job("sign_up", job_id=f"live-{i}", username=f"live-{i}",
+                               password=PASSWORD))  # fmt: skip
+            wait_for(lambda i=i: f"live-{i}" in {r.body["job_id"] for r in collector.poll()})
+            waits.append(time.monotonic() - sent_at)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        run = finish(worker)
+    assert run.returncode == 0
+    # Within a pacer slot (0.5 s) and the round trips; behind the batch it would be 0-5 s, so
+    # six of them all under 2 s by chance is a 0.4 % event.
+    assert max(waits) < 2.0, waits
+    bulk_seen = collector.job_ids() - {f"live-{i}" for i in range(6)}
+    assert bulk_seen, "no bulk result came along"
+
+
+def test_a_busy_interactive_lane_still_batches_its_results(stack: Stack, proxy: FaultProxy) -> None:
+    """Publishing at once is for a live job that has no companions: a task busy with live work
+    alone (here 200 sign-ups at 40 a second) keeps its results ten to a request."""
+    assert stack.bulk_jobs_queue_url is not None
+    enqueue(stack, *sign_ups("busy", 200))
+    collector = ResultCollector(stack)
+    health_port = free_port()
+    worker = start_worker(
+        stack,
+        **through(proxy.url, RATE_USER_CREATION_RPS="40", HEALTH_PORT=str(health_port)),
+    )
+    try:
+        wait_for(lambda: len(collector.poll()) >= 200, timeout_s=90)
+        published_with = publish_requests(health_port)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        run = finish(worker)
+    assert run.returncode == 0
+    assert {r.body["status"] for r in collector.results} == {"succeeded"}
+    # One request a result if each left at once; batched, a few results a request.
+    assert published_with <= 0.35 * 200, published_with

@@ -14,6 +14,8 @@ from worker.telemetry.logs import get_logger
 
 log = get_logger("batching")
 
+MAX_BATCH = 10  # the most entries SQS's and SNS's batch calls take
+
 Entry = TypeVar("Entry")
 
 # One call sends a batch; it answers, per entry in order, None for success or the entry's error.
@@ -67,7 +69,7 @@ class Batcher(Generic[Entry]):
         self,
         send: SendBatch[Entry],
         *,
-        max_size: int = 10,
+        max_size: int = MAX_BATCH,
         linger_s: float = 0.02,
         linger_while: Callable[[], bool] = lambda: True,
         on_batch: Callable[[int], None] = lambda _size: None,
