@@ -57,6 +57,7 @@ class Scenario:
     live_throttles: int = 0
     live_throttled_share: float | None = None
     sqs_sns_requests_per_job: float = 0.0
+    sqs_sns_requests_by_call: dict[str, float] = field(default_factory=dict)
     worker_cpu_ms_per_job: float = 0.0
     worker_peak_rss_mb: float = 0.0
     kms_calls: int | None = None  # the workers' KMS calls (field decryption)

@@ -101,18 +101,15 @@ def cpu_by_role(endpoints: Endpoints) -> dict[str, float]:
     return total
 
 
-def _metrics(port: int) -> dict[str, float]:
-    """The worker's counters from /metrics: SQS+SNS requests, summed."""
+def _requests_by_call(port: int) -> dict[str, float] | None:
+    """The worker's SQS+SNS requests from /metrics, by call (None: no answer)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
             text = answer.read().decode()
     except OSError:
-        return {}
-    requests = sum(
-        float(value)
-        for value in re.findall(r"^cognito_worker_aws_requests_total\{[^}]*\} (\S+)$", text, re.M)
-    )
-    return {"sqs_sns_requests": requests}
+        return None
+    pattern = r'^cognito_worker_aws_requests_total\{call="([^"]+)"[^}]*\} (\S+)$'
+    return {call: float(value) for call, value in re.findall(pattern, text, re.M)}
 
 
 class Worker:
@@ -123,7 +120,7 @@ class Worker:
         self.process = start_worker(stack, **env, HEALTH_PORT=str(self.port))
         self.cpu_s = 0.0
         self.peak_rss_mb = 0.0
-        self.requests = 0.0
+        self.requests_by_call: dict[str, float] = {}
         self.finished = False
 
     def sample(self, scrape: bool) -> None:
@@ -135,7 +132,12 @@ class Worker:
         except OSError:
             return
         if scrape:
-            self.requests = _metrics(self.port).get("sqs_sns_requests", self.requests)
+            self.requests_by_call = _requests_by_call(self.port) or self.requests_by_call
+
+    @property
+    def requests(self) -> float:
+        """The SQS+SNS requests this worker made (as last sampled)."""
+        return sum(self.requests_by_call.values())
 
     def ready(self) -> bool:
         """Whether the worker answers its readiness check."""
@@ -227,6 +229,13 @@ def result_figures(
     scenario.fleet_throttles = throttles - scenario.live_throttles
     scenario.fleet_throttled_share = scenario.fleet_throttles / max(1, scenario.fleet_calls)
     scenario.sqs_sns_requests_per_job = sum(w.requests for w in workers) / scenario.jobs
+    by_call: dict[str, float] = {}
+    for worker in workers:
+        for call, count in worker.requests_by_call.items():
+            by_call[call] = by_call.get(call, 0.0) + count
+    scenario.sqs_sns_requests_by_call = {
+        call: round(count / scenario.jobs, 3) for call, count in sorted(by_call.items())
+    }
     scenario.worker_cpu_ms_per_job = sum(w.cpu_s for w in workers) * 1000 / scenario.jobs
     scenario.worker_peak_rss_mb = max(w.peak_rss_mb for w in workers)
     if scenario.producer_kms_calls is not None:

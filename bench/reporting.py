@@ -96,6 +96,8 @@ def report(
         print(f"one worker / baseline: {summary['worker_vs_baseline']:.1f}x")
     for r in results:
         print(f"{r.name}: CPU seconds by process {r.cpu_s}; failures {r.failures}")
+        if r.sqs_sns_requests_by_call:
+            print(f"{r.name}: SQS+SNS requests per job by call {r.sqs_sns_requests_by_call}")
         if r.capped:
             print(f"  capped: {r.capped}: these figures measure the machine, not the worker")
         for example in r.failed_examples:
