@@ -13,7 +13,7 @@ import aioboto3
 import pytest
 
 from tests.support.fault_proxy import FaultProxy
-from tests.support.harness import enqueue, read_results, run_worker, user_status
+from tests.support.harness import enqueue, read_results, run_worker, user_status, wait_for
 from worker.contract.jobs import ForgotPasswordJob, SignUpJob, decode_job
 from worker.local.aws import REGION, Stack, aws_client
 from worker.producer import (
@@ -475,6 +475,44 @@ def test_waiting_for_ones_own_jobs_on_a_shared_queue_returns_when_they_are_in(
     assert sorted(r.job_id or "" for r in theirs) == [f"theirs-{i}" for i in range(4)]
     assert time.monotonic() - started < 8  # back within HAND_BACK_S, then it stops at once
     assert read_results(stack) == []
+
+
+class CountingReceives:
+    """An SQS client that notes how many messages each receive brought."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.received: list[int] = []
+
+    def receive_message(self, **request: Any) -> Any:
+        answer = self._client.receive_message(**request)
+        self.received.append(len(answer.get("Messages", [])))
+        return answer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_results_received_but_not_taken_are_handed_back_when_the_reader_stops(
+    stack: Stack,
+) -> None:
+    sqs = aws_client("sqs", stack.endpoints.moto)
+    JobProducer(stack.jobs_queue_url, client=sqs).send_many(sign_ups(3, prefix="held"))
+    assert run_worker(stack).returncode == 0
+    counting = CountingReceives(sqs)
+    follower = ResultFollower(stack.results_queue_url, client=counting)
+    taken = []
+    for result in follower.follow(timeout_s=10, poll_s=1):
+        taken.append(result)
+        break  # the reader stops at its first result (as a Ctrl-C does)
+    assert counting.received[0] == 3  # one receive brought all three: two were held, not taken
+    started = time.monotonic()
+    rest = wait_for(lambda: read_results(stack), timeout_s=40)
+    # Handed back on the way out: visible again in HAND_BACK_S, not the queue's 30 s visibility.
+    assert time.monotonic() - started < 8
+    assert sorted(r.body["job_id"] for r in rest) == sorted(
+        {"held-0", "held-1", "held-2"} - {taken[0].job_id}
+    )
 
 
 async def test_the_async_follower_waits_for_its_jobs_by_job_or_message_id(stack: Stack) -> None:

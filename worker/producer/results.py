@@ -104,6 +104,17 @@ def _hand_backs(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def _unsettled(
+    received: list[dict[str, Any]], settled: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """What was received but neither handed to the caller nor handed back: the caller stopped
+    early (a ``break``, Ctrl-C), or was stopped between the receive and the hand-back. Handed
+    back now, such a result is visible again in :data:`HAND_BACK_S`, not after the queue's
+    whole visibility timeout."""
+    done = {message["ReceiptHandle"] for message in settled}
+    return [message for message in received if message["ReceiptHandle"] not in done]
+
+
 ResultFilter = Callable[[JobResult], bool]
 
 
@@ -133,7 +144,8 @@ class ResultFollower:
 
     Each result handed to you is deleted from the queue; messages that are not results are left
     for their owner, and (when waiting for given jobs) other jobs' results are handed back,
-    visible again after :data:`HAND_BACK_S`. On a queue many producers share, each still reads
+    visible again after :data:`HAND_BACK_S`; so are results received but not yet handed to you
+    when you stop reading (a ``break``, Ctrl-C). On a queue many producers share, each still reads
     every result: give a producer a queue of its own (:func:`temporary_results_queue`, or a
     subscription filtered on its ``batch`` or ``client_id``).
     """
@@ -204,17 +216,24 @@ class ResultFollower:
             if deadline is not None and left <= 0:
                 return
             answer = self._client.receive_message(**_receive_request(self.queue_url, left))
-            if stop_when_empty and not answer.get("Messages"):
+            received: list[dict[str, Any]] = answer.get("Messages", [])
+            if stop_when_empty and not received:
                 return
-            mine, others = _sort(answer.get("Messages", []), awaited, where)
-            self._hand_back(others)
-            handed: list[dict[str, Any]] = []
+            settled: list[dict[str, Any]] = []  # deleted or handed back
             try:
-                for key, result, message in mine:
-                    handed.append(message)
-                    yield key, result
+                mine, others = _sort(received, awaited, where)
+                self._hand_back(others)
+                settled += others
+                handed: list[dict[str, Any]] = []
+                try:
+                    for key, result, message in mine:
+                        handed.append(message)
+                        yield key, result
+                finally:
+                    self._delete(handed)
+                    settled += handed
             finally:
-                self._delete(handed)
+                self._hand_back(_unsettled(received, settled))
 
     def _delete(self, messages: list[dict[str, Any]]) -> None:
         if messages:
@@ -269,15 +288,22 @@ class AsyncResultFollower:
             if deadline is not None and left <= 0:
                 return
             answer = await self._client.receive_message(**_receive_request(self.queue_url, left))
-            mine, others = _sort(answer.get("Messages", []), awaited)
-            await self._hand_back(others)
-            handed: list[dict[str, Any]] = []
+            received: list[dict[str, Any]] = answer.get("Messages", [])
+            settled: list[dict[str, Any]] = []  # deleted or handed back
             try:
-                for key, result, message in mine:
-                    handed.append(message)
-                    yield key, result
+                mine, others = _sort(received, awaited)
+                await self._hand_back(others)
+                settled += others
+                handed: list[dict[str, Any]] = []
+                try:
+                    for key, result, message in mine:
+                        handed.append(message)
+                        yield key, result
+                finally:
+                    await self._delete(handed)
+                    settled += handed
             finally:
-                await self._delete(handed)
+                await self._hand_back(_unsettled(received, settled))
 
     async def _delete(self, messages: list[dict[str, Any]]) -> None:
         if messages:
