@@ -20,8 +20,9 @@ from tests.support.harness import (
     wait_for,
     worker_env,
 )
+from worker.importer.aws import TableLookup
 from worker.local.aws import Stack, aws_client, create_idempotency_table
-from worker.producer import JobStatus, look_up_job
+from worker.producer import JobStatus, look_up_job, look_up_jobs
 
 PASSWORD = "Corr3ct-Horse-Battery!"
 
@@ -67,6 +68,32 @@ def test_a_finished_job_is_looked_up_with_its_result(stack: Stack) -> None:
     assert missing.returncode == 3
     assert "no record" in missing.stdout
     assert PASSWORD not in shown.stdout + found.stdout
+
+
+def test_many_jobs_are_read_a_hundred_a_request_as_one_at_a_time_reads_them(stack: Stack) -> None:
+    """The import's resume reads its rows' records with BatchGetItem: the same states GetItem
+    gives, in the order asked, records and no-records mixed, across several requests."""
+    table = create_idempotency_table(stack.endpoints)
+    store = {"IDEMPOTENCY_STORE": "dynamodb", "IDEMPOTENCY_TABLE": table}
+    sent = [f"r{i}" for i in range(130)]
+    enqueue(stack, *(job("forgot_password", job_id=j, username=f"nobody-{j}") for j in sent))
+    assert run_worker(stack, **store).returncode == 0
+    asked = [f"{kind}{i}" for i in range(130) for kind in ("r", "never-sent-")]  # 260, mixed
+    dynamodb = aws_client("dynamodb", stack.endpoints.tables)
+
+    one_by_one = {
+        j: look_up_job(table, j, client_id=stack.client_id, client=dynamodb) for j in asked
+    }
+    batched = look_up_jobs(table, asked[:100], client_id=stack.client_id, client=dynamodb)
+    lookup = TableLookup(table, stack.client_id, region=None, client=dynamodb, concurrency=2)
+    many = list(lookup.look_up_many(asked))
+
+    assert [answer.job_id for answer in many] == asked
+    assert all(not answer.error for answer in many)
+    assert {answer.job_id: answer.state for answer in many} == one_by_one
+    assert batched == {j: one_by_one[j] for j in asked[:100]}
+    found = {j: state.status for j, state in one_by_one.items() if state is not None}
+    assert found == dict.fromkeys(sent, JobStatus.FINISHED)
 
 
 def test_a_job_waiting_for_its_next_delivery_is_pending_with_its_failures(stack: Stack) -> None:

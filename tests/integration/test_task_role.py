@@ -62,7 +62,7 @@ from worker.cognito.fleet import ROSTER_KEY
 from worker.cognito.secret_hash import secret_hash
 from worker.contract.fields import FieldEncryptor
 from worker.local.aws import REGION, Endpoints, Stack
-from worker.producer import prepare_job
+from worker.producer import look_up_jobs, prepare_job
 
 PASSWORD = "Iam-Passw0rd!"
 NEW_PASSWORD = "Iam-New-Passw0rd!"
@@ -673,6 +673,11 @@ def test_the_stacks_operator_policy_runs_check_dlq_and_job_and_nothing_less_does
                            ReceiptHandle=message["ReceiptHandle"])  # fmt: skip
     looked_up = operator_tool(iam, operator, tmp_path, "job", stranded)
     assert looked_up.returncode == 3, looked_up.stdout + looked_up.stderr  # 3: no record of it
+    # An import's --resume reads the rows an earlier run sent, a hundred a BatchGetItem.
+    table = iam.outputs["IdempotencyTableName"]
+    resumed = look_up_jobs(table, [stranded, "another"], client_id=iam.stack.client_id,
+                           client=iam.aws.client("dynamodb", operator))  # fmt: skip
+    assert resumed == {stranded: None, "another": None}
     checked = operator_tool(iam, operator, tmp_path, "check")
     # The probe's AdminGetUser on the pool (CheckPool): the pool found, under the policy alone.
     assert (
@@ -691,3 +696,6 @@ def test_the_stacks_operator_policy_runs_check_dlq_and_job_and_nothing_less_does
     assert "AccessDenied" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
     looked_up = operator_tool(iam, stranger, tmp_path, "job", stranded)
     assert looked_up.returncode == 1, looked_up.stdout + looked_up.stderr
+    with pytest.raises(ClientError, match="AccessDenied"):
+        look_up_jobs(table, [stranded], client_id=iam.stack.client_id,
+                     client=iam.aws.client("dynamodb", stranger))  # fmt: skip

@@ -40,7 +40,12 @@ from worker.producer import (
 from worker.producer import (
     ResultFollower as ProducerFollower,
 )
-from worker.producer.lookup import default_client_id, look_up_job
+from worker.producer.lookup import (
+    BATCH_GET_MAX,
+    UnprocessedKeysError,
+    default_client_id,
+    look_up_jobs,
+)
 
 # Batches in flight at once: enough to hide SQS's latency, few enough that a Ctrl-C lands
 # after a handful of batches.
@@ -162,8 +167,8 @@ def aws_endpoints_from_env(
 
 
 class TableLookup:
-    """The jobs' records in the idempotency table, read with :func:`look_up_job` (one
-    consistent GetItem each, several in flight)."""
+    """The jobs' records in the idempotency table, read with :func:`look_up_jobs` (one
+    consistent BatchGetItem a hundred jobs, several in flight)."""
 
     def __init__(
         self,
@@ -183,23 +188,39 @@ class TableLookup:
             config=Config(max_pool_connections=concurrency, retries={"mode": "standard"}),
         )
 
-    def _one(self, job_id: str) -> LookedUp:
+    def _batch(self, job_ids: list[str]) -> list[LookedUp]:
         try:
-            state = look_up_job(self._table, job_id, client_id=self._client_id, client=self._client)
+            states = look_up_jobs(
+                self._table, job_ids, client_id=self._client_id, client=self._client
+            )
         except ClientError as error:
             details = error.response.get("Error", {})
             code = details.get("Code") or "ClientError"
-            return LookedUp(job_id, None, f"{code}: {one_line(str(details.get('Message') or ''))}")
+            problem = f"{code}: {one_line(str(details.get('Message') or ''))}"
+            return [LookedUp(job_id, None, problem) for job_id in job_ids]
         except BotoCoreError as error:
-            return LookedUp(job_id, None, one_line(f"{type(error).__name__}: {error}"))
-        return LookedUp(job_id, state)
+            problem = one_line(f"{type(error).__name__}: {error}")
+            return [LookedUp(job_id, None, problem) for job_id in job_ids]
+        except UnprocessedKeysError as error:
+            return [
+                LookedUp(job_id, error.read[job_id])
+                if job_id in error.read
+                else LookedUp(job_id, None, str(error))
+                for job_id in job_ids
+            ]
+        return [LookedUp(job_id, states[job_id]) for job_id in job_ids]
 
     def look_up_many(self, job_ids: Iterable[str]) -> Iterator[LookedUp]:
         """One answer per job id, in order; a chunk at a time, so memory stays flat."""
         ids = iter(job_ids)
         with ThreadPoolExecutor(self._concurrency) as pool:
-            while chunk := list(itertools.islice(ids, 500)):
-                yield from pool.map(self._one, chunk)
+            while chunk := list(itertools.islice(ids, BATCH_GET_MAX * self._concurrency)):
+                batches = [
+                    chunk[start : start + BATCH_GET_MAX]
+                    for start in range(0, len(chunk), BATCH_GET_MAX)
+                ]
+                for answers in pool.map(self._batch, batches):
+                    yield from answers
 
 
 def lookup_from_env(

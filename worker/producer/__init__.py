@@ -26,7 +26,14 @@ from worker.producer.jobs import (
     new_job_id,
     prepare_job,
 )
-from worker.producer.lookup import JobState, JobStatus, async_look_up_job, look_up_job
+from worker.producer.lookup import (
+    JobState,
+    JobStatus,
+    UnprocessedKeysError,
+    async_look_up_job,
+    look_up_job,
+    look_up_jobs,
+)
 from worker.producer.results import (
     AsyncResultFollower,
     ResultFollower,
@@ -52,10 +59,12 @@ __all__ = [
     "ResultFollower",
     "SendReport",
     "SentJob",
+    "UnprocessedKeysError",
     "WaitOutcome",
     "async_look_up_job",
     "async_temporary_results_queue",
     "look_up_job",
+    "look_up_jobs",
     "new_job_id",
     "parse_result",
     "prepare_job",

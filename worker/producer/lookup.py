@@ -12,15 +12,16 @@ The worker keeps one item per (app client, job id) in the table it uses with
 ``IDEMPOTENCY_STORE=dynamodb``: while the job is worked on or waits for its next delivery, its
 history (deliveries that failed or were deferred, whether a request may have reached Cognito
 without an answer); once finished, the result it published, for ``IDEMPOTENCY_TTL_S``. No item
-holds a secret. A lookup is one ``dynamodb:GetItem``, and needs no other permission. A worker with
-the memory store keeps its records in its own process: there is nothing to look up.
+holds a secret. A lookup is one ``dynamodb:GetItem``, and needs no other permission;
+:func:`look_up_jobs` reads up to 100 jobs with one ``dynamodb:BatchGetItem``. A worker with the
+memory store keeps its records in its own process: there is nothing to look up.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -31,6 +32,12 @@ import boto3
 from worker.contract.jobs import JobResult
 from worker.contract.records import job_key
 from worker.producer.region import sdk_region
+
+BATCH_GET_MAX = 100  # the most keys one BatchGetItem takes
+# UnprocessedKeys (the table's read capacity, or the answer's 16 MB) are asked for again after
+# 50 ms, doubling up to 1.6 s: about 3 s in all before the lookup gives them up.
+_UNPROCESSED_ATTEMPTS = 7
+_UNPROCESSED_FIRST_WAIT_S = 0.05
 
 
 class JobStatus(StrEnum):
@@ -141,3 +148,57 @@ async def async_look_up_job(
     answer = await client.get_item(**_request(table, client_id, job_id))
     item = answer.get("Item")
     return read_job_state(item, client_id, job_id) if item else None
+
+
+class UnprocessedKeysError(Exception):
+    """DynamoDB left some of a :func:`look_up_jobs` batch unread, attempt after attempt."""
+
+    def __init__(self, job_ids: Sequence[str], read: Mapping[str, JobState | None]) -> None:
+        super().__init__(
+            f"DynamoDB left {len(job_ids)} job(s) unread after {_UNPROCESSED_ATTEMPTS} attempts "
+            "(UnprocessedKeys: the table's read capacity); try again later"
+        )
+        self.job_ids = tuple(job_ids)  # the jobs not read
+        self.read = dict(read)  # the others, as look_up_jobs would have answered them
+
+
+def look_up_jobs(
+    table: str,
+    job_ids: Sequence[str],
+    *,
+    client_id: str,
+    client: Any = None,
+    region_name: str | None = None,
+    endpoint_url: str | None = None,
+) -> dict[str, JobState | None]:
+    """The states of up to :data:`BATCH_GET_MAX` jobs of one app client, with one consistent
+    ``dynamodb:BatchGetItem`` (boto3): each job id to its state, or None when the table holds
+    no live record of it. Keys DynamoDB leaves unprocessed are asked for again, with a growing
+    pause; those still unread after about 3 s raise :class:`UnprocessedKeysError`.
+    """
+    ids = list(dict.fromkeys(job_ids))  # a key twice in one request is a ValidationException
+    if len(ids) > BATCH_GET_MAX:
+        raise ValueError(f"at most {BATCH_GET_MAX} job ids a call, not {len(ids)}")
+    if client is None:
+        client = boto3.client(
+            "dynamodb", region_name=sdk_region(region_name), endpoint_url=endpoint_url
+        )
+    job_of_key = {job_key(client_id, job_id): job_id for job_id in ids}
+    states: dict[str, JobState | None] = dict.fromkeys(ids)
+    keys = [{"pk": {"S": key}} for key in job_of_key]
+    wait_s = _UNPROCESSED_FIRST_WAIT_S
+    for attempt in range(_UNPROCESSED_ATTEMPTS):
+        if attempt:
+            time.sleep(wait_s)
+            wait_s *= 2
+        answer = client.batch_get_item(RequestItems={table: {"Keys": keys, "ConsistentRead": True}})
+        for item in answer.get("Responses", {}).get(table, []):
+            job_id = job_of_key[item["pk"]["S"]]
+            states[job_id] = read_job_state(item, client_id, job_id)
+        keys = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+        if not keys:
+            return states
+    unread = [job_of_key[key["pk"]["S"]] for key in keys]
+    for job_id in unread:
+        del states[job_id]
+    raise UnprocessedKeysError(unread, states)
