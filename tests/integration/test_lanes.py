@@ -83,6 +83,9 @@ def test_a_live_job_sent_behind_a_bulk_backlog_is_answered_first_and_bulk_resume
     assert {by_id[f"bulk-{i}"].attributes["lane"] for i in range(120)} == {"bulk"}
     assert {r.body["status"] for r in collector.results} == {"succeeded"}
     assert proxy.stats()["effects"]["SignUp"] == {f"bulk-{i}": 1 for i in range(120)} | {"live": 1}
+    # The log tells the lanes apart too.
+    logged = {event["job_id"]: event["lane"] for event in run.events("job finished")}
+    assert logged == {f"bulk-{i}": "bulk" for i in range(120)} | {"live": "interactive"}
 
 
 def test_a_stop_during_both_lanes_work_drains_both_and_a_new_worker_finishes_each_job_once(

@@ -97,6 +97,23 @@ def test_send_from_stdin_to_the_bulk_lane_and_wait_for_the_result(stack: Stack) 
     assert PASSWORD not in sent.stdout + sent.stderr + waited.stdout + waited.stderr + bulk.stdout
 
 
+def test_results_filtered_by_lane(stack: Stack) -> None:
+    for job_id, lane in (("l-1", "bulk"), ("l-2", "interactive"), ("l-3", "bulk")):
+        done = cli(stack, "send", "--type", "forgot_password", "--username", f"u-{job_id}",
+                   "--job-id", job_id, "--lane", lane)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    assert run_worker(stack).returncode == 0
+    bulk = cli(stack, "results", "--lane", "bulk")
+    # (Handed back for 2 s: a read at once would find the queue empty and stop.)
+    interactive = cli(stack, "results", "--lane", "interactive", "--follow", "--timeout", "8")
+    assert bulk.returncode == 0, bulk.stderr
+    assert sorted((r["job_id"], r["lane"]) for r in lines(bulk.stdout)) == [
+        ("l-1", "bulk"), ("l-3", "bulk")
+    ]  # fmt: skip
+    # The bulk read handed the live job's result back: it is there for the next reader.
+    assert [(r["job_id"], r["lane"]) for r in lines(interactive.stdout)] == [("l-2", "interactive")]
+
+
 def test_a_job_the_worker_would_reject_is_not_sent_and_its_reason_names_no_value(
     stack: Stack,
 ) -> None:

@@ -690,7 +690,8 @@ def _arguments(argv: Sequence[str] | None, prog: str) -> argparse.Namespace:
         prog=prog,
         description="Run an embedded local AWS (moto server and a Cognito front that checks "
         "SecretHash) on 127.0.0.1, provision a user pool with a secret-bearing client, the jobs "
-        "queue, its dead-letter queue, the results topic and a results queue subscribed to it, "
+        "queue and the bulk jobs queue (the two lanes) each with its dead-letter queue, the "
+        "results topic and a results queue subscribed to it, "
         "print the environment to export, and serve until Ctrl-C. Needs the 'local' extra.",
     )
     parser.add_argument(

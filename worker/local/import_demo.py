@@ -130,7 +130,8 @@ def run_import_demo(stack: Stack, out: Path) -> ImportDemo:
             live_status, answered_at, done_then = _wait_for_live_result(stack)
             print(f"\n  live sign-up '{_LIVE_USER}' sent to the interactive lane while the import "
                   f"ran: {live_status} in {answered_at - sent_at:.2f} s; the import had "
-                  f"{done_then} of its {_GENERATED + 4} rows done then\n",
+                  f"{done_then} of the {_GENERATED + 3} rows it sent done then (its invalid "
+                  "row is never sent)\n",
                   flush=True)  # fmt: skip
             exit_code = importing.wait(timeout=120)
         finally:

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from worker.contract.jobs import JobType
+from worker.contract.jobs import JobType, Lane
 
 # Standard library only at module level (see worker.__main__).
 if TYPE_CHECKING:
@@ -110,6 +110,10 @@ def add_send_parsers(commands: Any) -> None:
     results.add_argument(
         "--status", action="append", default=[], choices=("succeeded", "failed", "rejected"),
         help="only results of this status (repeatable)",
+    )  # fmt: skip
+    results.add_argument(
+        "--lane", action="append", default=[], choices=[lane.value for lane in Lane],
+        help="only results of jobs from this lane (repeatable)",
     )  # fmt: skip
     results.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after SECONDS")
     results.add_argument("--queue-url", help="default: RESULTS_QUEUE_URL")
@@ -244,6 +248,7 @@ def _matches(args: argparse.Namespace) -> Any:
             (not args.batch or result.batch in args.batch)
             and (not args.client_id or result.client_id in args.client_id)
             and (not args.status or result.status.value in args.status)
+            and (not args.lane or result.lane.value in args.lane)
         )
 
     return accepts

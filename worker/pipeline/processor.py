@@ -484,10 +484,13 @@ class JobProcessor:
             job_id=result.job_id,
             type=result.type.value if result.type else None,
             client_id=result.client_id,
+            lane=result.lane.value,
             status=result.status.value,
             error_code=result.error.code if result.error else None,
             detail=result.detail,
             attempts=result.attempts,
+            # From the start of the job's processing to its delete sent: beyond the result's own
+            # received_at to finished_at, its publish and the delete's batch (BATCH_LINGER_S).
             duration_ms=round((time.monotonic() - started) * 1000, 1),
             published=published,
         )
