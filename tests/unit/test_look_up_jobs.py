@@ -98,3 +98,5 @@ def test_more_than_a_hundred_at_once_is_refused_and_a_repeat_is_asked_once() -> 
     states = look_up_jobs(TABLE, ["job-3", "job-3", "job-4"], client_id=CLIENT, client=table)
     assert table.requests == [[job_key(CLIENT, "job-3"), job_key(CLIENT, "job-4")]]
     assert list(states) == ["job-3", "job-4"]
+    assert look_up_jobs(TABLE, [], client_id=CLIENT, client=table) == {}
+    assert len(table.requests) == 1  # nothing asked for, nothing sent

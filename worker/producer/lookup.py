@@ -179,6 +179,8 @@ def look_up_jobs(
     ids = list(dict.fromkeys(job_ids))  # a key twice in one request is a ValidationException
     if len(ids) > BATCH_GET_MAX:
         raise ValueError(f"at most {BATCH_GET_MAX} job ids a call, not {len(ids)}")
+    if not ids:
+        return {}  # (DynamoDB refuses a request without keys)
     if client is None:
         client = boto3.client(
             "dynamodb", region_name=sdk_region(region_name), endpoint_url=endpoint_url
